@@ -1,0 +1,19 @@
+"""App configuration: registers system checks and records the release this process booted."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ZeroDeployConfig(AppConfig):
+    name = "django_zerodeploy"
+    verbose_name = "Deployments"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the checks)
+        from . import release
+
+        # Pin the release now, at boot: /healthz/ must report what this process loaded,
+        # not whatever the checkout holds later.
+        release.boot_release()

@@ -1,0 +1,1 @@
+"""Gunicorn hooks (placeholder; the reload issue fills this in)."""

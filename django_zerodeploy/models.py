@@ -1,0 +1,93 @@
+"""Deploy records. Written as the deploy goes, so a killed deploy leaves an honest row."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Deployment(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        NOTHING = "nothing", "nothing to deploy"
+        FAILED = "failed", "failed"
+        ROLLED_BACK = "rolled_back", "rolled back"
+        INTERRUPTED = "interrupted", "interrupted"
+
+    class Trigger(models.TextChoices):
+        CLI = "cli", "command line"
+        ADMIN = "admin", "admin"
+        WEBHOOK = "webhook", "webhook"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.CLI)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, help_text="Who started it (OS user for the CLI).")
+    host = models.CharField(max_length=255, blank=True, db_index=True)
+    pid = models.IntegerField(null=True, blank=True)
+    ref = models.CharField(max_length=255, blank=True)
+    previous_sha = models.CharField(max_length=40, blank=True)
+    target_sha = models.CharField(max_length=40, blank=True, db_index=True)
+    subject = models.CharField(max_length=500, blank=True)
+    commits = models.JSONField(default=list, blank=True, help_text="[[sha, subject], ...] from previous to target.")
+    options = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True, help_text="Outcome in one sentence.")
+    applied_migrations = models.JSONField(default=list, blank=True)
+    unsafe_migrations_acknowledged = models.BooleanField(default=False)
+    mixed_window_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("trigger_deploy", "Can start deploys and rollbacks")]
+
+    def __str__(self) -> str:
+        return f"Deployment #{self.pk} {self.short_sha or '?'} ({self.status})"
+
+    @property
+    def short_sha(self) -> str:
+        return self.target_sha[:10]
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class DeploymentStep(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        OK = "ok", "ok"
+        SKIPPED = "skipped", "skipped"
+        FAILED = "failed", "failed"
+        ROLLED_BACK = "rolled_back", "rolled back"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    detail = models.CharField(max_length=500, blank=True, help_text="Why it ran or was skipped.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    returncode = models.IntegerField(null=True, blank=True)
+    output = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["deployment", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status}"

@@ -1,0 +1,54 @@
+"""Fixtures every test reuses: a real example site in git, real Gunicorn, a real load."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.gunicorn import Gunicorn
+from tests.support.load import LoadGenerator
+from tests.support.site import Site, make_site
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    """origin, dev and server clones of the example project, migrated and collected."""
+    return make_site(tmp_path / "site")
+
+
+@pytest.fixture
+def gunicorn_factory(site: Site) -> Iterator[Callable[..., Gunicorn]]:
+    """Start Gunicorn masters for ``site``; every one is stopped at teardown."""
+    started: list[Gunicorn] = []
+
+    def start(**kwargs: object) -> Gunicorn:
+        server = Gunicorn(site, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def gunicorn(gunicorn_factory: Callable[..., Gunicorn]) -> Gunicorn:
+    """A running Gunicorn (2 sync workers, TCP on a free loopback port)."""
+    return gunicorn_factory()
+
+
+@pytest.fixture
+def load_factory() -> Iterator[Callable[..., LoadGenerator]]:
+    """Bounded load generators; any still running at teardown are stopped."""
+    made: list[LoadGenerator] = []
+
+    def make(**kwargs: object) -> LoadGenerator:
+        gen = LoadGenerator(**kwargs)  # type: ignore[arg-type]
+        made.append(gen)
+        return gen
+
+    yield make
+    for gen in made:
+        gen.stop()
