@@ -91,3 +91,20 @@ class DeploymentStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.status}"
+
+
+class WebhookDelivery(models.Model):
+    """Delivery ids already seen, so a replayed webhook is refused."""
+
+    provider = models.CharField(max_length=20)
+    delivery_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField(default=timezone.now)
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "delivery_id"], name="zerodeploy_unique_delivery")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.delivery_id}"
