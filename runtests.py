@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
 """Run the test suite: ``python3 runtests.py [pytest args]``.
 
-Creates ``.venv`` (Python 3.11+, the newest supported Django) on first use and re-runs itself
-inside it, so a fresh machine with only Python 3 and git needs nothing else.
+Needs only Python 3.11+ and git: it creates ``.venv`` (the project, editable, with its test and
+docs tools) on first use, or again when pyproject.toml changed, and runs pytest in it.
 
-    python3 runtests.py                       # the full suite (what CI runs)
-    python3 runtests.py -m "not integration"  # the fast unit tests
-    python3 runtests.py --matrix              # full suite + fast tests on Django 4.2 and 6.x
+    python3 runtests.py                          # everything (what CI runs): the full suite on
+                                                 # Python 3.11 + Django 5.2, then the fast tests
+                                                 # on Django 4.2 and on the newest Django 6.x
+    python3 runtests.py -m "not integration"     # only the fast tests, in .venv
+    python3 runtests.py tests/test_git_wrapper.py -x
+    python3 runtests.py --matrix -k settings     # your arguments, plus the matrix
+    python3 runtests.py --setup-only             # only create/refresh .venv, print its python
+
+Arguments are passed to pytest. The matrix needs Python 3.12 for Django 6.x (from PATH or
+pyenv); without it a local run says so and skips that combination, CI (CI=true) fails.
 """
 
 from __future__ import annotations
@@ -15,72 +22,113 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_VENV = ROOT / ".venv"
-# (venv folder, python to create it with, Django requirement) for the extra combinations.
+MAIN_VENV = ROOT / ".venv"
+MIN_PYTHON = (3, 11)
+FAST = ["-m", "not integration"]
+SKIPPED = -1  # a local run without the interpreter for one combination
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One extra (Python, Django) pair on which the fast tests run."""
+
+    venv: str
+    python: str
+    django: str
+
+
 MATRIX = [
-    (".venv-django42", "python3.11", "Django>=4.2,<5.0"),
-    (".venv-django6", "python3.12", "Django>=6.0,<6.1"),
+    Combination(".venv-django42", "python3.11", "Django>=4.2,<5.0"),
+    Combination(".venv-django6", "python3.12", "Django>=6.0,<7.0"),
 ]
 
 
 def find_python(name: str) -> str | None:
-    """A Python interpreter by name, from PATH or from pyenv's versions."""
-    found = shutil.which(name)
-    if found:
-        return found
+    """A Python interpreter by name (``python3.12``), from PATH or from pyenv's versions."""
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     version = name.removeprefix("python")
-    for candidate in sorted(pyenv_root.glob(f"versions/{version}*/bin/python{version}"), reverse=True):
+    # pyenv's own builds first: a pyenv shim on PATH fails when that version is not selected
+    for candidate in sorted(pyenv_root.glob(f"versions/{version}.*/bin/{name}"), reverse=True):
         return str(candidate)
+    found = shutil.which(name)
+    if found and subprocess.call([found, "-c", ""], stderr=subprocess.DEVNULL) == 0:
+        return found
     return None
 
 
-def ensure_venv(venv: Path = DEFAULT_VENV, python: str = sys.executable, django: str | None = None) -> Path:
-    """Create ``venv`` with the project (editable) and its test tools, once. Returns its python."""
+def ensure_venv(venv: Path, python: str, extras: str, django: str | None = None) -> Path:
+    """Create ``venv`` with the project installed editable; reinstall when pyproject changes.
+    Returns the venv's python."""
     bin_python = venv / "bin" / "python"
     marker = venv / ".zerodeploy-installed"
-    wanted = (ROOT / "pyproject.toml").read_text() + (django or "")
-    if marker.exists() and marker.read_text() == wanted:
+    wanted = f"{python}\n{extras}\n{django}\n" + (ROOT / "pyproject.toml").read_text()
+    if bin_python.exists() and marker.exists() and marker.read_text() == wanted:
         return bin_python
     if not bin_python.exists():
-        print(f"Creating {venv.name} with {python} ...", flush=True)
+        print(f"runtests: creating {venv.name} with {python}", flush=True)
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    print(
+        f"runtests: installing the project into {venv.name} ({django or 'newest Django'})",
+        flush=True,
+    )
     pip = [str(bin_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    extras = ["-e", f"{ROOT}[test,docs]"]
-    subprocess.run([*pip, *extras, *([django] if django else [])], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]", *([django] if django else [])], check=True)
     marker.write_text(wanted)
     return bin_python
 
 
-def in_venv(venv: Path) -> bool:
-    return Path(sys.prefix).resolve() == venv.resolve()
-
-
 def run_pytest(python: Path, args: list[str]) -> int:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'example_project'}")
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # would override pyproject's tests.settings
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "example_project")])
     return subprocess.call([str(python), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
 def main(argv: list[str]) -> int:
-    matrix = "--matrix" in argv
+    if sys.version_info < MIN_PYTHON:
+        print(
+            f"runtests: Python {'.'.join(map(str, MIN_PYTHON))}+ is needed, this is {sys.version.split()[0]}",
+            file=sys.stderr,
+        )
+        return 2
+    if argv == ["--setup-only"]:  # CI: create .venv for the lint and docs steps
+        print(ensure_venv(MAIN_VENV, sys.executable, "test,docs"))
+        return 0
+    matrix = "--matrix" in argv or not argv
     args = [a for a in argv if a != "--matrix"]
-    python = ensure_venv()
-    code = run_pytest(python, args)
-    if not matrix:
-        return code
-    for folder, interpreter, django in MATRIX:
-        found = find_python(interpreter)
-        if not found:
-            print(f"{interpreter} not found: cannot test {django}", file=sys.stderr)
-            return 1
-        print(f"\n== fast tests with {django} on {interpreter} ==", flush=True)
-        extra_python = ensure_venv(ROOT / folder, found, django)
-        code = code or run_pytest(extra_python, ["-m", "not integration", "-q", *args])
-    return code
+    on_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+    results: list[tuple[str, int]] = []
+    python = ensure_venv(MAIN_VENV, sys.executable, "test,docs")
+    print(
+        f"\n== tests on Python {sys.version_info[0]}.{sys.version_info[1]} in .venv ==", flush=True
+    )
+    results.append(("main: " + (" ".join(args) or "full suite"), run_pytest(python, args)))
+
+    if matrix:
+        for combo in MATRIX:
+            label = f"fast tests, {combo.django}, {combo.python}"
+            interpreter = find_python(combo.python)
+            if not interpreter:
+                print(
+                    f"runtests: {combo.python} not found: cannot run the {label}", file=sys.stderr
+                )
+                results.append((f"{label}: {combo.python} not found", 1 if on_ci else SKIPPED))
+                continue
+            print(f"\n== {label} ==", flush=True)
+            venv_python = ensure_venv(ROOT / combo.venv, interpreter, "test", combo.django)
+            # exit code 5 (no test collected) is a failure like any other non-zero code
+            results.append((label, run_pytest(venv_python, [*FAST, "-q", *args])))
+
+    print("\nruntests summary:")
+    for label, code in results:
+        status = {0: "ok  ", SKIPPED: "skip"}.get(code, f"FAIL (exit {code})")
+        print(f"  {status} {label}")
+    return next((code for _, code in results if code not in (0, SKIPPED)), 0)
 
 
 if __name__ == "__main__":

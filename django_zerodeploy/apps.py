@@ -12,6 +12,8 @@ class ZeroDeployConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the checks)
+        from . import qcluster_checks  # noqa: F401  (Q_CLUSTER warnings)
+        from .health import checks_config  # noqa: F401  (HEALTH_CHECKS entries)
         from . import release
 
         # Pin the release now, at boot: /healthz/ must report what this process loaded,

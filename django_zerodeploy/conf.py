@@ -1,14 +1,21 @@
 """The one place that reads ``settings.ZERODEPLOY``.
 
-Every key has a documented default here; ``checks.py`` validates the dict through Django's
-system check framework so a bad value is an ``Error`` with an id, never a traceback at use.
-Values are read on each access, so ``override_settings`` works in tests.
+Every key has a documented default here (``KEYS``); ``checks.py`` validates the dict through
+Django's system check framework so a bad value is an ``Error`` with an id, never a traceback at
+use. Values are read on each access, so ``override_settings`` works in tests.
+
+``KEYS`` is also the source of the configuration table in docs/configuration.md:
+``python -m django_zerodeploy.conf --write docs/configuration.md`` regenerates it, and a test
+fails when the page and ``KEYS`` disagree.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,19 +53,21 @@ class Key:
 
 
 _NONE = type(None)
+_PATH = (str, os.PathLike, _NONE)
 
+# fmt: off
 KEYS: dict[str, Key] = {
-    "REPO_DIR": Key(None, (str, os.PathLike, _NONE), "Git checkout to deploy. Default: the git top level of settings.BASE_DIR."),
+    "REPO_DIR": Key(None, _PATH, "Git checkout to deploy. Default: the git top level of settings.BASE_DIR."),
     "REMOTE": Key("origin", (str,), "Git remote to fetch from."),
     "BRANCH": Key(None, (str, _NONE), "Branch to deploy. Default: the upstream of the checked-out branch."),
     "REQUIREMENTS": Key("requirements.txt", (str, list, tuple), "Requirements file(s), relative to REPO_DIR."),
-    "GUNICORN_PIDFILE": Key(None, (str, os.PathLike, _NONE), "Gunicorn master pidfile. Default: found with psutil."),
+    "GUNICORN_PIDFILE": Key(None, _PATH, "Gunicorn master pidfile. Default: found with psutil."),
     "GUNICORN_SYSTEMD_UNIT": Key(None, (str, _NONE), "systemd unit that runs Gunicorn (MainPID is the master)."),
     "RELOAD_STRATEGY": Key("usr2", (str,), "How to reload Gunicorn: usr2, hup or systemd.", RELOAD_STRATEGIES),
     "RELOAD_TIMEOUT": Key(60, (int, float), "Seconds to wait for a new generation of workers to be ready."),
     "HEALTHZ_URL": Key(None, (str, _NONE), "URL of /healthz/ on this host, used to verify the release after a reload."),
     "SMOKE_URLS": Key([], (list, tuple), "Paths requested in-process before a release takes traffic; any 5xx refuses it."),
-    "RUNTIME_DIR": Key(None, (str, os.PathLike, _NONE), "Where readiness files, locks and drain flags live (outside the repository)."),
+    "RUNTIME_DIR": Key(None, _PATH, "Where readiness files, locks and drain flags live (outside the repository)."),
     "RELEASE_ID": Key(None, (str, _NONE), "Release id to report when there is no .git (else a REVISION file, else git)."),
     "VERSION": Key(None, (str, _NONE), "Human version reported by /healthz/."),
     "EXTRA_STEPS": Key([], (list, tuple), "Extra commands: dicts {'name', 'after', 'command': [argv...]}."),
@@ -80,6 +89,18 @@ KEYS: dict[str, Key] = {
     "MIGRATION_LOCK_TIMEOUT": Key("5s", (str, int), "PostgreSQL lock_timeout for the migrate step."),
     "MIGRATION_STATEMENT_TIMEOUT": Key(0, (str, int), "PostgreSQL statement_timeout for the migrate step (0: none)."),
     "MIGRATION_RETRIES": Key(3, (int,), "Attempts of a migrate step that hit the lock timeout."),
+}
+# fmt: on
+
+# Every id the settings check can report, with what it means (documented in configuration.md).
+CHECK_IDS: dict[str, str] = {
+    "zerodeploy.E001": "ZERODEPLOY is not a dict.",
+    "zerodeploy.E002": "Unknown key (a typo, usually: the hint names the closest key).",
+    "zerodeploy.E003": "A value of the wrong type.",
+    "zerodeploy.E004": "A value that is not one of the allowed choices (RELOAD_STRATEGY).",
+    "zerodeploy.E005": "A value of the right type that cannot work (a pidfile path that is a "
+    "directory, a negative timeout, a shell string as an extra step, ...).",
+    "zerodeploy.W001": "RELOAD_STRATEGY is 'systemd' but GUNICORN_SYSTEMD_UNIT is not set.",
 }
 
 
@@ -128,38 +149,95 @@ class AppSettings:
 
 app_settings = AppSettings()
 
+Problem = tuple[str, str, str, str]
 
-def validate(user: Any) -> list[tuple[str, str, str, str]]:
+
+def validate(user: Any) -> list[Problem]:
     """Problems with a ZERODEPLOY value as (level, id, message, hint); used by the system check."""
-    problems: list[tuple[str, str, str, str]] = []
     if user is None:
-        return problems
+        return []
     if not isinstance(user, dict):
-        return [("error", "zerodeploy.E001", "ZERODEPLOY must be a dict.", "Set ZERODEPLOY = {...} in settings.")]
+        return [
+            (
+                "error",
+                "zerodeploy.E001",
+                f"ZERODEPLOY must be a dict, not {type(user).__name__}.",
+                "Set ZERODEPLOY = {...} in settings; see the configuration table in the docs.",
+            )
+        ]
+    problems: list[Problem] = []
     for name in user:
         if name not in KEYS:
-            close = [k for k in KEYS if k.startswith(str(name)[:4])]
-            hint = f"Did you mean {close[0]}?" if close else "See the configuration table in the docs."
+            close = difflib.get_close_matches(str(name).upper(), KEYS, n=1, cutoff=0.6)
+            hint = (
+                f"Did you mean {close[0]!r}?"
+                if close
+                else "See the configuration table in the docs."
+            )
             problems.append(("error", "zerodeploy.E002", f"Unknown ZERODEPLOY key {name!r}.", hint))
     for name, key in KEYS.items():
-        if name not in user:
-            continue
-        value = user[name]
-        if isinstance(value, bool) and bool not in key.types:
-            ok = False
-        else:
-            ok = isinstance(value, key.types)
-        if not ok:
-            wanted = " or ".join("None" if t is _NONE else t.__name__ for t in key.types)
-            problems.append(("error", "zerodeploy.E003", f"ZERODEPLOY[{name!r}] must be {wanted}, not {type(value).__name__}.", key.doc))
-            continue
-        if key.choices and value not in key.choices:
-            problems.append(("error", "zerodeploy.E004", f"ZERODEPLOY[{name!r}] is {value!r}; it must be one of {', '.join(key.choices)}.", key.doc))
-        for check in _VALUE_CHECKS.get(name, ()):
-            message = check(value)
-            if message:
-                problems.append(("error", "zerodeploy.E005", f"ZERODEPLOY[{name!r}]: {message}", key.doc))
+        if name in user:
+            problems.extend(_check_value(name, key, user[name]))
+    strategy = user.get("RELOAD_STRATEGY")
+    if strategy == "systemd" and not user.get("GUNICORN_SYSTEMD_UNIT"):
+        problems.append(
+            (
+                "warning",
+                "zerodeploy.W001",
+                "RELOAD_STRATEGY is 'systemd' but GUNICORN_SYSTEMD_UNIT is not set.",
+                "Name the unit that runs Gunicorn, e.g. 'GUNICORN_SYSTEMD_UNIT': 'gunicorn.service'.",
+            )
+        )
     return problems
+
+
+def _check_value(name: str, key: Key, value: Any) -> list[Problem]:
+    # bool is an int subclass: True must not pass for a number of seconds.
+    if isinstance(value, bool) and bool not in key.types:
+        ok = False
+    else:
+        ok = isinstance(value, key.types)
+    if not ok:
+        return [
+            (
+                "error",
+                "zerodeploy.E003",
+                f"ZERODEPLOY[{name!r}] must be {type_names(key)}, not {type(value).__name__}.",
+                f"{name}: {key.doc}",
+            )
+        ]
+    if key.choices and value not in key.choices:
+        allowed = ", ".join(map(str, key.choices))
+        return [
+            (
+                "error",
+                "zerodeploy.E004",
+                f"ZERODEPLOY[{name!r}] is {value!r}; it must be one of {allowed}.",
+                f"{name}: {key.doc}",
+            )
+        ]
+    problems: list[Problem] = []
+    for check in _VALUE_CHECKS.get(name, ()):
+        message = check(value)
+        if message:
+            problems.append(
+                (
+                    "error",
+                    "zerodeploy.E005",
+                    f"ZERODEPLOY[{name!r}]: {message}",
+                    f"{name}: {key.doc}",
+                )
+            )
+    return problems
+
+
+def type_names(key: Key) -> str:
+    """The accepted types in words: 'str, path or None'."""
+    names = []
+    for t in key.types:
+        name = "None" if t is _NONE else "path" if t is os.PathLike else t.__name__
+        names.append(name)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
 def _pidfile_ok(value: Any) -> str | None:
@@ -174,8 +252,26 @@ def _dir_ok(value: Any) -> str | None:
     return None
 
 
+def _existing_dir(value: Any) -> str | None:
+    if value and not Path(value).is_dir():
+        return f"{value} is not an existing directory."
+    return None
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if value is None or value >= 0 else f"{value!r} must not be negative."
+
+
 def _positive(value: Any) -> str | None:
-    return None if value is None or value >= 0 else "must not be negative."
+    return None if value is None or value > 0 else f"{value!r} must be greater than 0."
+
+
+def _url_ok(value: Any) -> str | None:
+    if value and not value.startswith(("http://", "https://")):
+        return (
+            f"{value!r} must be an http:// or https:// URL, e.g. 'http://127.0.0.1:8000/healthz/'."
+        )
+    return None
 
 
 def _smoke_ok(value: Any) -> str | None:
@@ -188,8 +284,13 @@ def _extra_steps_ok(value: Any) -> str | None:
         if not isinstance(item, dict) or not {"name", "after", "command"} <= set(item):
             return "each extra step is a dict with 'name', 'after' and 'command'."
         command = item["command"]
-        if isinstance(command, str) or not all(isinstance(a, str) for a in command):
-            return f"step {item.get('name')!r}: 'command' must be a list of strings (never a shell string)."
+        if isinstance(command, str) or not isinstance(command, list | tuple):
+            return (
+                f"step {item.get('name')!r}: 'command' must be a list of strings "
+                "(an argument list, never a shell string)."
+            )
+        if not command or not all(isinstance(a, str) for a in command):
+            return f"step {item.get('name')!r}: 'command' must be a non-empty list of strings."
         if item["after"] not in STEP_NAMES:
             return f"step {item['name']!r}: 'after' must be one of {', '.join(STEP_NAMES)}."
     return None
@@ -206,13 +307,66 @@ def _requirements_ok(value: Any) -> str | None:
 _VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
     "GUNICORN_PIDFILE": (_pidfile_ok,),
     "RUNTIME_DIR": (_dir_ok,),
-    "REPO_DIR": (_dir_ok,),
+    "REPO_DIR": (_existing_dir,),
     "RELOAD_TIMEOUT": (_positive,),
     "STEP_TIMEOUT": (_positive,),
-    "MIN_FREE_DISK_MB": (_positive,),
-    "HEALTHZ_CACHE_SECONDS": (_positive,),
+    "KEEP_OUTPUT_BYTES": (_positive,),
+    "MIN_FREE_DISK_MB": (_not_negative,),
+    "HEALTHZ_CACHE_SECONDS": (_not_negative,),
     "HEALTHZ_CHECK_TIMEOUT": (_positive,),
+    "WEBHOOK_MAX_BYTES": (_positive,),
+    "MIGRATION_RETRIES": (_positive,),
+    "HEALTHZ_URL": (_url_ok,),
     "SMOKE_URLS": (_smoke_ok,),
     "EXTRA_STEPS": (_extra_steps_ok,),
     "REQUIREMENTS": (_requirements_ok,),
 }
+
+
+# -- documentation --------------------------------------------------------------------------
+TABLE_START = "<!-- settings table: generated from django_zerodeploy.conf.KEYS -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table() -> str:
+    """The configuration table (every key, default, types, meaning) and the check ids."""
+    lines = ["| Key | Default | Type | What it does |", "|---|---|---|---|"]
+    for name, key in KEYS.items():
+        default = f"`{key.default!r}`"
+        lines.append(f"| `{name}` | {default} | {type_names(key)} | {_cell(key.doc)} |")
+    lines += ["", "| Check id | Meaning |", "|---|---|"]
+    lines += [f"| `{check_id}` | {_cell(text)} |" for check_id, text in CHECK_IDS.items()]
+    return "\n".join(lines)
+
+
+def write_table(path: Path) -> bool:
+    """Replace the generated table between the markers in ``path``; True if it changed."""
+    text = path.read_text()
+    start, end = text.index(TABLE_START), text.index(TABLE_END)
+    new = text[: start + len(TABLE_START)] + "\n" + markdown_table() + "\n" + text[end:]
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m django_zerodeploy.conf",
+        description="Print the ZERODEPLOY settings table, or write it into a Markdown page.",
+    )
+    parser.add_argument("--write", type=Path, metavar="PAGE", help="update the table in PAGE")
+    args = parser.parse_args(argv)
+    if args.write:
+        changed = write_table(args.write)
+        print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+    else:
+        print(markdown_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

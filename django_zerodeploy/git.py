@@ -30,7 +30,7 @@ class Commit:
 
 def validate_ref(ref: str) -> str:
     """Reject refs that could be read as an option or that git could never accept."""
-    if not ref or ref.startswith("-") or not _SAFE_NAME.match(ref) or ".." in ref:
+    if not ref or ref.startswith("-") or not _SAFE_NAME.fullmatch(ref) or ".." in ref:
         raise GitError(
             f"{ref!r} is not a valid git ref: use a branch, tag or commit name "
             "(letters, digits and . _ / @ + -, not starting with '-')."

@@ -1,1 +1,183 @@
-"""Gunicorn hooks (placeholder; the reload issue fills this in)."""
+"""Gunicorn hooks: a worker is ready only once Django, the URLconf and the smoke URLs answered.
+
+Use it as ``gunicorn -c python:django_zerodeploy.gunicorn_conf APP``, or from your own
+``gunicorn.conf.py``::
+
+    from django_zerodeploy.gunicorn_conf import *  # noqa: F401,F403
+
+If you define your own ``post_worker_init`` too, call ours from it, and mark it so the reload
+command can see the hook is there::
+
+    from django_zerodeploy import gunicorn_conf
+
+    @gunicorn_conf.with_readiness
+    def post_worker_init(worker):
+        ...  # yours, runs after ours succeeded
+
+What ``post_worker_init`` does, in the worker, after the WSGI app is loaded and before the first
+``accept()``:
+
+1. loads the URLconf (every included module) and requests each ``ZERODEPLOY["SMOKE_URLS"]``
+   path through this worker's own WSGI callable, in-process;
+2. on success writes a ``WorkerReport`` (pid, master pid, release, time) in the runtime
+   directory: the reload command waits for these, it never guesses readiness from a sleep;
+3. on failure the worker refuses to boot. The first workers of a generation exit with code 3
+   (Gunicorn's ``WORKER_BOOT_ERROR``), which halts *their* master: after a USR2 that is the new
+   master, so the old one keeps serving and the broken generation never takes a request. A
+   worker whose master already runs the same release with a ready worker (a respawn after
+   ``max_requests`` or a crash) exits with code 1 instead, so a passing glitch (a database
+   hiccup during a smoke request) makes Gunicorn retry that worker, not stop the site;
+4. under systemd, in a master started by USR2, the last worker to get ready announces the new
+   master as MAINPID (see ``django_zerodeploy.gunicorn.sdnotify``).
+
+Nothing here runs in the master: importing Django there would pin the old settings into every
+worker forked after a HUP (Gunicorn #2524), so Django is only imported inside the hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["post_worker_init", "pre_exec", "worker_exit"]
+
+WORKER_BOOT_ERROR = 3  # gunicorn.arbiter.Arbiter.WORKER_BOOT_ERROR: halts the master
+WORKER_RETRY = 1  # any other non-zero code: the master spawns a new worker
+
+
+def _facts(worker: Any) -> Any:
+    from .readiness import MasterFacts
+
+    cfg = worker.cfg
+    errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
+    return MasterFacts(
+        pid=worker.ppid,
+        executable=sys.executable,
+        argv=list(sys.argv),
+        cwd=os.getcwd(),
+        wsgi_app=getattr(worker.app, "app_uri", None),
+        daemon=bool(cfg.daemon),
+        preload=bool(cfg.preload_app),
+        workers=int(cfg.workers),
+        pidfile=cfg.pidfile,
+        graceful_timeout=float(cfg.graceful_timeout),
+        errorlog=os.path.abspath(errorlog) if errorlog else None,
+        bind=list(cfg.bind or []),
+        notify_socket=bool(os.environ.get("NOTIFY_SOCKET")),
+        hooked=True,
+        reexec_ok=reexec_ok(cfg),
+    )
+
+
+def _generation_proven(master_pid: int, release: str, own_pid: int) -> bool:
+    """Another worker of the same master already serves this release."""
+    from .readiness import reports_for_master
+
+    return any(
+        r.ready and r.release == release and r.pid != own_pid
+        for r in reports_for_master(master_pid)
+    )
+
+
+def post_worker_init(worker: Any) -> None:
+    """Prove this worker can serve, then report it ready (or refuse to boot)."""
+    try:
+        from django.conf import settings
+
+        if not settings.configured:
+            raise RuntimeError("Django settings are not configured")
+        from . import readiness
+        from .conf import app_settings
+        from .gunicorn.sdnotify import announce_if_generation_ready
+        from .preflight import check_urlconf, smoke
+        from .release import boot_release
+    except Exception as exc:  # noqa: BLE001 - not a Django app: report nothing, change nothing
+        worker.log.warning("django-zerodeploy: readiness hook inactive (%s)", exc)
+        return
+
+    pid, master_pid = os.getpid(), worker.ppid
+    release = boot_release()
+    problem = ""
+    try:
+        check_urlconf()
+    except Exception as exc:  # noqa: BLE001
+        worker.log.exception("django-zerodeploy: the URLconf failed to load")
+        problem = f"the URLconf failed to load: {type(exc).__name__}: {exc}"
+    if not problem:
+        failures = smoke(worker.wsgi, list(app_settings.SMOKE_URLS))
+        if failures:
+            problem = "smoke URL failed: " + "; ".join(failures)
+
+    readiness.write_master_facts(_facts(worker))
+    if problem:
+        code = WORKER_RETRY if _generation_proven(master_pid, release, pid) else WORKER_BOOT_ERROR
+        readiness.write_report(
+            readiness.WorkerReport(pid, master_pid, release, time.time(), False, problem)
+        )
+        worker.log.error(
+            "django-zerodeploy: worker %s refuses to boot (exit %s): %s", pid, code, problem
+        )
+        sys.exit(code)
+
+    readiness.write_report(readiness.WorkerReport(pid, master_pid, release, time.time(), True))
+    worker.zerodeploy_ready = True
+    message = announce_if_generation_ready(master_pid, int(worker.cfg.workers))
+    if message:
+        worker.log.info("django-zerodeploy: told systemd %s", message.replace("\n", " "))
+
+
+post_worker_init.zerodeploy_hook = True  # type: ignore[attr-defined]
+
+
+def _started_as_module() -> bool:
+    """``python -m gunicorn``: sys.argv[0] is then gunicorn's ``__main__.py``."""
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) == "__main__.py"
+
+
+def reexec_ok(cfg: Any) -> bool:
+    """Will a USR2 re-exec of this master start? Not when it was started with ``python -m
+    gunicorn`` unless ``pre_exec`` below is configured (Gunicorn #3281)."""
+    hook = cfg.pre_exec
+    ours = getattr(hook, "zerodeploy_hook", False)
+    return bool(ours) or not _started_as_module()
+
+
+def pre_exec(server: Any) -> None:
+    """Runs in the master's fork right before a USR2 re-exec. Gunicorn re-executes
+    ``sys.executable + sys.argv``; after ``python -m gunicorn`` that runs gunicorn's
+    ``__main__.py`` as a script, which puts gunicorn's own package directory first on sys.path,
+    where its ``http`` package hides the standard library's: Django then fails to import and
+    the new master halts (Gunicorn #3281; PR #3285 proposes ``sys.orig_argv``, unmerged). Re-exec
+    the command line the master was really started with instead."""
+    original = getattr(sys, "orig_argv", None)
+    if original and _started_as_module() and "-m" in original:
+        server.START_CTX["args"] = [sys.executable, *original[1:]]
+
+
+pre_exec.zerodeploy_hook = True  # type: ignore[attr-defined]
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Drop this worker's ready report (refusals stay, for the reload command to explain)."""
+    if not getattr(worker, "zerodeploy_ready", False):
+        return
+    try:
+        from .readiness import remove_report
+
+        remove_report(os.getpid())
+    except Exception:  # noqa: BLE001,S110 - exiting anyway; readers prune dead pids
+        pass
+
+
+def with_readiness(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap your own ``post_worker_init`` so ours runs first."""
+
+    def post_worker_init_with_readiness(worker: Any) -> Any:
+        post_worker_init(worker)
+        return hook(worker)
+
+    post_worker_init_with_readiness.zerodeploy_hook = True  # type: ignore[attr-defined]
+    return post_worker_init_with_readiness

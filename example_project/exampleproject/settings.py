@@ -80,10 +80,21 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("EXAMPLE_STATIC_ROOT", BASE_DIR / "staticfiles"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-q2 keeps each cluster's heartbeat in a Django cache. It must be shared between processes
+# (not the per-process default) for the admin to see whether a cluster runs (docs/admin.md).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "qcluster": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": os.path.join(os.environ.get("ZERODEPLOY_RUNTIME_DIR") or "/tmp/example-site", "qcluster-cache"),
+    },
+}
+
 # django-q2 runs admin- and webhook-triggered deploys. These values make a deploy run exactly
 # once (see docs/admin.md): no retries, failures acknowledged, retry > timeout.
 Q_CLUSTER = {
     "name": "example",
+    "cache": "qcluster",
     "orm": "default",
     "workers": 1,
     "timeout": 1800,

@@ -1,0 +1,173 @@
+"""The deploy console in the Django admin: history, live progress, deploy and roll back.
+
+Records are evidence, so nobody adds or edits them here; only superusers may delete them.
+Starting a deploy needs the ``django_zerodeploy.trigger_deploy`` permission (being staff is not
+enough); the views that do it live in ``admin_views``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from . import admin_views
+from .models import Deployment
+
+TRIGGER_PERMISSION = "django_zerodeploy.trigger_deploy"
+
+
+def can_trigger(request: HttpRequest) -> bool:
+    """Only users granted ``trigger_deploy`` (superusers have every permission)."""
+    return bool(request.user.is_active and request.user.is_staff and request.user.has_perm(TRIGGER_PERMISSION))
+
+
+def status_badge(status: str, label: str | None = None) -> str:
+    if label is None:
+        label = Deployment.Status(status).label if status in Deployment.Status.values else status
+    return format_html('<span class="zd-badge zd-{}" data-zd-status>{}</span>', status, label)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = (
+        "number", "status_display", "commit_display", "ref_display", "trigger", "who", "host",
+        "started_at", "duration_display",
+    )
+    list_display_links = ("number", "commit_display")
+    list_filter = ("status", "trigger", "host", ("created_at", admin.DateFieldListFilter))
+    date_hierarchy = "created_at"
+    search_fields = ("target_sha", "previous_sha", "ref", "username", "user__username", "subject")
+    ordering = ("-created_at", "-id")
+    list_select_related = ("user",)
+    list_per_page = 50
+    change_form_template = "admin/django_zerodeploy/deployment/detail.html"
+    change_list_template = "admin/django_zerodeploy/deployment/change_list.html"
+    fieldsets = (
+        (None, {"fields": ("status_display", "message", "commit_display", "ref_display",
+                           "previous_display")}),
+        ("Who and where", {"fields": ("trigger", "who", "host", "pid", "task_id")}),
+        ("When", {"fields": ("created_at", "started_at", "finished_at", "duration_display",
+                             "mixed_window_display")}),
+        ("Details", {"fields": ("applied_migrations", "unsafe_migrations_acknowledged",
+                                "options")}),
+    )
+    readonly_fields = (
+        "status_display", "message", "commit_display", "ref_display", "previous_display",
+        "trigger", "who", "host", "pid", "task_id", "created_at", "started_at", "finished_at",
+        "duration_display", "mixed_window_display", "applied_migrations",
+        "unsafe_migrations_acknowledged", "options",
+    )
+
+    class Media:
+        css = {"all": ("django_zerodeploy/deployments.css",)}
+        js = ("django_zerodeploy/deployment_live.js",)
+
+    # -- permissions: read-only evidence ---------------------------------------------------
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) or can_trigger(request)
+
+    # -- columns ---------------------------------------------------------------------------
+    @admin.display(description="#", ordering="id")
+    def number(self, obj: Deployment) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: Deployment) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="target commit", ordering="target_sha")
+    def commit_display(self, obj: Deployment) -> str:
+        if not obj.target_sha:
+            return format_html('<span class="zd-muted">{}</span>', "not resolved yet")
+        return format_html(
+            '<code class="zd-sha" title="{}">{}</code> <span data-zd-subject>{}</span>',
+            obj.target_sha, obj.short_sha, obj.subject,
+        )
+
+    @admin.display(description="ref", ordering="ref")
+    def ref_display(self, obj: Deployment) -> str:
+        rollback = (obj.options or {}).get("rollback")
+        if rollback:
+            return f"rollback to {rollback}" if rollback is not True else "rollback"
+        return obj.ref or "branch head"
+
+    @admin.display(description="previous release")
+    def previous_display(self, obj: Deployment) -> str:
+        if not obj.previous_sha:
+            return "—"
+        return format_html('<code class="zd-sha" title="{}">{}</code>', obj.previous_sha, obj.previous_sha[:10])
+
+    @admin.display(description="user", ordering="username")
+    def who(self, obj: Deployment) -> str:
+        return obj.username or (obj.user.get_username() if obj.user else "—")
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: Deployment) -> str:
+        return format_seconds(obj.duration)
+
+    @admin.display(description="mixed window")
+    def mixed_window_display(self, obj: Deployment) -> str:
+        return format_seconds(obj.mixed_window_seconds)
+
+    # -- pages -----------------------------------------------------------------------------
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        custom = [
+            path("deploy/", wrap(self._view(admin_views.deploy_view)), name="%s_%s_deploy" % info),
+            path("<int:object_id>/rollback/", wrap(self._view(admin_views.rollback_view)),
+                 name="%s_%s_rollback" % info),
+            path("<int:object_id>/cancel/", wrap(self._view(admin_views.cancel_view)),
+                 name="%s_%s_cancel" % info),
+            path("<int:object_id>/progress/", wrap(self._view(admin_views.progress_view)),
+                 name="%s_%s_progress" % info),
+        ]
+        return custom + super().get_urls()
+
+    def _view(self, func: Any) -> Any:
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return func(request, self, *args, **kwargs)
+
+        view.__name__ = func.__name__
+        return view
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {**admin_views.console_context(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            context.update(admin_views.detail_context(self, request, obj))
+        return super().change_view(request, object_id, form_url, context)
+
+    def commits_html(self, obj: Deployment) -> str:
+        rows = [(c[0], c[0][:10], c[1] if len(c) > 1 else "") for c in obj.commits or [] if c]
+        return format_html_join("\n", '<li><code title="{}">{}</code> {}</li>', rows)
+
+    def detail_url(self, obj: Deployment) -> str:
+        return reverse(f"{self.admin_site.name}:django_zerodeploy_deployment_change", args=[obj.pk])

@@ -1,0 +1,112 @@
+"""Read Gunicorn's configuration exactly as a master's command line would, in a fresh process.
+
+``python -m django_zerodeploy.gunicorn.probe '<argv as JSON>'`` runs in the master's working
+directory, with its interpreter and environment, and lets Gunicorn's own parser read the command
+line, ``GUNICORN_CMD_ARGS`` and the config file of the *checked-out* code: what a USR2 re-exec
+or a HUP will use. Nothing is started and the application is not imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import proc
+
+_MARK = "ZERODEPLOY-GUNICORN-CONFIG "
+HOOK_MODULE = "django_zerodeploy.gunicorn_conf"
+
+
+@dataclass
+class GunicornConfig:
+    ok: bool
+    error: str = ""
+    wsgi_app: str | None = None
+    daemon: bool = False
+    preload: bool = False
+    workers: int = 1
+    pidfile: str | None = None
+    graceful_timeout: float = 30.0
+    errorlog: str | None = None
+    chdir: str | None = None
+    pythonpath: str | None = None
+    hooked: bool = False
+    pre_exec_hooked: bool = False
+    bind: list[str] = field(default_factory=list)
+
+
+def gunicorn_args(cmdline: list[str]) -> list[str] | None:
+    """The arguments after ``gunicorn`` in a master's command line; None when the command line
+    is not one (setproctitle rewrites it to ``gunicorn: master [...]``)."""
+    for index, part in enumerate(cmdline[:4]):
+        path = Path(part)
+        module = index > 0 and cmdline[index - 1] == "-m" and part == "gunicorn"
+        script = path.name == "gunicorn" or (
+            path.name == "__main__.py" and path.parent.name == "gunicorn"  # a USR2 re-exec
+        )
+        if module or script:
+            return cmdline[index + 1 :]
+    return None
+
+
+def started_as_module(cmdline: list[str]) -> bool:
+    """``python -m gunicorn ...`` (what a USR2 re-exec breaks without our pre_exec hook)."""
+    return any(a == "-m" and b == "gunicorn" for a, b in zip(cmdline[:3], cmdline[1:4], strict=False))
+
+
+def probe_config(
+    python: str, args: list[str], cwd: Path, env: Mapping[str, str], timeout: float = 60
+) -> GunicornConfig:
+    """Gunicorn's configuration for ``args``, read by ``python`` in ``cwd``."""
+    from ..preflight import child_env
+
+    child = child_env(Path(cwd), env)
+    ran = proc.run([python, "-m", "django_zerodeploy.gunicorn.probe", json.dumps(args)],
+                   cwd=cwd, env=child, timeout=timeout)
+    if _MARK in ran.stdout:
+        try:
+            data = json.loads(ran.stdout.split(_MARK, 1)[1].splitlines()[0])
+            return GunicornConfig(**data)
+        except (ValueError, TypeError):
+            pass
+    lines = [ln for ln in ran.output.strip().splitlines() if ln.strip()]
+    why = lines[-1].strip() if lines else f"exit {ran.returncode}"
+    if ran.timed_out:
+        why = f"timed out after {timeout:g} s"
+    return GunicornConfig(ok=False, error=f"Gunicorn's configuration does not load: {why}")
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    sys.argv = ["gunicorn", *args]
+    app = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn")
+    cfg = app.cfg
+    hook = cfg.post_worker_init
+    hooked = getattr(hook, "__module__", "") == HOOK_MODULE or bool(getattr(hook, "zerodeploy_hook", False))
+    errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
+    pre_exec_hooked = bool(getattr(cfg.pre_exec, "zerodeploy_hook", False))
+    return {
+        "ok": True,
+        "wsgi_app": app.app_uri,
+        "daemon": bool(cfg.daemon),
+        "preload": bool(cfg.preload_app),
+        "workers": int(cfg.workers),
+        "pidfile": cfg.pidfile,
+        "graceful_timeout": float(cfg.graceful_timeout),
+        "errorlog": errorlog,
+        "chdir": cfg.chdir,
+        "pythonpath": cfg.pythonpath,
+        "hooked": hooked,
+        "pre_exec_hooked": pre_exec_hooked,
+        "bind": list(cfg.bind or []),
+    }
+
+
+if __name__ == "__main__":
+    result = _child(json.loads(sys.argv[1]))
+    sys.stdout.write("\n" + _MARK + json.dumps(result) + "\n")

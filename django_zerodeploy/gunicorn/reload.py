@@ -1,0 +1,204 @@
+"""``reload()``: find and prove the master, preflight the checked-out code, reload, verify.
+
+One reload at a time per project (an ``flock`` in the runtime directory): a second one waits
+for the first to finish, then reloads the master the first one left; it never sends a second
+USR2 while a first new generation is booting. Expected failures come back as a ``ReloadResult``
+with an exit code, never as an exception:
+
+- 0: reloaded, the new release serves;
+- 1: refused or aborted, nothing changed for clients: the old release still serves;
+- 2: bad usage or configuration (nothing was signalled);
+- 3: the site is down, or may be, and needs a person.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .. import release as release_mod
+from ..conf import RELOAD_STRATEGIES, app_settings
+from ..exit_codes import DOWN, FAILED, USAGE, CommandFailure
+from ..preflight import preflight
+from . import systemd
+from .master import Master, find_master
+from .probe import GunicornConfig, probe_config
+from .result import Recorder, ReloadResult
+from .strategies import RUNNERS, Context, refusal
+
+logger = logging.getLogger("django_zerodeploy.reload")
+LOCK_EXTRA_WAIT = 60.0  # beyond --timeout: a reload in progress may still retire its old master
+
+
+@contextlib.contextmanager
+def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
+    """Hold ``<runtime_dir>/reload.lock``; wait up to ``wait`` seconds for another reload."""
+    path = app_settings.runtime_dir / "reload.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = _holder(path)
+                    raise CommandFailure(
+                        f"Another reload ({holder}) is still running after {wait:g} s; this one "
+                        "was refused and nothing was signalled.",
+                        FAILED,
+                    ) from None
+                waited = True
+                time.sleep(0.1)
+        if waited:
+            recorder.phase("lock", "waited for another reload to finish")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _holder(path: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f"pid {int(path.read_text().strip())}"
+    return "pid unknown"
+
+
+def expected_release() -> str:
+    """The release the checkout holds now (what new workers will report), '' if unknown."""
+    try:
+        return release_mod.boot_release.__wrapped__()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - only used to double-check the new workers
+        return ""
+
+
+def _resolve_unit(unit: str | None, master: Master | None = None) -> str | None:
+    unit = unit or app_settings.GUNICORN_SYSTEMD_UNIT
+    if not unit and master is not None and master.under_systemd:
+        unit = systemd.unit_of(master.pid)
+    return unit
+
+
+def _probe(master: Master, timeout: float) -> GunicornConfig:
+    args = master.args
+    if args is None:
+        return GunicornConfig(
+            ok=False,
+            error=f"cannot read Gunicorn's arguments from master {master.pid}'s command line "
+            "(setproctitle?) and its workers have not reported them: start it with the "
+            "django_zerodeploy.gunicorn_conf hooks",
+        )
+    return probe_config(master.python, args, master.cwd, master.environ, timeout=timeout)
+
+
+def _preflight_phase(
+    master: Master, config: GunicornConfig, timeout: float, run_app: bool, recorder: Recorder
+) -> ReloadResult | None:
+    """Gunicorn's config and (unless skipped) the app, in fresh interpreters like the master's."""
+    if not config.ok:
+        recorder.phase("preflight", "failed: " + config.error)
+        return ReloadResult(False, FAILED, "", f"Preflight failed, nothing was signalled: {config.error}.")
+    if not run_app:
+        recorder.phase("preflight", "Gunicorn config loads; app checks skipped (run_preflight=False)")
+        return None
+    env = dict(master.environ)
+    if config.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([config.pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
+    code_dir = Path(config.chdir) if config.chdir else master.cwd
+    result = preflight(
+        code_dir,
+        python=master.python,
+        env=env,
+        wsgi_app=config.wsgi_app or master.wsgi_app,
+        smoke_urls=list(app_settings.SMOKE_URLS),
+        timeout=timeout,
+    )
+    if not result.ok:
+        recorder.phase("preflight", f"failed at {result.step}: {result.message}")
+        return ReloadResult(False, FAILED, "", f"Preflight failed at {result.step}, nothing was signalled and the old release still serves: {result.message}",
+                            output=result.output)
+    recorder.phase("preflight", f"Gunicorn config, {result.message}")
+    return None
+
+
+def reload(
+    *,
+    strategy: str | None = None,
+    pidfile: str | Path | None = None,
+    unit: str | None = None,
+    timeout: float | None = None,
+    echo: Callable[[str], None] | None = None,
+    run_preflight: bool = True,
+) -> ReloadResult:
+    """Reload the Gunicorn master of this project with new code, without dropping a request."""
+    recorder = Recorder(echo)
+    strategy = strategy or app_settings.RELOAD_STRATEGY
+    result = _reload(recorder, strategy, pidfile, unit, timeout, run_preflight)
+    result.strategy = strategy
+    result.phases = recorder.phases
+    result.duration = recorder.elapsed
+    if not result.ok:
+        logger.warning("reload_gunicorn: %s", result.message)
+    return result
+
+
+def _reload(
+    recorder: Recorder,
+    strategy: str,
+    pidfile: str | Path | None,
+    unit: str | None,
+    timeout: float | None,
+    run_preflight: bool,
+) -> ReloadResult:
+    if strategy not in RELOAD_STRATEGIES:
+        return ReloadResult(False, USAGE, strategy, f"Unknown strategy {strategy!r}: use one of {', '.join(RELOAD_STRATEGIES)}.")
+    try:
+        seconds = float(timeout if timeout is not None else app_settings.RELOAD_TIMEOUT)
+    except (TypeError, ValueError):
+        seconds = -1
+    if seconds <= 0:
+        return ReloadResult(False, USAGE, strategy, f"--timeout must be a positive number of seconds, not {timeout!r}.")
+    signalled = False
+    master: Master | None = None
+    try:
+        with reload_lock(seconds + LOCK_EXTRA_WAIT, recorder):
+            master = find_master(pidfile=pidfile, unit=unit)
+            recorder.phase("found master", master.describe())
+            # Importing the app takes its boot time, whatever --timeout allows the new generation.
+            step_timeout = float(app_settings.STEP_TIMEOUT)
+            config = _probe(master, step_timeout)
+            stop = _preflight_phase(master, config, step_timeout, run_preflight, recorder)
+            if stop is not None:
+                stop.old_master_pid = master.pid
+                return stop
+            ctx = Context(master, config, seconds, expected_release(),
+                          _resolve_unit(unit, master), recorder, strategy=strategy)
+            refused = refusal(strategy, ctx)
+            if refused:
+                code, message = refused
+                recorder.phase("refused", message)
+                return ReloadResult(False, code, strategy, message, old_master_pid=master.pid)
+            signalled = True
+            return RUNNERS[strategy](ctx)
+    except CommandFailure as exc:
+        code = exc.exit_code if not signalled else max(exc.exit_code, FAILED)
+        return ReloadResult(False, code, strategy, exc.message,
+                            old_master_pid=master.pid if master else None)
+    except Exception as exc:  # noqa: BLE001 - a bug must not leave the caller without an answer
+        logger.exception("reload_gunicorn failed unexpectedly")
+        code = DOWN if signalled else FAILED
+        state = "the site may be affected: check it" if signalled else "nothing was signalled"
+        return ReloadResult(False, code, strategy, f"Unexpected error ({type(exc).__name__}: {exc}); {state}.",
+                            old_master_pid=master.pid if master else None)

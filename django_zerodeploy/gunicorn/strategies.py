@@ -1,0 +1,436 @@
+"""The three ways to load new code into a running Gunicorn, each with its own checks.
+
+``usr2``: a new master next to the old one; the old one is retired only once every worker of
+the new generation reported ready, and a new generation that fails is stopped while the old one
+keeps serving. ``hup`` and ``systemd`` (``systemctl reload``, whose ExecReload sends HUP) reload
+in place: Gunicorn stops the old workers as soon as the new ones are forked, so they depend on
+the preflight, and the verification can only tell whether the site came back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .. import proc as proc_mod
+from .. import readiness
+from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
+from . import systemd
+from .master import Master, build_master, child_masters, read_pidfile
+from .probe import GunicornConfig, started_as_module
+from .result import Recorder, ReloadResult
+
+POLL = 0.1
+RETIRE_MARGIN = 15.0  # beyond graceful_timeout, for a master to finish exiting
+PROMOTION_WAIT = 15.0  # the new master checks its parent about once a second
+ANNOUNCE_WAIT = 10.0
+
+
+@dataclass
+class Context:
+    """Everything a strategy needs, decided before any signal."""
+
+    master: Master
+    config: GunicornConfig  # the checked-out configuration: what the next generation uses
+    timeout: float
+    expected_release: str  # the release the checkout holds ('' when unknown)
+    unit: str | None
+    recorder: Recorder
+
+    def result(self, ok: bool, code: int, message: str, **extra: object) -> ReloadResult:
+        result = ReloadResult(
+            ok=ok, exit_code=code, strategy=self.strategy, message=message,
+            old_master_pid=self.master.pid, phases=self.recorder.phases,
+        )
+        for key, value in extra.items():
+            setattr(result, key, value)
+        return result
+
+    strategy: str = ""
+
+
+@dataclass
+class Generation:
+    """Workers of one master, as their reports show them."""
+
+    master_alive: bool
+    expected: int
+    ready: list[readiness.WorkerReport]
+    live: set[int]
+    refusals: list[readiness.WorkerReport]
+
+    @property
+    def complete(self) -> bool:
+        ready = {r.pid for r in self.ready}
+        return self.master_alive and len(ready) >= self.expected and self.live <= ready
+
+    @property
+    def releases(self) -> set[str]:
+        return {r.release for r in self.ready}
+
+    def count(self) -> str:
+        return f"{len(self.ready)}/{self.expected}"
+
+
+def observe(master: Master, expected: int, since: float, exclude: set[int] = frozenset()) -> Generation:  # type: ignore[assignment]
+    """The generation of ``master`` started after ``since`` (workers in ``exclude`` are the old
+    ones, for an in-place reload)."""
+    alive = master.alive()
+    live = master.worker_pids() - exclude if alive else set()
+    ready = [r for r in readiness.reports_for_master(master.pid) if r.ready and r.pid not in exclude]
+    refusals = [r for r in readiness.refusals_for_master(master.pid) if r.booted_at >= since]
+    return Generation(alive, expected, ready, live, refusals)
+
+
+def _short(releases: set[str]) -> str:
+    return ", ".join(sorted(r[:12] or "unknown" for r in releases)) or "none"
+
+
+def log_tail(master: Master, config: GunicornConfig, lines: int = 12) -> str:
+    """The end of Gunicorn's error log, to show why a generation failed."""
+    path = (master.facts.errorlog if master.facts else None) or config.errorlog
+    if not path:
+        return ""
+    with contextlib.suppress(OSError):
+        text = Path(path).read_text(errors="replace")
+        return proc_mod.redact("\n".join(text.strip().splitlines()[-lines:]))
+    return ""
+
+
+def wait_until(predicate: Callable[[], object], seconds: float) -> object:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(POLL)
+
+
+def stop_master(master: Master, grace: float) -> str:
+    """TERM a master (graceful), then KILL it and its workers if it will not go."""
+    proc = master.process()
+    if proc is None:
+        return f"master {master.pid} had already exited"
+    workers = master.workers()
+    master.signal(signal.SIGTERM)
+    if wait_until(lambda: not master.alive(), grace + RETIRE_MARGIN):
+        return f"master {master.pid} stopped (TERM)"
+    for p in [proc, *workers]:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs([proc, *workers], timeout=5)
+    return f"master {master.pid} killed after {grace + RETIRE_MARGIN:g} s"
+
+
+# -- refusals, decided before any signal ---------------------------------------------------------
+def refusal(strategy: str, ctx: Context) -> tuple[int, str] | None:
+    master, config = ctx.master, ctx.config
+    if not config.hooked:
+        return USAGE, (
+            "Gunicorn's configuration does not run django_zerodeploy's readiness hook, so a new "
+            "generation's readiness cannot be observed: start Gunicorn with "
+            "`-c python:django_zerodeploy.gunicorn_conf` or add "
+            "`from django_zerodeploy.gunicorn_conf import *` to gunicorn.conf.py."
+        )
+    if strategy in ("hup", "systemd") and (master.preload or config.preload):
+        return FAILED, (
+            f"Refusing a {strategy} reload: Gunicorn runs with preload_app, so HUP would fork new "
+            "workers from the code already loaded in the master and keep serving the old "
+            "release (Gunicorn #2449). Use --strategy usr2."
+        )
+    if strategy == "systemd" and not ctx.unit:
+        return USAGE, (
+            "The systemd strategy needs the unit: set ZERODEPLOY['GUNICORN_SYSTEMD_UNIT'] "
+            "or pass --unit."
+        )
+    if strategy == "usr2" and not _reexec_ok(ctx):
+        return USAGE, (
+            f"Gunicorn master {master.pid} was started with `python -m gunicorn` without "
+            "django_zerodeploy's pre_exec hook: a USR2 re-exec would put gunicorn's package "
+            "first on sys.path, the new master could not import Django (Gunicorn #3281). Restart "
+            "it once with the django_zerodeploy.gunicorn_conf hooks, or start it with the "
+            "`gunicorn` script."
+        )
+    if strategy == "usr2" and master.under_systemd:
+        return _systemd_usr2_refusal(ctx)
+    return None
+
+
+def _reexec_ok(ctx: Context) -> bool:
+    """The running master's own fact if its workers reported it, else its command line and the
+    configuration file."""
+    if ctx.master.facts is not None:
+        return ctx.master.facts.reexec_ok
+    return not started_as_module(ctx.master.cmdline) or ctx.config.pre_exec_hooked
+
+
+def _systemd_usr2_refusal(ctx: Context) -> tuple[int, str] | None:
+    """Under systemd a bare USR2 gets the new master killed when the old one exits (Gunicorn
+    #2856); only allowed when the hook can announce the new MAINPID and systemd will take it."""
+    master = ctx.master
+    advice = (" Use --strategy systemd, or run the unit with Type=notify and NotifyAccess=all "
+              "and the django_zerodeploy.gunicorn_conf hooks (see docs/reload.md).")
+    base = f"Gunicorn master {master.pid} runs under systemd: a plain USR2 would get the new master killed when the old one exits (Gunicorn #2856)."
+    if not master.environ.get("NOTIFY_SOCKET"):
+        return USAGE, base + " The unit is not Type=notify, so the new MAINPID cannot be announced." + advice
+    if not ctx.unit:
+        return USAGE, base + " The unit is unknown, so NotifyAccess=all cannot be checked." + advice
+    try:
+        access = systemd.notify_access(ctx.unit)
+    except CommandFailure as exc:
+        return USAGE, base + f" {exc.message}" + advice
+    if access != "all":
+        return USAGE, base + f" {ctx.unit} has NotifyAccess={access or 'none'}, not all." + advice
+    return None
+
+
+# -- usr2 ---------------------------------------------------------------------------------------
+def _pidfile2(master: Master) -> Path | None:
+    return Path(f"{master.pidfile}.2") if master.pidfile else None
+
+
+def _cleanup(old: Master, pidfile2: Path | None) -> list[str]:
+    """Leftovers of an interrupted reload: a new master never promoted, a stale .2 pidfile."""
+    done = []
+    proc = old.process()
+    leftovers = child_masters(proc) if proc else []
+    for child in leftovers:
+        stale = build_master(child, pidfile2)
+        done.append("leftover new " + stop_master(stale, old.graceful_timeout))
+    if pidfile2 and pidfile2.exists():
+        pid, _ = read_pidfile(pidfile2)
+        still = pid is not None and proc is not None and any(
+            c.pid == pid for c in child_masters(proc)
+        )
+        if not still:
+            with contextlib.suppress(OSError):
+                pidfile2.unlink()
+            done.append(f"removed stale {pidfile2}")
+    return done
+
+
+def _new_master(old: Master, pidfile2: Path | None) -> Master | None:
+    proc = old.process()
+    if proc is None:
+        return None
+    children = child_masters(proc)
+    if not children:
+        return None
+    chosen = children[0]
+    if pidfile2:
+        pid, _ = read_pidfile(pidfile2)
+        chosen = next((c for c in children if c.pid == pid), chosen)
+    with contextlib.suppress(psutil.Error):
+        return build_master(chosen, old.pidfile)
+    return None
+
+
+def _clean_pidfile2(pidfile2: Path | None, pid: int | None) -> None:
+    if pidfile2 and pidfile2.exists():
+        held, _ = read_pidfile(pidfile2)
+        if held is None or held == pid or not psutil.pid_exists(held):
+            with contextlib.suppress(OSError):
+                pidfile2.unlink()
+
+
+def _refusal_text(refusals: list[readiness.WorkerReport]) -> str:
+    if not refusals:
+        return ""
+    first = refusals[0]
+    return f"worker {first.pid} refused to boot: {first.detail}"
+
+
+def _abort(ctx: Context, new: Master, pidfile2: Path | None, why: str) -> ReloadResult:
+    old = ctx.master
+    refusals = readiness.refusals_for_master(new.pid)
+    reason = _refusal_text(refusals) or why
+    stopped = stop_master(new, new.graceful_timeout if new.facts else old.graceful_timeout)
+    _clean_pidfile2(pidfile2, new.pid)
+    ctx.recorder.phase("aborted", f"new {stopped}; {reason}")
+    output = log_tail(old, ctx.config)
+    readiness.forget_master(new.pid)
+    serving = old.alive() and any(r.ready for r in readiness.reports_for_master(old.pid))
+    if serving:
+        return ctx.result(False, FAILED, f"Reload aborted, the old release still serves (master {old.pid}): {reason}.",
+                          new_master_pid=new.pid, output=output)
+    return ctx.result(False, DOWN, f"Reload aborted and the old master {old.pid} is not serving: the site may be down. {reason}.",
+                      new_master_pid=new.pid, output=output)
+
+
+def run_usr2(ctx: Context) -> ReloadResult:
+    old, rec = ctx.master, ctx.recorder
+    pidfile2 = _pidfile2(old)
+    cleaned = _cleanup(old, pidfile2)
+    if cleaned:
+        rec.phase("cleanup", "; ".join(cleaned))
+    since = time.time()
+    old.signal(signal.SIGUSR2)
+    rec.phase("signal", f"USR2 sent to master {old.pid}")
+    deadline = time.monotonic() + ctx.timeout
+
+    new = None
+    while new is None:
+        new = _new_master(old, pidfile2)
+        if new is None and (time.monotonic() > deadline or not old.alive()):
+            _clean_pidfile2(pidfile2, None)
+            if not old.alive():
+                return ctx.result(False, DOWN, f"The old master {old.pid} exited after USR2 and no new one started: the site is down.",
+                                  output=log_tail(old, ctx.config))
+            return ctx.result(False, FAILED, f"No new master started within {ctx.timeout:g} s of USR2 (see Gunicorn's log); the old release still serves.",
+                              output=log_tail(old, ctx.config))
+        if new is None:
+            time.sleep(POLL)
+    rec.phase("new master", f"pid {new.pid}")
+
+    while True:
+        gen = observe(new, ctx.config.workers, since)
+        if gen.complete:
+            break
+        if gen.refusals:
+            return _abort(ctx, new, pidfile2, "the new generation refused to boot")
+        if not gen.master_alive:
+            return _abort(ctx, new, pidfile2, f"the new master {new.pid} exited before its workers were ready")
+        if time.monotonic() > deadline:
+            return _abort(ctx, new, pidfile2, f"only {gen.count()} new workers were ready after {ctx.timeout:g} s")
+        time.sleep(POLL)
+    rec.phase("new generation ready", f"{gen.count()} workers of master {new.pid} on release {_short(gen.releases)}")
+    if ctx.expected_release and gen.releases != {ctx.expected_release}:
+        return _abort(ctx, new, pidfile2, f"the new workers run release {_short(gen.releases)}, but the checkout is at {ctx.expected_release[:12]}")
+
+    if old.under_systemd:
+        message = wait_until(lambda: readiness.announced(new.pid), ANNOUNCE_WAIT)
+        if not message:
+            return _abort(ctx, new, pidfile2, "the new master was not announced to systemd as MAINPID (is NOTIFY_SOCKET reachable?)")
+        rec.phase("systemd", f"MAINPID={new.pid} announced")
+
+    retired = _retire(old)
+    rec.phase("old retired", retired)
+
+    def promoted() -> bool:
+        if new.ppid() == old.pid or not new.alive():
+            return False
+        if new.pidfile:
+            pid, _ = read_pidfile(new.pidfile)
+            return pid == new.pid and not (pidfile2 and pidfile2.exists())
+        return True
+
+    if not new.alive():
+        return ctx.result(False, DOWN, f"The new master {new.pid} exited after the old one was retired: the site is down.",
+                          new_master_pid=new.pid, output=log_tail(new, ctx.config))
+    if wait_until(promoted, PROMOTION_WAIT):
+        rec.phase("promoted", f"master {new.pid}" + (f" now in {new.pidfile}" if new.pidfile else ""))
+    else:
+        rec.phase("promoted", f"master {new.pid} has not rewritten its pidfile yet")
+    if old.alive():
+        note = f"; the old master {old.pid} is still draining requests"
+    else:
+        note = ""
+        readiness.forget_master(old.pid)
+    release = next(iter(gen.releases))
+    return ctx.result(True, OK, f"Reloaded: master {new.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready{note}.",
+                      new_master_pid=new.pid, release=release, workers_ready=len(gen.ready),
+                      workers_expected=gen.expected)
+
+
+def _retire(old: Master) -> str:
+    """Stop the old generation gracefully: WINCH first when daemonized (it stops the workers and
+    keeps the master; ignored in the foreground), then TERM."""
+    steps = []
+    grace = old.graceful_timeout + RETIRE_MARGIN
+    if old.daemon and old.alive():
+        old.signal(signal.SIGWINCH)
+        gone = wait_until(lambda: not old.workers(), grace)
+        steps.append("WINCH: old workers " + ("stopped" if gone else "still draining"))
+    if old.alive():
+        old.signal(signal.SIGTERM)
+        gone = wait_until(lambda: not old.alive(), grace)
+        steps.append(f"TERM: master {old.pid} " + ("exited" if gone else "still draining"))
+    else:
+        steps.append(f"master {old.pid} had already exited")
+    return "; ".join(steps)
+
+
+# -- hup and systemd: reload in place ------------------------------------------------------------
+def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
+    master, rec = ctx.master, ctx.recorder
+    old_workers = master.worker_pids()
+    since = time.time()
+    rec.phase("signal", send())
+    deadline = time.monotonic() + ctx.timeout
+    while True:
+        gen = observe(master, ctx.config.workers, since, exclude=old_workers)
+        if not gen.master_alive:
+            reason = _refusal_text(gen.refusals) or "see Gunicorn's log"
+            return ctx.result(False, DOWN, f"The Gunicorn master {master.pid} exited during the reload: the site is down ({reason}).",
+                              output=log_tail(master, ctx.config))
+        if gen.complete:
+            break
+        if time.monotonic() > deadline:
+            reason = _refusal_text(gen.refusals)
+            serving = [r for r in readiness.reports_for_master(master.pid) if r.ready]
+            code = FAILED if serving and not gen.ready else DOWN
+            return ctx.result(False, code, f"Only {gen.count()} new workers were ready {ctx.timeout:g} s after the reload" + (f" ({reason})" if reason else "") + ".",
+                              output=log_tail(master, ctx.config))
+        time.sleep(POLL)
+    rec.phase("new generation ready", f"{gen.count()} workers of master {master.pid} on release {_short(gen.releases)}")
+    if ctx.expected_release and gen.releases != {ctx.expected_release}:
+        return ctx.result(False, FAILED, f"The reloaded workers run release {_short(gen.releases)}, not the checkout's {ctx.expected_release[:12]} (a symlinked release directory? Gunicorn #394): the old release still serves.",
+                          release=next(iter(gen.releases)), workers_ready=len(gen.ready), workers_expected=gen.expected)
+
+    def old_gone() -> bool:
+        return not (master.worker_pids() & old_workers)
+
+    gone = wait_until(old_gone, master.graceful_timeout + RETIRE_MARGIN)
+    rec.phase("old retired", f"{len(old_workers)} old workers " + ("exited" if gone else "still draining"))
+    if not master.alive():
+        return ctx.result(False, DOWN, f"The Gunicorn master {master.pid} exited after the reload: the site is down.",
+                          output=log_tail(master, ctx.config))
+    release = next(iter(gen.releases))
+    return ctx.result(True, OK, f"Reloaded: master {master.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready.",
+                      new_master_pid=master.pid, release=release, workers_ready=len(gen.ready),
+                      workers_expected=gen.expected)
+
+
+def run_hup(ctx: Context) -> ReloadResult:
+    def send() -> str:
+        ctx.master.signal(signal.SIGHUP)
+        return f"HUP sent to master {ctx.master.pid}"
+
+    return _in_place(ctx, send)
+
+
+def run_systemd(ctx: Context) -> ReloadResult:
+    unit = ctx.unit or ""
+
+    def send() -> str:
+        ran = systemd.reload_unit(unit, timeout=ctx.timeout)
+        if not ran.ok:
+            raise CommandFailure(f"`systemctl reload {unit}` failed: {ran.last_lines(3) or ran.returncode}.", FAILED)
+        return f"systemctl reload {unit}"
+
+    before = ctx.master.worker_pids()
+    try:
+        result = _in_place(ctx, send)
+    except CommandFailure as exc:
+        if ctx.master.alive() and ctx.master.worker_pids() == before:
+            return ctx.result(False, FAILED, exc.message + " Nothing changed: the old release still serves.")
+        return ctx.result(False, DOWN, exc.message + " The workers changed anyway: check the site.")
+    if result.ok:
+        main = systemd.main_pid(unit)
+        if main != ctx.master.pid:
+            result.ok, result.exit_code = False, DOWN
+            result.message = f"After `systemctl reload {unit}` MainPID is {main}, not the master {ctx.master.pid}: check the unit."
+    return result
+
+
+RUNNERS: dict[str, Callable[[Context], ReloadResult]] = {
+    "usr2": run_usr2,
+    "hup": run_hup,
+    "systemd": run_systemd,
+}

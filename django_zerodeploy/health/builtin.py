@@ -1,0 +1,296 @@
+"""The checks shipped with django-zerodeploy. Each does one real round trip and nothing else;
+timing, timeouts and caching belong to the runner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import psutil
+from django.apps import apps
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from ..conf import app_settings
+from .api import Check, Observation
+from .drain import drain_state
+
+logger = logging.getLogger("django_zerodeploy.health")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+class DatabaseCheck(Check):
+    """``SELECT 1`` on one database alias; a bare path means one check per alias.
+
+    Runs on the runner's own thread, so it opens and closes connections like a request would
+    (``CONN_MAX_AGE`` is respected): the response time includes connecting when a request's
+    would.
+    """
+
+    name = "database:responseTime"
+    component_type = "datastore"
+
+    def __init__(self, alias: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+        self.alias = alias
+        kwargs.setdefault("component_id", alias)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def expand(cls, **options: Any) -> list[Check]:
+        if "alias" in options:
+            return [cls(**options)]
+        return [cls(alias=alias, **options) for alias in settings.DATABASES]
+
+    def check(self) -> Observation:
+        connection = connections[self.alias]
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1" + connection.features.bare_select_suffix)
+            cursor.fetchone()
+        return Observation(_ms(started), "ms")
+
+
+class CacheCheck(Check):
+    """Set and get a key unique to this process (fresh value each round) on one cache alias.
+
+    A bare path means one check per alias in ``CACHES``, leaving out ``DummyCache`` aliases,
+    which store nothing by design.
+    """
+
+    name = "cache:responseTime"
+    component_type = "datastore"
+
+    def __init__(self, alias: str = "default", **kwargs: Any) -> None:
+        self.alias = alias
+        kwargs.setdefault("component_id", alias)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def expand(cls, **options: Any) -> list[Check]:
+        if "alias" in options:
+            return [cls(**options)]
+        return [
+            cls(alias=alias, **options)
+            for alias, conf in settings.CACHES.items()
+            if not str(conf.get("BACKEND", "")).endswith(".DummyCache")
+        ]
+
+    def check(self) -> Observation:
+        from django.core.cache import caches
+
+        cache = caches[self.alias]
+        key = f"django-zerodeploy:healthz:{socket.gethostname()}:{os.getpid()}"
+        value = uuid.uuid4().hex
+        started = time.perf_counter()
+        cache.set(key, value, timeout=60)
+        seen = cache.get(key)
+        elapsed = _ms(started)
+        if seen != value:
+            return Observation(
+                elapsed, "ms", "fail", "the value read back differs from the value set"
+            )
+        return Observation(elapsed, "ms")
+
+
+class _PinnedMigrations:
+    """This process's migration files, read from disk once and reused, so a checkout that
+    moves under a running worker does not change what the worker reports. Inherited by
+    workers forked from a ``--preload`` master, which loaded the same code."""
+
+    _lock = threading.Lock()
+    _loader: Any = None
+
+    @classmethod
+    def disk(cls) -> Any:
+        with cls._lock:
+            if cls._loader is None:
+                from django.db.migrations.loader import MigrationLoader
+
+                cls._loader = MigrationLoader(None, ignore_no_migrations=True)
+            return cls._loader
+
+
+def _pinned_loader(connection: Any) -> Any:
+    """A MigrationLoader whose disk half is the pinned one and whose applied half is read now."""
+    from django.db.migrations.loader import MigrationLoader
+
+    pinned = _PinnedMigrations.disk()
+
+    class PinnedLoader(MigrationLoader):
+        def load_disk(self) -> None:
+            self.disk_migrations = dict(pinned.disk_migrations)
+            self.unmigrated_apps = set(pinned.unmigrated_apps)
+            self.migrated_apps = set(pinned.migrated_apps)
+
+    return PinnedLoader(connection, ignore_no_migrations=True)
+
+
+class MigrationsCheck(Check):
+    """Migrations of the code this worker runs that the database has not applied.
+
+    The migration files are pinned at worker boot (``prepare``); each round only reads the
+    applied set. A passing result is reused for 30 s: migrations are applied before a release
+    takes traffic and rarely reverted, while an unapplied one is re-checked every round.
+    """
+
+    name = "migrations:unapplied"
+    component_type = "datastore"
+    cache_seconds = 30.0
+
+    def __init__(self, alias: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+        self.alias = alias
+        kwargs.setdefault("component_id", alias)
+        super().__init__(**kwargs)
+
+    def prepare(self) -> None:
+        _PinnedMigrations.disk()
+
+    def check(self) -> Observation:
+        loader = _pinned_loader(connections[self.alias])
+        unapplied: list[str] = []
+        for leaf in loader.graph.leaf_nodes():
+            for key in loader.graph.forwards_plan(leaf):
+                name = f"{key[0]}.{key[1]}"
+                if key not in loader.applied_migrations and name not in unapplied:
+                    unapplied.append(name)
+        if unapplied:
+            shown = ", ".join(unapplied[:10]) + (" ..." if len(unapplied) > 10 else "")
+            return Observation(len(unapplied), "migrations", "fail", f"unapplied: {shown}")
+        return Observation(0, "migrations")
+
+
+class DiskCheck(Check):
+    """Disk usage where the code lives; warns above ``HEALTHZ_DISK_WARN_PERCENT``."""
+
+    name = "disk:utilization"
+    component_type = "system"
+    critical = False
+
+    def __init__(self, path: str | None = None, **kwargs: Any) -> None:
+        self.path = path
+        super().__init__(**kwargs)
+
+    def check(self) -> Observation:
+        usage = psutil.disk_usage(str(self.path or app_settings.repo_dir))
+        limit = app_settings.HEALTHZ_DISK_WARN_PERCENT
+        if usage.percent >= limit:
+            return Observation(
+                usage.percent, "percent", "warn", f"disk {usage.percent}% used (warn at {limit}%)"
+            )
+        return Observation(usage.percent, "percent")
+
+
+class MemoryCheck(Check):
+    """Memory in use on this host; warns above ``HEALTHZ_MEMORY_WARN_PERCENT``."""
+
+    name = "memory:utilization"
+    component_type = "system"
+    critical = False
+
+    def check(self) -> Observation:
+        percent = psutil.virtual_memory().percent
+        limit = app_settings.HEALTHZ_MEMORY_WARN_PERCENT
+        if percent >= limit:
+            return Observation(
+                percent, "percent", "warn", f"memory {percent}% used (warn at {limit}%)"
+            )
+        return Observation(percent, "percent")
+
+
+class DjangoQClusterCheck(Check):
+    """Running django-q2 clusters, from the heartbeats they write to the cache every few
+    seconds. Non-critical: web traffic does not need the cluster, deploys from the admin do.
+
+    Also watches ``ZERODEPLOY["Q_CLUSTER_NAME"]`` (this host's deploy cluster) when set.
+    Left out when django-q2 is not installed or its cache is local to one process (a
+    heartbeat written there can never be seen by a web worker).
+    """
+
+    name = "django-q:clusters"
+    component_type = "component"
+    critical = False
+
+    @classmethod
+    def expand(cls, **options: Any) -> list[Check]:
+        if options or not apps.is_installed("django_q"):
+            return [cls(**options)] if options else []
+        from django_q.conf import Conf
+
+        backend = str(settings.CACHES.get(Conf.CACHE, {}).get("BACKEND", ""))
+        if backend.endswith((".LocMemCache", ".DummyCache")) or not backend:
+            logger.info(
+                "django-q2 heartbeat check left out: cache %r is local to each process", Conf.CACHE
+            )
+            return []
+        return [cls()]
+
+    def check(self) -> Observation:
+        from django_q.brokers import get_broker
+        from django_q.conf import Conf
+        from django_q.signing import BadSignature, SignedPackage
+
+        cache = get_broker().cache
+        if cache is None:
+            return Observation(
+                None, "clusters", "warn", f"django-q2 cache {Conf.CACHE!r} is not configured"
+            )
+        names = [Conf.PREFIX]
+        if app_settings.Q_CLUSTER_NAME and app_settings.Q_CLUSTER_NAME not in names:
+            names.append(app_settings.Q_CLUSTER_NAME)
+        running: dict[str, int] = {}
+        for name in names:
+            # Read-only on purpose: Stat.get_all() writes the key list back on every call.
+            list_key = Conf.Q_STAT.replace(f":{Conf.PREFIX}:", f":{name}:")
+            keys = cache.get(list_key) or []
+            alive = {str(Conf.IDLE), str(Conf.WORKING), str(Conf.STARTING)}
+            count = 0
+            for pack in cache.get_many(keys).values():
+                try:
+                    stat = SignedPackage.loads(pack)
+                except BadSignature:
+                    continue
+                if str(getattr(stat, "status", "")) in alive:
+                    count += 1
+            running[name] = count
+        missing = [name for name, count in running.items() if not count]
+        total = sum(running.values())
+        if missing:
+            return Observation(
+                total, "clusters", "warn", f"no heartbeat from cluster {', '.join(missing)}"
+            )
+        return Observation(total, "clusters")
+
+
+class DrainingCheck(Check):
+    """Fails while this host's drain flag exists (``manage.py healthz --drain``).
+
+    Always present, even when ``HEALTH_CHECKS`` leaves it out: a drain must always work.
+    """
+
+    name = "drain:draining"
+    component_type = "system"
+
+    def check(self) -> Observation:
+        state = drain_state()
+        if state is not None:
+            return Observation(True, None, "fail", state.describe())
+        return Observation(False)
+
+
+DEFAULT_CHECKS: tuple[str, ...] = (
+    "django_zerodeploy.health.builtin.DatabaseCheck",
+    "django_zerodeploy.health.builtin.CacheCheck",
+    "django_zerodeploy.health.builtin.MigrationsCheck",
+    "django_zerodeploy.health.builtin.DiskCheck",
+    "django_zerodeploy.health.builtin.MemoryCheck",
+    "django_zerodeploy.health.builtin.DjangoQClusterCheck",
+    "django_zerodeploy.health.builtin.DrainingCheck",
+)

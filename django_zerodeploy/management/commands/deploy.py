@@ -1,0 +1,151 @@
+"""``manage.py deploy``: fetch, prepare beside the live tree, install, preflight, check out,
+migrate, collect static files, smoke-test, reload Gunicorn and verify; roll back on failure.
+
+Thin: it parses options and calls ``django_zerodeploy.pipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import RawDescriptionHelpFormatter
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ... import exit_codes, proc
+from ...checks import require_valid_settings
+from ...exit_codes import CommandFailure
+
+EPILOG = """\
+Steps: lock, environment, fetch, prepare (worktree beside the live tree), install (only if a
+requirements file changed), preflight (check, WSGI import, URLconf, migration plan, in the
+worktree), checkout (git reset --keep, the branch stays checked out), migrate (only if
+migrations are pending), collectstatic (only if static sources changed), smoke, reload, verify,
+post_migrate. A failure rolls back code, packages, static files and workers; applied
+migrations are listed, not reversed.
+
+Exit codes:
+  0  deployed, or nothing to deploy
+  1  failed (or refused) and rolled back: the previous release serves
+  2  bad usage, configuration or environment (nothing was changed)
+  3  the site may be down or half-deployed and needs a person
+  4  another deploy holds the lock
+"""
+
+
+class Command(BaseCommand):
+    help = "Deploy the newest commit of the upstream branch (or --ref) with zero downtime."
+    # Django's own checks exit 1 and would stop a deploy that fixes a broken live release:
+    # only ZERODEPLOY itself is validated here (exit 2); the new code is checked in preflight.
+    requires_system_checks: list[str] = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = RawDescriptionHelpFormatter
+        parser.epilog = EPILOG
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--ref", help="Branch, tag or commit to deploy (default: REMOTE/BRANCH).")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="Show commits, changed files, steps and pending migrations; change nothing.")
+        parser.add_argument("--rollback", nargs="?", const=True, default=None, metavar="ID|COMMIT",
+                            help="Deploy an earlier successful release (default: the one before the current).")
+        parser.add_argument("--force", action="store_true",
+                            help="Deploy even if the target already serves or was rolled back before.")
+        parser.add_argument("--install", action="store_true", help="Install requirements even if unchanged.")
+        parser.add_argument("--collectstatic", action="store_true",
+                            help="Collect static files even if unchanged.")
+        parser.add_argument("--no-reload", action="store_true",
+                            help="Everything but the reload and verify (e.g. before Gunicorn first runs).")
+        parser.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                            help="Wait this long for a running deploy instead of exiting 4 at once.")
+        parser.add_argument("--no-input", "--noinput", action="store_false", dest="interactive",
+                            help="Never prompt (scripts, CI).")
+        parser.add_argument("--json", action="store_true",
+                            help="Print the result (or the plan, or the history) as JSON on stdout.")
+        parser.add_argument("--history", action="store_true", help="List past deploys, newest first.")
+        parser.add_argument("--limit", type=int, default=20, help="How many deploys --history lists.")
+        parser.add_argument("--allow-unsafe-migrations", action="store_true",
+                            help="Acknowledge migrations the previous release cannot run against.")
+        parser.add_argument("--check-migrations", action="store_true",
+                            help="Only classify the pending migrations of the current code (for CI) "
+                                 "and exit with that check's code.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            require_valid_settings()
+            code = self._handle(options)
+        except CommandFailure as exc:
+            self.stderr.write(exc.message)
+            code = exc.exit_code
+        sys.stdout.flush()
+        if code:
+            sys.exit(code)
+
+    def _handle(self, options: dict[str, Any]) -> int:
+        from ...pipeline import DeployOptions, build_plan, history, run_deploy
+        from ...pipeline.records import history_table
+
+        as_json = options["json"]
+        if options["history"]:
+            rows = history(max(options["limit"], 0))
+            self.stdout.write(json.dumps(rows, indent=2) if as_json else history_table(rows))
+            return exit_codes.OK
+        if options["check_migrations"]:
+            return self._check_migrations(options)
+        deploy = DeployOptions(
+            ref=options["ref"],
+            force=options["force"],
+            install=options["install"],
+            collectstatic=options["collectstatic"],
+            no_reload=options["no_reload"],
+            dry_run=options["dry_run"],
+            rollback=options["rollback"],
+            wait_lock=options["wait_lock"],
+            trigger="cli",
+            allow_unsafe_migrations=options["allow_unsafe_migrations"],
+        )
+        if deploy.dry_run:
+            plan = build_plan(deploy)
+            self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())
+            return plan.exit_code if plan.problems or plan.refused else exit_codes.OK
+        if (deploy.force or deploy.rollback) and options["interactive"] and sys.stdin.isatty() and not as_json:
+            what = "roll back" if deploy.rollback else "deploy with --force (even a release rolled back before)"
+            answer = input(f"Really {what}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                self.stderr.write("Cancelled; nothing was changed.")
+                return exit_codes.USAGE
+
+        def echo(line: str) -> None:
+            # with --json, stdout carries only the JSON: progress goes to stderr
+            stream = sys.stderr if as_json else sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+
+        result = run_deploy(deploy, echo=echo)
+        if as_json:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        return result.exit_code
+
+    def _check_migrations(self, options: dict[str, Any]) -> int:
+        """``zerodeploy_migrations plan`` on the current code, in its own interpreter."""
+        from ...pipeline.migrations import SAFETY_COMMAND, safety_available
+        from ...pipeline.project import Project
+
+        if not safety_available():
+            raise CommandFailure(f"The migration safety command ({SAFETY_COMMAND}) is not installed.",
+                                 exit_codes.USAGE)
+        project = Project.current()
+        args = project.manage(project.repo_dir, SAFETY_COMMAND, "plan")
+        if options["json"]:
+            args.append("--json")
+        if options["allow_unsafe_migrations"]:
+            args.append("--allow-unsafe")
+        result = proc.run(args, cwd=project.live_dir, env=project.env(project.repo_dir), timeout=None)
+        if result.stdout:
+            self.stdout.write(result.stdout.rstrip("\n"))
+        if result.stderr:
+            self.stderr.write(result.stderr.rstrip("\n"))
+        return result.returncode

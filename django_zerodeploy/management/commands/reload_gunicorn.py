@@ -1,0 +1,80 @@
+"""``manage.py reload_gunicorn``: load the checked-out code into Gunicorn without dropping a
+request and without ever letting a broken release take one (see docs/reload.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ...checks import require_valid_settings
+from ...conf import RELOAD_STRATEGIES
+from ...exit_codes import CommandFailure
+from ...gunicorn import reload
+
+EPILOG = (
+    "Exit codes: 0 reloaded, the new release serves; 1 refused or aborted (preflight failed, "
+    "the new generation did not get ready, another reload kept the lock, hup on preload_app): "
+    "the old release still serves; 2 bad usage or configuration (unknown strategy, pidfile of "
+    "another project, several masters, no readiness hook, a master under systemd that cannot "
+    "take a USR2), nothing was signalled; 3 the site is down or may be (Gunicorn not running, "
+    "the master exited) and needs a person."
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Reload Gunicorn with the checked-out code: find and prove the master of this project, "
+        "preflight the code in a fresh interpreter, then usr2 (default: a new master whose "
+        "workers must all report ready before the old one is retired), hup or systemd "
+        "(systemctl reload), and verify which release serves."
+    )
+    # The checked-out code may be broken; the command must still run to refuse it cleanly.
+    requires_system_checks: list[str] = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = EPILOG
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--strategy", choices=RELOAD_STRATEGIES,
+                            help="usr2 (default: ZERODEPLOY['RELOAD_STRATEGY']), hup or systemd.")
+        parser.add_argument("--pidfile", help="Gunicorn's pidfile (default: GUNICORN_PIDFILE, "
+                            "else the systemd unit's MainPID, else found with psutil).")
+        parser.add_argument("--unit", help="systemd unit (default: GUNICORN_SYSTEMD_UNIT).")
+        parser.add_argument("--timeout", type=float, help="Seconds the new generation has to "
+                            "get ready (default: RELOAD_TIMEOUT).")
+        parser.add_argument("--json", action="store_true",
+                            help="Print the result as JSON instead of one line per phase.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        as_json = options["json"]
+        try:
+            require_valid_settings()
+        except CommandFailure as exc:
+            self._finish(exc.exit_code, exc.message, as_json, None)
+            return
+        result = reload(
+            strategy=options["strategy"],
+            pidfile=options["pidfile"],
+            unit=options["unit"],
+            timeout=options["timeout"],
+            echo=None if as_json else self.stdout.write,
+        )
+        self._finish(result.exit_code, result.message, as_json, result)
+
+    def _finish(self, code: int, message: str, as_json: bool, result: Any) -> None:
+        if as_json:
+            data = result.as_dict() if result is not None else {"ok": False, "exit_code": code, "message": message}
+            self.stdout.write(json.dumps(data, indent=2))
+        elif code == 0:
+            self.stdout.write(self.style.SUCCESS(message))
+        else:
+            if result is not None and result.output:
+                self.stderr.write(result.output)
+            self.stderr.write(message)
+        if code:
+            sys.exit(code)

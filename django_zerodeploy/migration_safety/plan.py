@@ -1,0 +1,248 @@
+"""The pending migration plan of the code in this process, classified and split into stages.
+
+Run by the deploy's preflight in a subprocess whose code is the *new* release (its git
+worktree) and whose database is the live one: the loader reads the new release's migration
+files, the recorder reads what the live database has applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.exceptions import InconsistentMigrationHistory
+from django.db.migrations.executor import MigrationExecutor
+
+from .classify import POST, PRE, SAFE, UNKNOWN, UNSAFE, Context, Verdict, classify, worst
+
+MARKER = "zerodeploy"
+MARKER_KEYS = {"stage", "allow_unsafe"}
+
+
+class PlanError(Exception):
+    """The plan cannot be built (bad marker, inconsistent history): a configuration error."""
+
+
+@dataclass
+class Marker:
+    """What a migration says about itself: ``zerodeploy = {"stage": "post", "allow_unsafe": True}``."""
+
+    stage: str = PRE
+    allow_unsafe: bool = False
+    reason: str = ""  # allow_unsafe may be a string: why it is fine, kept in the record
+
+
+@dataclass
+class PendingMigration:
+    app: str
+    name: str
+    stage: str
+    acknowledged: bool
+    operations: list[Verdict]
+    acknowledged_by: str = ""  # "", "flag" (--allow-unsafe) or "marker"
+    acknowledgement_reason: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+    @property
+    def classification(self) -> str:
+        return worst([op.classification for op in self.operations])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "name": self.name,
+            "stage": self.stage,
+            "acknowledged": self.acknowledged,
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledgement_reason": self.acknowledgement_reason,
+            "classification": self.classification,
+            "operations": [op.as_dict() for op in self.operations],
+        }
+
+
+@dataclass
+class MigrationPlan:
+    """Everything the deploy needs to decide, before anything changes."""
+
+    pending: list[PendingMigration] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # refusals that are not about one operation
+    warnings: list[str] = field(default_factory=list)
+    allow_unsafe: bool = False
+    vendor: str = ""
+
+    def _ops(self, classification: str, acknowledged: bool | None = None) -> list[dict[str, Any]]:
+        return [
+            {**op.as_dict(), "app": m.app, "name": m.name, "stage": m.stage}
+            for m in self.pending
+            for op in m.operations
+            if op.classification == classification and (acknowledged is None or m.acknowledged == acknowledged)
+        ]
+
+    @property
+    def unsafe(self) -> list[dict[str, Any]]:
+        """Unsafe operations nobody acknowledged: these refuse the deploy."""
+        return self._ops(UNSAFE, acknowledged=False)
+
+    @property
+    def acknowledged_unsafe(self) -> list[dict[str, Any]]:
+        return self._ops(UNSAFE, acknowledged=True)
+
+    @property
+    def unknown(self) -> list[dict[str, Any]]:
+        return self._ops(UNKNOWN)
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.unsafe or self.errors)
+
+    @property
+    def pre(self) -> list[PendingMigration]:
+        return [m for m in self.pending if m.stage == PRE]
+
+    @property
+    def post(self) -> list[PendingMigration]:
+        return [m for m in self.pending if m.stage == POST]
+
+    def as_dict(self) -> dict[str, Any]:
+        from .report import refusal_message
+
+        return {
+            "pending": [m.as_dict() for m in self.pending],
+            "unsafe": self.unsafe,
+            "acknowledged_unsafe": self.acknowledged_unsafe,
+            "unknown": self.unknown,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+            "refused": self.refused,
+            "message": refusal_message(self) if self.refused else "",
+        }
+
+
+def read_marker(migration: Any) -> Marker:
+    """The ``zerodeploy`` marker of a migration; django-syzygy's ``stage = Stage.POST_DEPLOY``
+    and django-safemigrate's ``safe = Safe.after_deploy`` also mean post-deploy."""
+    label = f"{migration.app_label}.{migration.name}"
+    value = getattr(migration, MARKER, None)
+    marker = Marker()
+    if value is None:
+        marker.stage = POST if _foreign_post_marker(migration) else PRE
+        return marker
+    if not isinstance(value, dict):
+        raise PlanError(f"{label}: {MARKER} must be a dict such as {{'stage': 'post'}}, not {type(value).__name__}.")
+    unknown = set(value) - MARKER_KEYS
+    if unknown:
+        raise PlanError(f"{label}: unknown {MARKER} key(s) {', '.join(sorted(map(str, unknown)))}; allowed: stage, allow_unsafe.")
+    stage = value.get("stage", PRE)
+    if stage not in (PRE, POST):
+        raise PlanError(f"{label}: {MARKER}['stage'] must be 'pre' or 'post', not {stage!r}.")
+    allow = value.get("allow_unsafe", False)
+    if not isinstance(allow, (bool, str)) or allow == "":
+        raise PlanError(f"{label}: {MARKER}['allow_unsafe'] must be True/False or a non-empty reason string.")
+    marker.stage = stage
+    marker.allow_unsafe = bool(allow)
+    marker.reason = allow if isinstance(allow, str) else ""
+    return marker
+
+
+def _foreign_post_marker(migration: Any) -> bool:
+    for attr, word in (("stage", "post_deploy"), ("safe", "after_deploy")):
+        value = getattr(migration, attr, None)
+        if value is None:
+            continue
+        for candidate in (getattr(value, "value", None), getattr(value, "safe", None), value):
+            if candidate is not None and word in str(getattr(candidate, "value", candidate)).lower():
+                return True
+    return False
+
+
+def build_plan(database: str = DEFAULT_DB_ALIAS, *, allow_unsafe: bool = False) -> MigrationPlan:
+    """Classify every operation that ``migrate`` would apply now, in its order."""
+    connection = connections[database]
+    executor = MigrationExecutor(connection)
+    loader = executor.loader
+    try:
+        loader.check_consistent_history(connection)
+    except InconsistentMigrationHistory as exc:
+        raise PlanError(f"Inconsistent migration history: {exc}") from exc
+    plan = MigrationPlan(allow_unsafe=allow_unsafe, vendor=connection.vendor)
+    conflicts = loader.detect_conflicts()
+    if conflicts:
+        names = "; ".join(f"{app}: {', '.join(sorted(n))}" for app, n in sorted(conflicts.items()))
+        plan.errors.append(f"Conflicting migrations ({names}): run makemigrations --merge before deploying.")
+        return plan
+    unknown_applied = sorted(
+        f"{app}.{name}"
+        for app, name in loader.applied_migrations
+        if (app, name) not in loader.graph.nodes and app in loader.migrated_apps
+        and not _replaced(loader, (app, name))
+    )
+    if unknown_applied:
+        plan.warnings.append(
+            "The database has migrations this release does not know (it is older than the "
+            f"schema): {', '.join(unknown_applied)}."
+        )
+    steps = executor.migration_plan(loader.graph.leaf_nodes())
+    state = executor._create_project_state(with_applied_migrations=True)  # noqa: SLF001 - what migrate itself starts from
+    baseline = state.clone()
+    new_models: set[tuple[str, str]] = set()
+    for migration, backwards in steps:
+        if backwards:  # leaf nodes never unapply; kept for safety
+            continue
+        marker = read_marker(migration)
+        verdicts = []
+        for op in migration.operations:
+            ctx = Context(migration.app_label, marker.stage, state, connection, new_models, baseline)
+            verdicts.append(classify(op, ctx))
+            _track_new_models(op, migration.app_label, new_models)
+            op.state_forwards(migration.app_label, state)
+        has_unsafe = any(v.classification == UNSAFE for v in verdicts)
+        by = ("marker" if marker.allow_unsafe else "flag" if allow_unsafe else "") if has_unsafe else ""
+        plan.pending.append(
+            PendingMigration(
+                app=migration.app_label,
+                name=migration.name,
+                stage=marker.stage,
+                acknowledged=marker.allow_unsafe or allow_unsafe,
+                operations=verdicts,
+                acknowledged_by=by,
+                acknowledgement_reason=marker.reason if by == "marker" else "",
+            )
+        )
+    plan.errors.extend(_stage_order_errors(plan, loader.graph))
+    return plan
+
+
+def _replaced(loader: Any, key: tuple[str, str]) -> bool:
+    return any(key in (m.replaces or ()) for m in loader.disk_migrations.values())
+
+
+def _track_new_models(op: Any, app_label: str, new_models: set[tuple[str, str]]) -> None:
+    from django.db.migrations import operations as ops
+
+    if isinstance(op, ops.CreateModel):
+        new_models.add((app_label, op.name_lower))
+    elif isinstance(op, ops.RenameModel) and (app_label, op.old_name_lower) in new_models:
+        new_models.add((app_label, op.new_name_lower))
+
+
+def _stage_order_errors(plan: MigrationPlan, graph: Any) -> list[str]:
+    """A pre-deploy migration cannot run before the reload if it needs a post-deploy one."""
+    post = {(m.app, m.name) for m in plan.post}
+    errors = []
+    for m in plan.pre:
+        needs = [n for n in graph.forwards_plan((m.app, m.name)) if n in post]
+        if needs:
+            names = ", ".join(f"{a}.{n}" for a, n in needs)
+            errors.append(
+                f"{m.label} is pre-deploy but depends on post-deploy migration(s) {names}: it "
+                "would have to wait until after the reload. Mark it post-deploy too, or move "
+                "the dependency into a pre-deploy migration."
+            )
+    return errors
+
+
+__all__ = ["MARKER", "Marker", "MigrationPlan", "PendingMigration", "PlanError", "build_plan", "read_marker", "SAFE"]

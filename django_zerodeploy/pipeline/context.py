@@ -1,0 +1,139 @@
+"""What the steps of one deploy share: the options, the commits, the paths and what was done so
+far (which the rollback reads to know what to undo)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import exit_codes
+from ..git import Commit, Git
+from .project import Project
+
+if TYPE_CHECKING:
+    from ..models import Deployment
+    from . import DeployOptions
+
+
+class StepFailed(Exception):
+    """A step failed. ``exit_code`` is what the command returns if rollback succeeds (or if
+    nothing needed rolling back)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        output: str = "",
+        returncode: int | None = None,
+        exit_code: int = exit_codes.FAILED,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.output = output
+        self.returncode = returncode
+        self.exit_code = exit_code
+
+
+class NothingToDeploy(Exception):
+    """The target already serves: stop here with exit code 0."""
+
+
+@dataclass
+class Outcome:
+    """What a step did: a one-line detail for the table, and its captured output."""
+
+    detail: str = ""
+    output: str = ""
+    returncode: int | None = None
+
+
+@dataclass
+class Migration:
+    """One pending migration of the target release."""
+
+    app: str
+    name: str
+    stage: str = "pre"  # "pre": before the reload; "post": after it (contract phase)
+    acknowledged: bool = False
+    operations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "name": self.name,
+            "stage": self.stage,
+            "acknowledged": self.acknowledged,
+            "operations": self.operations,
+        }
+
+
+@dataclass
+class DeployContext:
+    options: DeployOptions
+    project: Project
+    git: Git
+    echo: Callable[[str], None]
+    deployment: Deployment | None = None
+    lock: Any = None  # lock.DeployLock
+
+    # what is live before the deploy
+    branch: str | None = None
+    remote: str = "origin"
+    remote_branch: str | None = None
+    head_sha: str | None = None
+    serving: set[str] = field(default_factory=set)
+    serving_source: str = ""  # "workers", "healthz" or "HEAD"
+    previous_sha: str | None = None  # the release to roll back to
+    master: Any = None  # gunicorn.Master, when Gunicorn runs
+    interrupted: list[int] = field(default_factory=list)  # ids of deploys found killed
+
+    # the target
+    ref: str = ""
+    target_sha: str | None = None
+    target_subject: str = ""
+    commits: list[Commit] = field(default_factory=list)
+    changed_files: list[str] = field(default_factory=list)
+    baselines: set[str] = field(default_factory=set)  # releases the live state may hold
+    unknown_baseline: bool = False  # a baseline git cannot diff: assume everything changed
+    worktree: Path | None = None
+
+    # what the new release needs
+    pending: list[Migration] = field(default_factory=list)
+    migration_errors: list[str] = field(default_factory=list)
+    unsafe_acknowledged: bool = False
+    smoke_done: bool = False
+
+    # what has been done (read by the rollback)
+    installed: bool = False
+    checked_out: bool = False
+    collected: bool = False
+    reload_attempted: bool = False
+    reloaded: bool = False
+    applied_migrations: list[str] = field(default_factory=list)
+    mixed_window_started: float | None = None
+    mixed_window: float | None = None
+
+    @property
+    def live(self) -> Path:
+        return self.project.repo_dir
+
+    @property
+    def pending_pre(self) -> list[Migration]:
+        return [m for m in self.pending if m.stage != "post"]
+
+    @property
+    def pending_post(self) -> list[Migration]:
+        return [m for m in self.pending if m.stage == "post"]
+
+    @property
+    def new_code(self) -> Path:
+        """The tree holding the target's code now: the worktree until checkout, then live."""
+        if self.checked_out or self.worktree is None:
+            return self.live
+        return self.worktree

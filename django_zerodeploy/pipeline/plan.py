@@ -1,0 +1,203 @@
+"""``deploy --dry-run``: what a deploy would do, decided by the same step objects, changing
+nothing (no record, no change to the live tree, the database or the processes).
+
+It fetches (which moves remote-tracking refs only) when the deploy lock is free, and reads the
+pending migrations by running the target's code from a temporary worktree outside the checkout,
+removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .. import exit_codes
+from ..conf import app_settings
+from ..exit_codes import CommandFailure
+from ..git import Git, GitError
+from . import migrations, records
+from .context import DeployContext, NothingToDeploy, StepFailed
+from .lock import deploy_lock
+from .project import Project
+from .steps import (
+    EnvironmentStep,
+    ExtraStep,
+    FetchStep,
+    InstallStep,
+    PreflightStep,
+    SmokeStep,
+    Step,
+    default_steps,
+)
+
+
+@dataclass
+class PlannedStep:
+    name: str
+    run: bool
+    reason: str
+
+
+@dataclass
+class DeployPlan:
+    ref: str = ""
+    target_sha: str | None = None
+    target_subject: str = ""
+    previous_sha: str | None = None
+    head_sha: str | None = None
+    branch: str | None = None
+    serving: list[str] = field(default_factory=list)
+    serving_source: str = ""
+    nothing_to_deploy: bool = False
+    refused: str = ""
+    commits: list[list[str]] = field(default_factory=list)
+    changed_files: list[str] = field(default_factory=list)
+    steps: list[PlannedStep] = field(default_factory=list)
+    pending_migrations: list[dict[str, Any]] = field(default_factory=list)
+    migration_errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    exit_code: int = exit_codes.OK  # what the deploy itself would most likely return
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def as_text(self) -> str:
+        short = (self.target_sha or "?")[:10]
+        lines = ["Dry run: nothing was changed."]
+        if self.branch:
+            lines.append(f"Live checkout on {self.branch} at {(self.head_sha or '?')[:10]}; serving "
+                         f"{', '.join(s[:10] for s in self.serving) or 'unknown'} (from {self.serving_source or '?'}).")
+        if self.target_sha:
+            lines.append(f"Target: {self.ref} = {short} ({self.target_subject})")
+        for problem in self.problems:
+            lines.append(f"Problem: {problem}")
+        if self.refused:
+            lines.append(f"The deploy would refuse: {self.refused}")
+        if self.nothing_to_deploy:
+            lines.append("Nothing to deploy: the target already serves.")
+        if self.commits:
+            lines.append(f"Commits ({len(self.commits)}):")
+            lines += [f"  {sha[:10]} {subject}" for sha, subject in self.commits[:50]]
+        if self.changed_files:
+            lines.append(f"Changed files ({len(self.changed_files)}):")
+            lines += [f"  {name}" for name in self.changed_files[:100]]
+            if len(self.changed_files) > 100:
+                lines.append(f"  ... and {len(self.changed_files) - 100} more")
+        if self.steps:
+            lines.append("Steps:")
+            for step in self.steps:
+                lines.append(f"  {step.name:<14} {'run' if step.run else 'skip':<5} {step.reason}")
+        if self.pending_migrations:
+            lines.append("Pending migrations:")
+            for migration in self.pending_migrations:
+                ack = " (acknowledged)" if migration.get("acknowledged") else ""
+                lines.append(f"  {migration['app']}.{migration['name']} [{migration.get('stage', 'pre')}-deploy]{ack}")
+                for op in migration.get("operations") or []:
+                    lines.append(f"    {op.get('classification', '?'):<8} {op.get('operation', '')}"
+                                 + (f" - {op['reason']}" if op.get("reason") else ""))
+        elif self.target_sha and not self.nothing_to_deploy:
+            lines.append("Pending migrations: none")
+        for error in self.migration_errors:
+            lines.append(f"Migration plan: {error}")
+        for note in self.notes:
+            lines.append(f"Note: {note}")
+        return "\n".join(lines)
+
+
+def build_plan(options: Any) -> DeployPlan:
+    """What ``deploy`` with ``options`` would do now."""
+    from .runner import validate_options
+
+    plan = DeployPlan()
+    try:
+        validate_options(options)
+    except CommandFailure as exc:
+        plan.problems.append(exc.message)
+        plan.exit_code = exc.exit_code
+        return plan
+    project = Project.current()
+    notes: list[str] = []
+    lock = deploy_lock(app_settings.runtime_dir)
+    ctx = DeployContext(options, project, Git(project.repo_dir), notes.append, lock=lock)
+    fetch = FetchStep()
+    try:
+        lock.acquire(wait=0)
+    except CommandFailure as exc:
+        notes.append(f"{exc.message} The plan uses the refs fetched last (no fetch).")
+        plan.exit_code = exit_codes.LOCKED
+        fetch.fetch = False
+    try:
+        _plan(plan, ctx, fetch)
+    finally:
+        if ctx.worktree is not None:
+            ctx.git.worktree_remove(ctx.worktree)
+        lock.release()
+    plan.notes += notes
+    return plan
+
+
+def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
+    try:
+        EnvironmentStep().run(ctx)
+    except CommandFailure as exc:
+        plan.problems.append(exc.message)
+        plan.exit_code = exc.exit_code
+        if not ctx.head_sha or not ctx.branch:
+            return
+    plan.branch, plan.head_sha = ctx.branch, ctx.head_sha
+    steps = default_steps()
+    try:
+        fetch.run(ctx)
+    except NothingToDeploy:
+        plan.nothing_to_deploy = True
+    except StepFailed as exc:
+        plan.refused = exc.message
+        plan.exit_code = exit_codes.FAILED
+    except CommandFailure as exc:
+        plan.problems.append(exc.message)
+        plan.exit_code = exc.exit_code
+        return
+    plan.ref, plan.target_sha, plan.target_subject = ctx.ref, ctx.target_sha, ctx.target_subject
+    plan.previous_sha, plan.serving, plan.serving_source = ctx.previous_sha, sorted(ctx.serving), ctx.serving_source
+    if plan.nothing_to_deploy:
+        plan.steps = [PlannedStep(s.name, s.name in ("lock", "environment", "fetch"), "nothing to deploy")
+                      for s in steps]
+        return
+    if not ctx.commits and ctx.previous_sha and ctx.target_sha:
+        with contextlib.suppress(GitError):
+            ctx.commits = ctx.git.log(ctx.previous_sha, ctx.target_sha)
+    if not ctx.changed_files:
+        ctx.changed_files = fetch._changed(ctx)
+    plan.commits = [[c.sha, c.subject] for c in ctx.commits]
+    plan.changed_files = ctx.changed_files
+    path = records.worktrees_dir() / f"plan-{ctx.target_sha[:12]}-{os.getpid()}"
+    try:
+        ctx.git.worktree_add(path, ctx.target_sha)
+        ctx.worktree = path
+    except GitError as exc:
+        plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
+    if ctx.worktree is not None:
+        found = migrations.plan(ctx.project, ctx.worktree, allow_unsafe=ctx.options.allow_unsafe_migrations)
+        ctx.pending = found.pending
+        plan.pending_migrations = [m.as_dict() for m in found.pending]
+        plan.migration_errors = found.errors
+        if not found.ok and plan.exit_code == exit_codes.OK:
+            plan.exit_code = exit_codes.FAILED
+    plan.steps = [_decide(step, ctx) for step in steps]
+
+
+def _decide(step: Step, ctx: DeployContext) -> PlannedStep:
+    if isinstance(step, PreflightStep):
+        return PlannedStep(step.name, True, "manage.py check, WSGI import, URLconf, migration plan, in the worktree")
+    if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS and not ctx.pending_pre:
+        return PlannedStep(step.name, True, "in the preflight (no migrations to apply first)")
+    if isinstance(step, ExtraStep):
+        run, why = step.should_run(ctx)
+        return PlannedStep(step.name, run, why)
+    run, why = step.should_run(ctx)
+    if isinstance(step, InstallStep):
+        ctx.installed = run  # collectstatic follows a package change
+    return PlannedStep(step.name, run, why or {"checkout": "git reset --keep in the live tree"}.get(step.name, ""))

@@ -1,0 +1,398 @@
+"""Deployment records, written as the deploy goes: a killed deploy leaves an honest ``running``
+row, which the next deploy marks ``interrupted``. Also the history, the bad-release rule and the
+choice of the release ``--rollback`` goes back to."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from .. import exit_codes, proc
+from ..conf import app_settings
+from ..exit_codes import CommandFailure
+from ..git import Git, GitError
+from ..models import Deployment, DeploymentStep
+from .project import OWNER_ENV
+
+Status = Deployment.Status
+StepStatus = DeploymentStep.Status
+NOT_RELEASE_STEPS = ("lock", "environment", "fetch", "prepare")
+CANCELLED = "Cancelled"  # message prefix of a deploy stopped by the operator (not the release's fault)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def os_user() -> str:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return str(os.getuid())
+
+
+def worktrees_dir() -> Path:
+    path = app_settings.runtime_dir / "worktrees"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+@dataclass
+class StepResult:
+    """One line of the step table."""
+
+    name: str
+    status: str  # DeploymentStep.Status value
+    detail: str = ""
+    duration: float | None = None
+    returncode: int | None = None
+    output: str = ""
+    started_at: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "duration": None if self.duration is None else round(self.duration, 3),
+            "returncode": self.returncode,
+        }
+
+
+@dataclass
+class Recorder:
+    """Keeps the Deployment row and its steps in step with the run. Database errors are
+    reported once and never stop the deploy: the site matters more than its log."""
+
+    deployment: Deployment | None = None
+    warn: Callable[[str], None] = print
+    rows: dict[int, DeploymentStep] = field(default_factory=dict)
+    _warned: bool = False
+
+    def _safe(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except DatabaseError as exc:
+            if not self._warned:
+                self._warned = True
+                self.warn(f"  warning: cannot write the deployment record: {exc}")
+            return None
+
+    def open(self, values: dict[str, Any], planned: list[str], done: list[StepResult]) -> Deployment | None:
+        """Create (or take over a queued) record, status running, with one pending row per
+        planned step, and the rows of the steps already done."""
+
+        def write() -> Deployment:
+            with transaction.atomic():
+                if self.deployment is None:
+                    deployment = Deployment.objects.create(**values)
+                else:
+                    deployment = self.deployment
+                    for key, value in values.items():
+                        setattr(deployment, key, value)
+                    deployment.save()
+                    deployment.steps.all().delete()
+                rows = DeploymentStep.objects.bulk_create(
+                    [DeploymentStep(deployment=deployment, position=i, name=n) for i, n in enumerate(planned)]
+                )
+            self.deployment = deployment
+            self.rows = dict(enumerate(rows))
+            return deployment
+
+        result = self._safe(write)
+        for position, step in enumerate(done):
+            self.save_step(position, step)
+        return result
+
+    def update(self, **values: Any) -> None:
+        deployment = self.deployment
+        if deployment is None or deployment.pk is None:
+            return
+        for key, value in values.items():
+            setattr(deployment, key, value)
+        self._safe(lambda: deployment.save(update_fields=list(values)))
+
+    def save_step(self, position: int, step: StepResult) -> None:
+        """Create or update the row of the step at ``position``."""
+        if self.deployment is None or self.deployment.pk is None:
+            return
+        keep = int(app_settings.KEEP_OUTPUT_BYTES)
+        values = {
+            "name": step.name[:64],
+            "status": step.status,
+            "detail": proc.redact(step.detail)[:500],
+            "duration": step.duration,
+            "returncode": step.returncode,
+            "output": proc.tail(proc.redact(step.output), keep),
+            "started_at": step.started_at,
+        }
+        row = self.rows.get(position)
+
+        def write() -> None:
+            nonlocal row
+            if row is None or row.pk is None:
+                row = DeploymentStep.objects.create(deployment=self.deployment, position=position, **values)
+                self.rows[position] = row
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.save()
+
+        self._safe(write)
+
+    def drop_pending(self) -> None:
+        """Steps that never ran (nothing to deploy, or a failure before them) are removed."""
+        if self.deployment is None or self.deployment.pk is None:
+            return
+        self._safe(lambda: self.deployment.steps.filter(status=StepStatus.PENDING).delete())
+
+
+# -- interrupted deploys ------------------------------------------------------------------------
+def interrupted_candidates(exclude: int | None) -> list[Deployment]:
+    """``running`` records of this host other than ours. Called with the lock held, so none of
+    them is still deploying: their process died (or was killed) mid-way."""
+    query = Deployment.objects.filter(status=Status.RUNNING, host=hostname())
+    if exclude:
+        query = query.exclude(pk=exclude)
+    return list(query)
+
+
+def orphan_steps(pids: Iterable[int]) -> list[psutil.Process]:
+    """Subprocesses a killed deploy left running (e.g. a migrate): they carry its owner token."""
+    tokens = {f"{app_settings.runtime_dir}:{pid}" for pid in pids if pid}
+    if not tokens:
+        return []
+    found = []
+    me = os.getuid()
+    for process in psutil.process_iter(["pid", "uids"]):
+        with contextlib.suppress(psutil.Error):
+            uids = process.info.get("uids")
+            if uids and uids.real != me:
+                continue
+            if process.environ().get(OWNER_ENV) in tokens:
+                found.append(process)
+    return found
+
+
+def wait_for_orphans(pids: Iterable[int], timeout: float, echo: Callable[[str], None]) -> None:
+    """Wait (bounded) for steps a killed deploy left running; refuse with exit 4 if they
+    outlive ``timeout``. They are not killed: a half-applied migration is worse than a wait."""
+    orphans = orphan_steps(pids)
+    if not orphans:
+        return
+    names = ", ".join(f"pid {p.pid} ({' '.join(_cmdline(p))[:120]})" for p in orphans)
+    echo(f"  waiting up to {timeout:g} s for steps an interrupted deploy left running: {names}")
+    _gone, alive = psutil.wait_procs(orphans, timeout=timeout)
+    if alive:
+        raise CommandFailure(
+            f"Steps of an interrupted deploy are still running after {timeout:g} s: {names}. "
+            "Wait for them to finish and deploy again.",
+            exit_codes.LOCKED,
+        )
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    with contextlib.suppress(psutil.Error):
+        return process.cmdline()
+    return []
+
+
+def mark_interrupted(stale: list[Deployment], by: Deployment | None) -> list[int]:
+    ids = []
+    for deployment in stale:
+        note = f"by deployment #{by.pk}" if by is not None and by.pk else "by the next deploy"
+        try:
+            with transaction.atomic():
+                DeploymentStep.objects.filter(
+                    deployment=deployment, status__in=[StepStatus.RUNNING]
+                ).update(status=StepStatus.FAILED, detail="interrupted")
+                deployment.steps.filter(status=StepStatus.PENDING).delete()
+                deployment.status = Status.INTERRUPTED
+                deployment.finished_at = timezone.now()
+                deployment.message = (
+                    f"Interrupted: the deploy process (pid {deployment.pid}) ended before finishing; "
+                    f"found {note}, which brought the site to a consistent release."
+                )
+                deployment.save(update_fields=["status", "finished_at", "message"])
+            ids.append(deployment.pk)
+        except DatabaseError:
+            continue
+    return ids
+
+
+def interrupted_shas(ids: Iterable[int]) -> list[str]:
+    shas: list[str] = []
+    for deployment in Deployment.objects.filter(pk__in=list(ids)):
+        shas += [s for s in (deployment.previous_sha, deployment.target_sha) if s]
+    return shas
+
+
+def cleanup_worktrees(git: Git) -> list[str]:
+    """Remove worktrees left by deploys that are gone (named ``<sha>-<pid>``)."""
+    removed = []
+    for path in sorted(worktrees_dir().iterdir()):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
+            continue
+        git.worktree_remove(path)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    if removed:
+        git.run("worktree", "prune", check=False)
+    return removed
+
+
+# -- the bad-release rule and --rollback ----------------------------------------------------------
+def bad_release(sha: str) -> Deployment | None:
+    """The deployment that rolled ``sha`` back, unless a later deploy of it succeeded (--force)."""
+    finished = Deployment.objects.filter(target_sha=sha).exclude(
+        status__in=[Status.QUEUED, Status.RUNNING, Status.NOTHING, Status.INTERRUPTED]
+    ).order_by("-created_at", "-id")
+    for deployment in finished[:50]:
+        if deployment.status == Status.SUCCEEDED:
+            return None
+        if deployment.message.startswith(CANCELLED):
+            continue
+        if deployment.status == Status.ROLLED_BACK:
+            return deployment
+        failed_release_step = deployment.steps.filter(status=StepStatus.FAILED).exclude(
+            name__in=NOT_RELEASE_STEPS
+        ).exclude(name__startswith="rollback").exists()
+        if failed_release_step:
+            return deployment
+    return None
+
+
+def rollback_target(spec: str | bool, serving: set[str], head: str | None, git: Git) -> tuple[str, str]:
+    """(commit, label) that ``--rollback [ID|COMMIT]`` names: a deployment id, a commit, or
+    (True) the release that succeeded before the one serving now."""
+    if spec is True or spec in ("", None):
+        current = serving if serving else ({head} if head else set())
+        seen_current = False
+        for deployment in Deployment.objects.filter(status=Status.SUCCEEDED).order_by("-created_at", "-id")[:200]:
+            if deployment.target_sha in current:
+                seen_current = True
+                continue
+            if seen_current or not current:
+                return deployment.target_sha, f"rollback to #{deployment.pk}"
+        # no earlier successful deploy recorded: the release the current one replaced
+        latest = Deployment.objects.filter(status=Status.SUCCEEDED, target_sha__in=current).first()
+        if latest and latest.previous_sha:
+            return latest.previous_sha, f"rollback to the release before #{latest.pk}"
+        raise CommandFailure("No earlier successful release is recorded: name one with "
+                             "--rollback ID or --rollback COMMIT.", exit_codes.USAGE)
+    text = str(spec)
+    if text.isdigit() and len(text) < 12:
+        deployment = Deployment.objects.filter(pk=int(text)).first()
+        if deployment is not None:
+            if deployment.status != Status.SUCCEEDED or not deployment.target_sha:
+                raise CommandFailure(
+                    f"Deployment #{deployment.pk} did not succeed ({deployment.status}): roll back to "
+                    "a release that served.", exit_codes.USAGE)
+            return deployment.target_sha, f"rollback to #{deployment.pk}"
+    try:
+        return git.resolve(text), f"rollback to {text}"
+    except GitError as exc:
+        raise CommandFailure(f"--rollback {text!r}: no such deployment id or commit ({exc}).",
+                             exit_codes.USAGE) from None
+
+
+# -- history ----------------------------------------------------------------------------------------
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def deployment_dict(deployment: Deployment, steps: list[DeploymentStep] | None = None) -> dict[str, Any]:
+    steps = list(deployment.steps.all()) if steps is None else steps
+    return {
+        "id": deployment.pk,
+        "status": deployment.status,
+        "trigger": deployment.trigger,
+        "username": deployment.username,
+        "host": deployment.host,
+        "pid": deployment.pid,
+        "ref": deployment.ref,
+        "previous_sha": deployment.previous_sha,
+        "target_sha": deployment.target_sha,
+        "subject": deployment.subject,
+        "message": deployment.message,
+        "applied_migrations": deployment.applied_migrations,
+        "unsafe_migrations_acknowledged": deployment.unsafe_migrations_acknowledged,
+        "mixed_window_seconds": deployment.mixed_window_seconds,
+        "created_at": _iso(deployment.created_at),
+        "started_at": _iso(deployment.started_at),
+        "finished_at": _iso(deployment.finished_at),
+        "duration": deployment.duration,
+        "steps": [
+            {
+                "name": s.name,
+                "status": s.status,
+                "duration": s.duration,
+                "detail": s.detail,
+                "returncode": s.returncode,
+            }
+            for s in steps
+        ],
+    }
+
+
+def history(limit: int = 20) -> list[dict[str, Any]]:
+    """Deployments, newest first, as the objects ``deploy --history --json`` prints."""
+    deployments = list(Deployment.objects.order_by("-created_at", "-id").prefetch_related("steps")[: max(limit, 0)])
+    return [deployment_dict(d, list(d.steps.all())) for d in deployments]
+
+
+def history_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "No deployments recorded yet."
+    lines = [f"{'id':>5}  {'status':<12} {'started (UTC)':<20} {'duration':>8}  {'from':<10} {'to':<10} {'trigger':<8} message"]
+    for row in rows:
+        started = (row["started_at"] or row["created_at"] or "")[:19].replace("T", " ")
+        duration = f"{row['duration']:.1f} s" if row["duration"] is not None else "-"
+        lines.append(
+            f"{row['id']:>5}  {row['status']:<12} {started:<20} {duration:>8}  "
+            f"{(row['previous_sha'] or '-')[:10]:<10} {(row['target_sha'] or '-')[:10]:<10} "
+            f"{row['trigger']:<8} {(row['message'] or '').splitlines()[0][:90] if row['message'] else ''}"
+        )
+    return "\n".join(lines)
+
+
+def new_record_values(options: Any, started: Any) -> dict[str, Any]:
+    return {
+        "status": Status.RUNNING,
+        "trigger": options.trigger or "cli",
+        "user_id": options.user_id,
+        "username": (options.username or os_user())[:150],
+        "host": hostname()[:255],
+        "pid": os.getpid(),
+        "options": options_dict(options),
+        "started_at": started,
+        "message": "",
+    }
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(options)
+    data.pop("user_id", None)
+    data.pop("username", None)
+    data["argv"] = [proc.redact(a) for a in sys.argv[1:]][:30] if options.trigger == "cli" else []
+    return data
+
+
+def elapsed(started: float) -> float:
+    return time.monotonic() - started

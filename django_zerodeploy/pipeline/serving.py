@@ -1,0 +1,87 @@
+"""Which release is actually serving: what the live workers report, not what ``HEAD`` says."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ..conf import app_settings
+from ..exit_codes import CommandFailure
+
+
+def find_master() -> Any:
+    """The Gunicorn master of this project (raises CommandFailure when there is none)."""
+    from ..gunicorn import find_master as _find
+
+    return _find(pidfile=app_settings.GUNICORN_PIDFILE, unit=app_settings.GUNICORN_SYSTEMD_UNIT)
+
+
+def workers_serving(master: Any) -> set[str]:
+    """Releases the live, ready workers of ``master`` report (empty when they report none)."""
+    from ..gunicorn import serving_releases
+
+    with contextlib.suppress(CommandFailure, OSError):
+        return {r for r in serving_releases(master) if r}
+    return set()
+
+
+def healthz_release(url: str | None = None, timeout: float = 3.0) -> str | None:
+    """``releaseId`` from HEALTHZ_URL, or None when unset or unreachable. A 503 still carries
+    the release in its body, so it is read too."""
+    url = url or app_settings.HEALTHZ_URL
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(ValueError, AttributeError):
+        return json.loads(body).get("releaseId") or None
+    return None
+
+
+def serving_releases(master: Any, head: str | None) -> tuple[set[str], str]:
+    """(releases serving, where that came from): the workers' reports, else HEALTHZ_URL, else
+    ``HEAD`` (when nothing reports, e.g. before Gunicorn runs with the hooks)."""
+    if master is not None:
+        found = workers_serving(master)
+        if found:
+            return found, "workers"
+    release = healthz_release()
+    if release:
+        return {release}, "healthz"
+    return ({head} if head else set()), "HEAD"
+
+
+def wait_for_release(target: str, master: Any, timeout: float = 15.0) -> tuple[bool, str]:
+    """Poll until HEALTHZ_URL (or, without it, the workers' reports) says ``target`` serves.
+    Returns (ok, what was seen)."""
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while True:
+        if app_settings.HEALTHZ_URL:
+            release = healthz_release(timeout=min(3.0, timeout))
+            seen = f"{app_settings.HEALTHZ_URL} reports releaseId {release!r}"
+            if release == target:
+                return True, seen
+        elif master is not None:
+            with contextlib.suppress(CommandFailure):
+                master = find_master()
+            releases = workers_serving(master)
+            seen = f"workers report {sorted(releases)}"
+            if releases == {target}:
+                return True, seen
+        else:
+            return False, "neither HEALTHZ_URL nor a Gunicorn master to ask"
+        if time.monotonic() >= deadline:
+            return False, seen
+        time.sleep(0.25)

@@ -1,0 +1,285 @@
+"""Does a release load and answer? Checked in a fresh interpreter before it takes traffic.
+
+``preflight(code_dir)`` starts ``python -m django_zerodeploy.preflight`` with ``code_dir`` as
+working directory and first on ``sys.path``: optionally ``manage.py check``, then it imports the
+WSGI application, loads the URLconf and requests each smoke URL through the WSGI callable,
+in-process. A fresh process matters: the caller's own modules are the *old* release.
+
+The in-process pieces (``check_urlconf``, ``smoke``) are also what a Gunicorn worker runs in
+``gunicorn_conf.post_worker_init`` before it accepts its first connection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import proc
+
+STEPS = ("check", "import-wsgi", "urlconf", "smoke")
+_MARK = "ZERODEPLOY-PREFLIGHT-RESULT "
+_SETTINGS_IN_MANAGE = re.compile(
+    r"""setdefault\(\s*["']DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']\s*\)"""
+)
+# Environment a Gunicorn master got from its parent or from systemd: never hand it on, or the
+# preflight interpreter would believe it is a re-executed master or talk to systemd.
+PROCESS_ONLY_ENV = ("GUNICORN_FD", "GUNICORN_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+                    "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "SERVER_SOFTWARE")
+
+
+@dataclass
+class PreflightResult:
+    ok: bool
+    step: str  # "import-wsgi", "urlconf", "check", "smoke" — what failed, or "ok"
+    message: str  # one readable sentence
+    output: str  # captured output (last traceback frames), redacted
+    duration: float
+
+
+# -- in-process checks (run inside the release's interpreter) ---------------------------------
+def check_urlconf() -> int:
+    """Import the root URLconf and every included one; returns the number of patterns. Raises
+    what the URLconf raises."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    resolver = get_resolver()
+
+    def walk(patterns: Iterable[Any]) -> int:
+        count = 0
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                count += walk(pattern.url_patterns)
+            elif isinstance(pattern, URLPattern):
+                _ = pattern.lookup_str  # resolves the view's dotted path
+                count += 1
+        return count
+
+    count = walk(resolver.url_patterns)
+    _ = resolver.reverse_dict  # populates names and namespaces, as the first request would
+    return count
+
+
+def smoke_host() -> str:
+    """A Host header the project accepts (ALLOWED_HOSTS), for in-process requests."""
+    from django.conf import settings
+
+    for host in getattr(settings, "ALLOWED_HOSTS", []) or []:
+        if host and host != "*":
+            return host.lstrip(".")
+    return "localhost"
+
+
+def call_wsgi(app: Callable[..., Any], path: str, host: str | None = None) -> tuple[int, bytes]:
+    """GET ``path`` through a WSGI callable in this process; returns (status, first bytes)."""
+    from wsgiref.util import setup_testing_defaults
+
+    host = host or smoke_host()
+    path_info, _, query = path.partition("?")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query,
+        "HTTP_HOST": host,
+        "SERVER_NAME": host,
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_USER_AGENT": "django-zerodeploy smoke",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multiprocess": True,
+        "wsgi.multithread": False,
+    }
+    setup_testing_defaults(environ)
+    status: list[str] = []
+
+    def start_response(line: str, headers: list[Any], exc_info: Any = None) -> Callable[..., Any]:
+        status[:] = [line]
+        return lambda data: None
+
+    body = app(environ, start_response)
+    head = b""
+    try:
+        for chunk in body:
+            if len(head) < 2000:
+                head += chunk
+    finally:
+        close = getattr(body, "close", None)
+        if close:
+            close()
+    return int(status[0].split()[0]) if status else 500, head[:2000]
+
+
+def smoke(app: Callable[..., Any], urls: Sequence[str]) -> list[str]:
+    """Request each URL in-process; returns one sentence per URL that answered 5xx or raised."""
+    failures = []
+    for url in urls:
+        try:
+            code, _ = call_wsgi(app, url)
+        except Exception as exc:  # noqa: BLE001 - any error is a refusal, said in words
+            failures.append(f"{url} raised {type(exc).__name__}: {exc}")
+            continue
+        if code >= 500:
+            failures.append(f"{url} answered {code}")
+    return failures
+
+
+# -- the fresh interpreter ------------------------------------------------------------------
+def _settings_module(code_dir: Path) -> str | None:
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return os.environ["DJANGO_SETTINGS_MODULE"]
+    manage = code_dir / "manage.py"
+    if manage.is_file():
+        match = _SETTINGS_IN_MANAGE.search(manage.read_text(errors="replace"))
+        if match:
+            return match.group(1)
+    return None
+
+
+def _import_app(spec: str) -> Any:
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    module = importlib.import_module(module_name)
+    app = module
+    for part in attr.split("."):
+        app = getattr(app, part)
+    if not callable(app):
+        raise TypeError(f"{spec} is not callable")
+    return app
+
+
+def _child(args: dict[str, Any]) -> dict[str, Any]:
+    """The preflight itself, in the release's interpreter."""
+    code_dir = Path(args["code_dir"])
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    step = "import-wsgi"
+    try:
+        spec = args.get("wsgi_app")
+        if not spec:
+            module = _settings_module(code_dir)
+            if not module:
+                return {"ok": False, "step": step, "message": "DJANGO_SETTINGS_MODULE is not set "
+                        "and manage.py does not name it: cannot tell which WSGI app to import."}
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)
+            import django
+            from django.conf import settings
+
+            django.setup(set_prefix=False)
+            spec = settings.WSGI_APPLICATION
+        app = _import_app(spec)
+        step = "urlconf"
+        patterns = check_urlconf()
+        step = "smoke"
+        failures = smoke(app, args.get("smoke_urls") or [])
+        if failures:
+            return {"ok": False, "step": step, "message": "Smoke URL failed: " + "; ".join(failures) + "."}
+        return {"ok": True, "step": "ok", "message": f"{spec} imported, {patterns} URL patterns "
+                f"loaded, {len(args.get('smoke_urls') or [])} smoke URL(s) answered."}
+    except BaseException as exc:  # noqa: BLE001 - the whole point is to report it
+        frames = traceback.format_exception(exc)
+        traceback.print_exception(exc, file=sys.stderr)
+        what = {"import-wsgi": "The WSGI application failed to import",
+                "urlconf": "The URLconf failed to load",
+                "smoke": "A smoke request failed"}[step]
+        last = "".join(frames).strip().splitlines()[-1] if frames else repr(exc)
+        return {"ok": False, "step": step, "message": f"{what}: {last}"}
+
+
+def _main(argv: list[str]) -> int:
+    args = json.loads(argv[0])
+    try:
+        result = _child(args)
+    finally:
+        sys.stderr.flush()
+    sys.stdout.write("\n" + _MARK + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0 if result.get("ok") else 1
+
+
+def child_env(code_dir: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` (default: ours) with ``code_dir`` first on PYTHONPATH and a master's
+    process-only variables removed."""
+    base = dict(os.environ if env is None else env)
+    for name in PROCESS_ONLY_ENV:
+        base.pop(name, None)
+    base.pop("PYTHONSTARTUP", None)
+    paths = [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(code_dir)]
+    base["PYTHONPATH"] = os.pathsep.join([str(code_dir), *paths])
+    return base
+
+
+def _last_frames(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def preflight(
+    code_dir: Path,
+    *,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    wsgi_app: str | None = None,
+    manage_check: bool = False,
+    smoke_urls: Sequence[str] = (),
+    timeout: float | None = None,
+) -> PreflightResult:
+    """Check, in a fresh subprocess, that the release in ``code_dir`` imports and answers."""
+    started = time.monotonic()
+    code_dir = Path(code_dir).resolve()
+    child = child_env(code_dir, env)
+    secrets = proc.secret_values(child)
+    if timeout is None:
+        from .conf import app_settings
+
+        timeout = float(app_settings.STEP_TIMEOUT)
+
+    def done(ok: bool, step: str, message: str, output: str = "") -> PreflightResult:
+        return PreflightResult(ok, step, proc.redact(message, secrets),
+                               proc.redact(_last_frames(output), secrets),
+                               time.monotonic() - started)
+
+    if manage_check:
+        if (code_dir / "manage.py").is_file():
+            argv = [python, "manage.py", "check"]
+        else:
+            argv = [python, "-m", "django", "check"]
+        checked = proc.run(argv, cwd=code_dir, env=child, timeout=timeout)
+        if not checked.ok:
+            lines = checked.output.strip().splitlines()
+            why = next((ln for ln in reversed(lines) if ln.strip()), f"exit {checked.returncode}")
+            if checked.timed_out:
+                why = f"timed out after {timeout:g} s"
+            return done(False, "check", f"manage.py check failed: {why}", checked.output)
+
+    payload = {"code_dir": str(code_dir), "wsgi_app": wsgi_app, "smoke_urls": list(smoke_urls)}
+    ran = proc.run([python, "-m", "django_zerodeploy.preflight", json.dumps(payload)],
+                   cwd=code_dir, env=child, timeout=timeout)
+    output = ran.stdout.split(_MARK)[0] + ("\n" + ran.stderr if ran.stderr else "")
+    result: dict[str, Any] | None = None
+    if _MARK in ran.stdout:
+        try:
+            result = json.loads(ran.stdout.split(_MARK, 1)[1].splitlines()[0])
+        except ValueError:
+            result = None
+    if result is None:
+        why = f"timed out after {timeout:g} s" if ran.timed_out else f"exited {ran.returncode}"
+        last = _last_frames(ran.output, 1)
+        return done(False, "import-wsgi", f"The preflight interpreter {why}: {last}".rstrip(": "),
+                    ran.output)
+    return done(bool(result.get("ok")), str(result.get("step")), str(result.get("message")),
+                output if not result.get("ok") else "")
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

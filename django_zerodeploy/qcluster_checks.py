@@ -1,0 +1,148 @@
+"""System checks for ``Q_CLUSTER``: warn when django-q2 would run a deploy twice.
+
+django-q2's defaults suit idempotent jobs, not deploys: a failing task is re-run forever
+(``max_attempts`` 0), an unacknowledged failure is handed out again, and on the ORM and Redis
+brokers a task running longer than ``retry`` seconds is given to another worker while the first
+still runs. The task guards against a second run in code (``tasks.claim_deployment``); these
+checks make the misconfiguration visible at start-up. ``Q_CLUSTER`` is read from settings on
+every call (django-q2 itself reads it once, at import).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+
+from .conf import app_settings
+
+# id -> what it means (documented in docs/admin.md).
+CHECK_IDS: dict[str, str] = {
+    "zerodeploy.W060": "Q_CLUSTER['max_attempts'] is not 1: a failed deploy would be run again.",
+    "zerodeploy.W061": "Q_CLUSTER['ack_failures'] is not True: a failed deploy stays on the queue.",
+    "zerodeploy.W062": "Q_CLUSTER['timeout'] is missing or shorter than one deploy step may take.",
+    "zerodeploy.W063": "Q_CLUSTER['retry'] is not greater than 'timeout': a slow deploy is handed "
+    "to a second worker while it still runs.",
+    "zerodeploy.W064": "ZERODEPLOY['Q_CLUSTER_NAME'] routes deploys to a named cluster but "
+    "Q_CLUSTER has no 'ALT_CLUSTERS' (qcluster fails to start with KeyError).",
+    "zerodeploy.W065": "Q_CLUSTER's cache is private to each process: the admin cannot see "
+    "whether a cluster runs.",
+    "zerodeploy.W066": "Q_CLUSTER['sync'] is True: deploys would run inside the web request.",
+}
+
+_PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def effective_q_cluster() -> dict[str, Any]:
+    """``Q_CLUSTER`` as the deploying cluster sees it: with ``ALT_CLUSTERS[name]`` applied when
+    deploys are routed to a named cluster (the way django_q.conf merges them)."""
+    conf = dict(getattr(settings, "Q_CLUSTER", None) or {})
+    name = app_settings.Q_CLUSTER_NAME
+    alt = conf.pop("ALT_CLUSTERS", None)
+    if name and name not in (conf.get("name"), conf.get("cluster_name")) and isinstance(alt, dict):
+        override = alt.get(name)
+        if isinstance(override, dict):
+            conf.update({k: v for k, v in override.items() if k not in ("name", "cluster_name")})
+    return conf
+
+
+def _warning(check_id: str, message: str, hint: str) -> checks.Warning:
+    return checks.Warning(message, hint=hint, id=check_id)
+
+
+@checks.register(checks.Tags.compatibility)
+def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn about every ``Q_CLUSTER`` value that could run a deploy more than once."""
+    if not apps.is_installed("django_q"):
+        return []
+    raw = getattr(settings, "Q_CLUSTER", None) or {}
+    conf = effective_q_cluster()
+    found: list[checks.CheckMessage] = []
+    where = "Q_CLUSTER"
+    if app_settings.Q_CLUSTER_NAME:
+        where = f"Q_CLUSTER (with ALT_CLUSTERS[{app_settings.Q_CLUSTER_NAME!r}])"
+
+    if conf.get("max_attempts", 0) != 1:
+        found.append(_warning(
+            "zerodeploy.W060",
+            f"{where}['max_attempts'] is {conf.get('max_attempts', 0)!r}: django-q2 would run a "
+            "failed deploy again (0 means forever).",
+            "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
+        ))
+    if conf.get("ack_failures", False) is not True:
+        found.append(_warning(
+            "zerodeploy.W061",
+            f"{where}['ack_failures'] is {conf.get('ack_failures', False)!r}: a failed deploy is "
+            "not acknowledged and stays on the queue to be handed out again.",
+            "Set Q_CLUSTER['ack_failures'] = True.",
+        ))
+    timeout = conf.get("timeout")
+    step_timeout = app_settings.STEP_TIMEOUT
+    if not isinstance(timeout, (int, float)) or timeout < step_timeout:
+        found.append(_warning(
+            "zerodeploy.W062",
+            f"{where}['timeout'] is {timeout!r}: a deploy runs several steps of up to "
+            f"STEP_TIMEOUT ({step_timeout:g} s) each and must not be killed halfway.",
+            "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
+            "greater than it.",
+        ))
+    retry = conf.get("retry", 60)
+    if isinstance(timeout, (int, float)) and isinstance(retry, (int, float)) and retry <= timeout:
+        found.append(_warning(
+            "zerodeploy.W063",
+            f"{where}['retry'] ({retry!r}) is not greater than 'timeout' ({timeout!r}): the broker "
+            "would hand a long deploy to a second worker while the first still runs it.",
+            "Set Q_CLUSTER['retry'] greater than 'timeout' (e.g. timeout 1800, retry 1900).",
+        ))
+    elif not isinstance(timeout, (int, float)) and isinstance(retry, (int, float)):
+        found.append(_warning(
+            "zerodeploy.W063",
+            f"{where} has no 'timeout', so a deploy running longer than 'retry' ({retry!r} s) "
+            "is handed to a second worker while the first still runs it.",
+            "Set Q_CLUSTER['timeout'] and a greater 'retry'.",
+        ))
+    if app_settings.Q_CLUSTER_NAME and "ALT_CLUSTERS" not in raw:
+        found.append(_warning(
+            "zerodeploy.W064",
+            f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.Q_CLUSTER_NAME!r} but Q_CLUSTER has no "
+            "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
+            "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
+        ))
+    cache_problem = _cache_problem(conf.get("cache", "default"))
+    if cache_problem:
+        found.append(_warning(
+            "zerodeploy.W065",
+            cache_problem,
+            "Point Q_CLUSTER['cache'] at a cache every process shares (Redis, database or "
+            "file-based); see docs/admin.md.",
+        ))
+    if conf.get("sync"):
+        found.append(_warning(
+            "zerodeploy.W066",
+            f"{where}['sync'] is True: admin and webhook deploys would run inside the web "
+            "request, and a reload would kill the worker that runs them.",
+            "Remove 'sync' outside tests.",
+        ))
+    return found
+
+
+def _cache_problem(alias: str) -> str | None:
+    caches = getattr(settings, "CACHES", None) or {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    }
+    if alias not in caches:
+        return f"Q_CLUSTER['cache'] is {alias!r}, which is not in CACHES: django-q2 cannot save " \
+            "cluster heartbeats and the admin cannot see whether a cluster runs."
+    backend = caches[alias].get("BACKEND", "")
+    if backend in _PROCESS_LOCAL_CACHES:
+        return (
+            f"Q_CLUSTER's cache {alias!r} is {backend.rsplit('.', 1)[-1]}, private to each "
+            "process: the admin cannot see the cluster's heartbeat and would always report "
+            "that no cluster is running."
+        )
+    return None

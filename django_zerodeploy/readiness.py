@@ -1,0 +1,196 @@
+"""Workers' ready reports, kept in the runtime directory (outside the checkout).
+
+A Gunicorn worker writes one small JSON file once it has loaded the app and the URLconf and its
+smoke URLs answered (see ``gunicorn_conf.post_worker_init``): readiness is observed, never
+guessed from a sleep. The reload command reads them to know when a new generation is ready and
+which release it runs. Files of dead workers are ignored and pruned by the readers, and a report
+only counts for the process that wrote it (a reused pid that has not reported yet is not ready).
+
+The same workers also record the facts of their master's configuration (``MasterFacts``): the
+running master's own view of ``daemon``, ``preload_app`` and so on, read by the reload command
+without importing anything into the master.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .conf import app_settings
+
+# a report written this long before its process was created belongs to an older process
+_CLOCK_SLACK = 1.0
+
+
+@dataclass
+class WorkerReport:
+    """One worker's word that it is ready (or why it refused to boot)."""
+
+    pid: int
+    master_pid: int
+    release: str
+    booted_at: float
+    ready: bool
+    detail: str = ""
+
+
+@dataclass
+class MasterFacts:
+    """A master's configuration as its workers saw it (``worker.cfg``), plus how to re-run it."""
+
+    pid: int
+    executable: str = ""
+    argv: list[str] = field(default_factory=list)
+    cwd: str = ""
+    wsgi_app: str | None = None
+    daemon: bool = False
+    preload: bool = False
+    workers: int = 1
+    pidfile: str | None = None
+    graceful_timeout: float = 30.0
+    errorlog: str | None = None
+    bind: list[str] = field(default_factory=list)
+    notify_socket: bool = False
+    hooked: bool = True
+    reexec_ok: bool = True  # a USR2 re-exec can start (see gunicorn_conf.pre_exec)
+
+
+def workers_dir() -> Path:
+    path = app_settings.runtime_dir / "workers"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def masters_dir() -> Path:
+    path = app_settings.runtime_dir / "masters"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic write: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
+
+
+# -- worker reports ----------------------------------------------------------------------------
+def write_report(report: WorkerReport) -> None:
+    """Write (or replace) the report of ``report.pid``."""
+    _write_json(workers_dir() / f"{report.pid}.json", asdict(report))
+
+
+def remove_report(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        (workers_dir() / f"{pid}.json").unlink()
+
+
+def read_reports() -> list[WorkerReport]:
+    """Every report on disk, alive or not (the readers below filter)."""
+    reports = []
+    for path in sorted(workers_dir().glob("*.json")):
+        data = _read_json(path)
+        report = _build(WorkerReport, data) if data else None
+        if report is not None:
+            reports.append(report)
+    return reports
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def _belongs(report: WorkerReport, proc: psutil.Process, master_pid: int) -> bool:
+    """The report was written by this very process, a child of ``master_pid``."""
+    try:
+        return proc.ppid() == master_pid and report.booted_at >= proc.create_time() - _CLOCK_SLACK
+    except psutil.Error:
+        return False
+
+
+def reports_for_master(master_pid: int) -> list[WorkerReport]:
+    """Reports of the live workers of ``master_pid`` (children of it that wrote them). Files
+    of processes that are gone are removed on the way."""
+    found = []
+    for report in read_reports():
+        proc = _process(report.pid)
+        if proc is None:
+            if report.ready:  # keep refusals for the reload command to explain
+                remove_report(report.pid)
+            continue
+        if report.master_pid == master_pid and _belongs(report, proc, master_pid):
+            found.append(report)
+    return found
+
+
+def refusals_for_master(master_pid: int) -> list[WorkerReport]:
+    """Workers of ``master_pid`` that refused to boot (they are gone by now)."""
+    return [r for r in read_reports() if r.master_pid == master_pid and not r.ready]
+
+
+def forget_master(master_pid: int) -> None:
+    """Remove every file about ``master_pid`` (after it is gone)."""
+    for report in read_reports():
+        if report.master_pid == master_pid:
+            remove_report(report.pid)
+    for suffix in (".json", ".announced"):
+        with contextlib.suppress(OSError):
+            (masters_dir() / f"{master_pid}{suffix}").unlink()
+
+
+# -- master facts --------------------------------------------------------------------------------
+def write_master_facts(facts: MasterFacts) -> None:
+    _write_json(masters_dir() / f"{facts.pid}.json", asdict(facts))
+
+
+def read_master_facts(master_pid: int) -> MasterFacts | None:
+    data = _read_json(masters_dir() / f"{master_pid}.json")
+    return _build(MasterFacts, data) if data else None
+
+
+def mark_announced(master_pid: int, message: str) -> None:
+    """Record that MAINPID was announced to systemd for ``master_pid``."""
+    path = masters_dir() / f"{master_pid}.announced"
+    path.write_text(message)
+
+
+def announced(master_pid: int) -> str | None:
+    try:
+        return (masters_dir() / f"{master_pid}.announced").read_text()
+    except OSError:
+        return None

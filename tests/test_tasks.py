@@ -1,0 +1,166 @@
+"""The django-q2 task runs a queued deploy at most once, through the real pipeline; enqueueing
+waits for the record to be committed; the cluster status says plainly when nothing will run."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core import mail
+from django.db import connection, transaction
+from django_q.models import OrmQ
+
+from django_zerodeploy.models import Deployment
+from django_zerodeploy.tasks import (
+    claim_deployment,
+    cluster_status,
+    options_for,
+    queue_deployment,
+    run_queued_deployment,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated(settings, tmp_path):
+    """REPO_DIR is not a git checkout, so the real pipeline stops at its environment check
+    (never touching the checkout this suite runs from); heartbeats go to an empty file cache."""
+    (tmp_path / "not-a-checkout").mkdir()
+    settings.ZERODEPLOY = {
+        **settings.ZERODEPLOY,
+        "REPO_DIR": str(tmp_path / "not-a-checkout"),
+        "RUNTIME_DIR": str(tmp_path / "run"),
+    }
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "qcluster": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                     "LOCATION": str(tmp_path / "qcache")},
+    }
+
+
+def queued(**options):
+    return Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin",
+                                     username="alice", options=options)
+
+
+# -- run once --------------------------------------------------------------------------------
+def test_claim_flips_queued_to_running_once():
+    record = queued()
+    claimed = claim_deployment(record.pk)
+    assert claimed is not None and claimed.status == Deployment.Status.RUNNING
+    assert claimed.started_at is not None and claimed.pid and claimed.host
+    assert claim_deployment(record.pk) is None
+    assert claim_deployment(999999) is None
+
+
+def test_two_workers_racing_for_the_same_record_one_wins():
+    record = queued()
+    barrier = threading.Barrier(4)
+    winners: list[int] = []
+
+    def worker():
+        try:
+            barrier.wait(10)
+            if claim_deployment(record.pk) is not None:
+                winners.append(threading.get_ident())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(winners) == 1
+
+
+@pytest.mark.parametrize("status", ["running", "succeeded", "failed", "rolled_back", "interrupted", "nothing"])
+def test_a_task_whose_record_is_not_queued_does_nothing(status):
+    record = Deployment.objects.create(status=status, message="untouched", trigger="admin")
+    result = run_queued_deployment(record.pk)
+    assert result == {"deployment_id": record.pk, "skipped": True, "status": status}
+    after = Deployment.objects.get(pk=record.pk)
+    assert (after.status, after.message, after.started_at) == (status, "untouched", None)
+    assert not after.steps.exists()
+
+
+def test_a_missing_record_does_nothing():
+    assert run_queued_deployment(424242)["skipped"] is True
+
+
+def test_the_task_runs_the_real_pipeline_into_the_queued_record_and_a_redelivery_does_nothing(settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "NOTIFY_ADMINS": True}
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    record = queued(ref="v2", force=True, wait_lock=0)
+    result = run_queued_deployment(record.pk)
+    record.refresh_from_db()
+    # the pipeline refused at its environment check, and said why, in this very record
+    assert result["exit_code"] == 2 and result["deployment_id"] == record.pk
+    assert record.status == Deployment.Status.FAILED
+    assert "not a git checkout" in record.message
+    assert record.trigger == "admin" and record.username == "alice"
+    assert record.options["ref"] == "v2" and record.options["force"] is True
+    assert record.finished_at is not None
+    assert Deployment.objects.count() == 1
+    # the pipeline mails the admins once; the task does not add a second mail
+    assert len(mail.outbox) == 1 and "failed" in mail.outbox[0].subject
+    # django-q2 delivering the task again changes nothing
+    message, steps = record.message, list(record.steps.values_list("name", "status"))
+    assert run_queued_deployment(record.pk)["skipped"] is True
+    record.refresh_from_db()
+    assert record.message == message and list(record.steps.values_list("name", "status")) == steps
+    assert len(mail.outbox) == 1
+
+
+def test_options_for_a_queued_record():
+    record = queued(ref="main", force=True, rollback=None, wait_lock=300, unknown="ignored")
+    options = options_for(record)
+    assert (options.ref, options.force, options.wait_lock, options.trigger, options.username) == (
+        "main", True, 300, "admin", "alice"
+    )
+    assert options.dry_run is False and options.rollback is None
+
+
+# -- enqueueing -------------------------------------------------------------------------------
+def test_enqueued_only_once_the_record_is_committed():
+    with transaction.atomic():
+        record = queue_deployment(trigger="admin", username="bob", ref="v3", options={"ref": "v3"})
+        assert not OrmQ.objects.exists()  # a worker could not see the record yet
+    assert OrmQ.objects.count() == 1
+    record.refresh_from_db()
+    assert record.task_id and record.status == Deployment.Status.QUEUED
+
+
+def test_a_rolled_back_transaction_enqueues_nothing():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        queue_deployment(trigger="admin", username="bob")
+        raise RuntimeError("request failed")
+    assert not OrmQ.objects.exists() and not Deployment.objects.exists()
+
+
+# -- is a cluster running? --------------------------------------------------------------------
+def test_no_cluster_is_said_plainly():
+    status = cluster_status()
+    assert status.running is False
+    assert "No django-q2 cluster is running" in status.message
+    assert "manage.py qcluster" in status.message
+
+
+def test_routed_hint_names_the_cluster(settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "Q_CLUSTER_NAME": "deploy-web1"}
+    assert "Q_CLUSTER_NAME=deploy-web1 python manage.py qcluster" in cluster_status().message
+
+
+def test_a_private_cache_means_unknown(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                       "qcluster": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    status = cluster_status()
+    assert status.running is None
+    assert "Cannot tell" in status.message and "DummyCache" in status.message
+
+
+def test_without_django_q_installed(settings):
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django_q"]
+    status = cluster_status()
+    assert status.running is False and "INSTALLED_APPS" in status.message

@@ -1,0 +1,335 @@
+"""Signed push webhooks: GitHub, GitLab and Gitea/Forgejo, replay protection, branch filter.
+
+Real database, real django-q2 ORM broker (the enqueued task is read back from its queue table),
+real git for the branch a checkout follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from django_zerodeploy.models import Deployment, WebhookDelivery
+from django_zerodeploy.webhooks import deploy_branch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SECRET = "webhook-secret-for-tests"
+HEAD = "a" * 40
+
+
+@pytest.fixture(autouse=True)
+def webhook_settings(settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "WEBHOOK_SECRET": SECRET, "BRANCH": "main"}
+    return settings
+
+
+@pytest.fixture
+def url():
+    return reverse("django_zerodeploy:webhook")
+
+
+@pytest.fixture
+def client():
+    return Client(enforce_csrf_checks=True)  # the webhook must not need a CSRF token
+
+
+def github_push(ref="refs/heads/main", after=HEAD, **extra):
+    return {
+        "ref": ref,
+        "before": "b" * 40,
+        "after": after,
+        "deleted": False,
+        "head_commit": {"id": after, "message": "Fix the thing\n\nLonger body"},
+        "pusher": {"name": "octocat"},
+        **extra,
+    }
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_github(client, url, payload, *, event="push", delivery=None, secret=SECRET, signature=None, body=None):
+    body = body if body is not None else json.dumps(payload).encode()
+    headers = {
+        "HTTP_X_GITHUB_EVENT": event,
+        "HTTP_X_GITHUB_DELIVERY": delivery or str(uuid.uuid4()),
+    }
+    if signature is not False:
+        headers["HTTP_X_HUB_SIGNATURE_256"] = signature or "sha256=" + sign(body, secret)
+    return client.post(url, data=body, content_type="application/json", **headers)
+
+
+def queued_tasks():
+    return [(row.key, SignedPackage.loads(row.payload)) for row in OrmQ.objects.all()]
+
+
+# -- on / off ----------------------------------------------------------------------------------
+def test_off_without_secret_answers_404_to_everything(client, url, settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "WEBHOOK_SECRET": None}
+    body = json.dumps(github_push()).encode()
+    assert post_github(client, url, None, body=body).status_code == 404
+    assert client.get(url).status_code == 404
+    assert client.put(url).status_code == 404
+    assert not Deployment.objects.exists()
+
+
+def test_only_post(client, url):
+    assert client.get(url).status_code == 405
+
+
+# -- GitHub ------------------------------------------------------------------------------------
+def test_valid_github_push_queues_a_deploy_and_answers_202(client, url):
+    response = post_github(client, url, github_push(), delivery="delivery-1")
+    assert response.status_code == 202, response.content
+    data = response.json()
+    record = Deployment.objects.get(pk=data["deployment"])
+    assert data["status"] == "queued"
+    assert data["url"] == reverse("admin:django_zerodeploy_deployment_change", args=[record.pk])
+    assert record.status == Deployment.Status.QUEUED
+    assert record.trigger == Deployment.Trigger.WEBHOOK
+    assert record.ref == "main"
+    assert record.target_sha == HEAD
+    assert record.subject == "Fix the thing"
+    assert record.username == "github:octocat"
+    assert record.user is None
+    # deploys the head of the branch (a later push supersedes an earlier one)
+    assert record.options == {"wait_lock": 300}
+    # handed to django-q2: one task, on the default queue, carrying the record's id
+    ((key, task),) = queued_tasks()
+    assert key == "example"
+    assert task["func"] == "django_zerodeploy.tasks.run_queued_deployment"
+    assert task["args"] == (record.pk,)
+    record.refresh_from_db()
+    assert record.task_id == task["id"]
+    assert WebhookDelivery.objects.get(provider="github", delivery_id="delivery-1").deployment == record
+
+
+def test_github_form_encoded_payload(client, url):
+    body = urlencode({"payload": json.dumps(github_push())}).encode()
+    response = client.post(
+        url, data=body, content_type="application/x-www-form-urlencoded",
+        HTTP_X_GITHUB_EVENT="push", HTTP_X_GITHUB_DELIVERY="form-1",
+        HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
+    )
+    assert response.status_code == 202, response.content
+
+
+def test_invalid_signature_is_403(client, url):
+    response = post_github(client, url, github_push(), secret="not-the-secret")
+    assert response.status_code == 403
+    assert "not signed" in response.json()["error"]
+    assert not Deployment.objects.exists() and not WebhookDelivery.objects.exists()
+    assert not OrmQ.objects.exists()
+
+
+def test_signature_over_a_different_body_is_403(client, url):
+    signed = json.dumps(github_push()).encode()
+    tampered = json.dumps(github_push(after="c" * 40)).encode()
+    response = post_github(client, url, None, body=tampered, signature="sha256=" + sign(signed))
+    assert response.status_code == 403
+
+
+def test_missing_signature_is_403(client, url):
+    response = post_github(client, url, github_push(), signature=False)
+    assert response.status_code == 403
+    assert "X-Hub-Signature-256" in response.json()["error"]
+    body = json.dumps(github_push()).encode()
+    anonymous = client.post(url, data=body, content_type="application/json")
+    assert anonymous.status_code == 403
+    assert not Deployment.objects.exists()
+
+
+def test_replayed_delivery_is_refused(client, url):
+    first = post_github(client, url, github_push(), delivery="same-id")
+    again = post_github(client, url, github_push(), delivery="same-id")
+    assert first.status_code == 202
+    assert again.status_code == 409
+    assert "already received" in again.json()["error"]
+    assert Deployment.objects.count() == 1
+    assert OrmQ.objects.count() == 1
+
+
+def test_push_to_another_branch_does_not_deploy(client, url):
+    response = post_github(client, url, github_push(ref="refs/heads/feature"))
+    assert response.status_code == 200
+    assert response.json()["status"] == "ignored"
+    assert "refs/heads/main" in response.json()["reason"]
+    assert not Deployment.objects.exists() and not OrmQ.objects.exists()
+
+
+def test_tag_push_and_branch_deletion_do_not_deploy(client, url):
+    assert post_github(client, url, github_push(ref="refs/tags/main")).json()["status"] == "ignored"
+    deleted = post_github(client, url, github_push(after="0" * 40, deleted=True))
+    assert deleted.status_code == 200 and deleted.json()["status"] == "ignored"
+    assert not Deployment.objects.exists()
+
+
+def test_oversized_body_is_413(client, url, settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "WEBHOOK_MAX_BYTES": 2000}
+    payload = github_push(padding="x" * 3000)
+    response = post_github(client, url, payload)
+    assert response.status_code == 413
+    assert not Deployment.objects.exists()
+
+
+def test_oversized_body_without_content_length_is_413(url, settings):
+    """A client that lies about (or omits) the length is still cut at the limit."""
+    from io import BytesIO
+
+    from django.core.handlers.wsgi import WSGIRequest
+
+    from django_zerodeploy.webhooks import WebhookError, read_body
+
+    body = b"x" * 5000
+    request = WSGIRequest({
+        "REQUEST_METHOD": "POST", "PATH_INFO": url, "CONTENT_LENGTH": "100",
+        "wsgi.input": BytesIO(body), "SERVER_NAME": "testserver", "SERVER_PORT": "80",
+    })
+    assert read_body(request, 1000) == body[:100]  # Django never reads past the declared length
+    request = WSGIRequest({
+        "REQUEST_METHOD": "POST", "PATH_INFO": url, "CONTENT_LENGTH": "5000",
+        "wsgi.input": BytesIO(body), "SERVER_NAME": "testserver", "SERVER_PORT": "80",
+    })
+    with pytest.raises(WebhookError) as refused:
+        read_body(request, 1000)
+    assert refused.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b"\xff\xfe", json.dumps({"after": HEAD}).encode(), json.dumps({"ref": 5, "after": HEAD}).encode()],
+    ids=["bad-json", "not-an-object", "not-utf8", "no-ref", "ref-not-a-string"],
+)
+def test_malformed_payload_is_400(client, url, body):
+    response = post_github(client, url, None, body=body)
+    assert response.status_code == 400, response.content
+    assert not Deployment.objects.exists()
+
+
+def test_missing_delivery_id_is_400(client, url):
+    body = json.dumps(github_push()).encode()
+    response = client.post(
+        url, data=body, content_type="application/json",
+        HTTP_X_GITHUB_EVENT="push", HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
+    )
+    assert response.status_code == 400
+    assert "delivery id" in response.json()["error"]
+
+
+def test_ping_and_other_events_do_not_deploy(client, url):
+    ping = post_github(client, url, {"zen": "Keep it logically awesome."}, event="ping")
+    assert ping.status_code == 200 and ping.json()["status"] == "pong"
+    issue = post_github(client, url, {"action": "opened"}, event="issues")
+    assert issue.status_code == 200 and issue.json()["status"] == "ignored"
+    assert not Deployment.objects.exists()
+
+
+def test_routed_to_the_hosts_cluster(client, url, settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "Q_CLUSTER_NAME": "deploy-web1"}
+    assert post_github(client, url, github_push()).status_code == 202
+    ((key, _task),) = queued_tasks()
+    assert key == "deploy-web1"
+
+
+# -- GitLab ------------------------------------------------------------------------------------
+def gitlab_push(ref="refs/heads/main"):
+    return {
+        "object_kind": "push",
+        "ref": ref,
+        "before": "b" * 40,
+        "after": HEAD,
+        "checkout_sha": HEAD,
+        "user_username": "jsmith",
+        "commits": [{"id": "d" * 40, "title": "Older"}, {"id": HEAD, "title": "Newest commit"}],
+    }
+
+
+def post_gitlab(client, url, payload, token=SECRET, delivery=None):
+    headers = {"HTTP_X_GITLAB_EVENT": "Push Hook", "HTTP_X_GITLAB_EVENT_UUID": delivery or str(uuid.uuid4())}
+    if token is not None:
+        headers["HTTP_X_GITLAB_TOKEN"] = token
+    return client.post(url, data=json.dumps(payload), content_type="application/json", **headers)
+
+
+def test_gitlab_token(client, url):
+    ok = post_gitlab(client, url, gitlab_push(), delivery="gl-1")
+    assert ok.status_code == 202, ok.content
+    record = Deployment.objects.get()
+    assert record.username == "gitlab:jsmith"
+    assert record.subject == "Newest commit"
+    assert post_gitlab(client, url, gitlab_push(), token="wrong").status_code == 403
+    assert post_gitlab(client, url, gitlab_push(), token=None).status_code == 403
+    assert post_gitlab(client, url, gitlab_push(), delivery="gl-1").status_code == 409
+    assert post_gitlab(client, url, gitlab_push(ref="refs/heads/dev")).json()["status"] == "ignored"
+    assert Deployment.objects.count() == 1
+
+
+# -- Gitea and Forgejo -------------------------------------------------------------------------
+@pytest.mark.parametrize("forge", ["Gitea", "Forgejo"])
+def test_gitea_and_forgejo_signatures(client, url, forge):
+    body = json.dumps(github_push()).encode()
+
+    def post(signature, delivery):
+        upper = forge.upper()
+        return client.post(
+            url, data=body, content_type="application/json",
+            **{f"HTTP_X_{upper}_EVENT": "push", f"HTTP_X_{upper}_DELIVERY": delivery,
+               f"HTTP_X_{upper}_SIGNATURE": signature},
+        )
+
+    assert post(sign(body, "wrong"), "d-1").status_code == 403
+    assert post("", "d-1").status_code == 403
+    accepted = post(sign(body), "d-1")
+    assert accepted.status_code == 202, accepted.content
+    assert post(sign(body), "d-1").status_code == 409
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.provider == forge.lower()
+
+
+def test_forgejo_sending_gitea_and_github_headers_too_is_read_as_forgejo(client, url):
+    body = json.dumps(github_push()).encode()
+    response = client.post(
+        url, data=body, content_type="application/json",
+        HTTP_X_FORGEJO_EVENT="push", HTTP_X_FORGEJO_DELIVERY="f-1", HTTP_X_FORGEJO_SIGNATURE=sign(body),
+        HTTP_X_GITEA_EVENT="push", HTTP_X_GITEA_DELIVERY="f-1", HTTP_X_GITEA_SIGNATURE=sign(body),
+        HTTP_X_GITHUB_EVENT="push", HTTP_X_GITHUB_DELIVERY="f-1",
+        HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
+    )
+    assert response.status_code == 202
+    assert WebhookDelivery.objects.get().provider == "forgejo"
+
+
+# -- which branch ------------------------------------------------------------------------------
+def _git(cwd, *args):
+    subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True)
+
+
+def test_branch_defaults_to_the_checkouts_upstream(tmp_path, settings):
+    origin, clone = tmp_path / "origin", tmp_path / "clone"
+    _git(tmp_path, "init", "-q", "-b", "production", str(origin))
+    _git(origin, "-c", "user.email=a@b.c", "-c", "user.name=A", "commit", "-q", "--allow-empty", "-m", "one")
+    _git(tmp_path, "clone", "-q", str(origin), str(clone))
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "BRANCH": None, "REPO_DIR": str(clone)}
+    assert deploy_branch() == "production"
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "BRANCH": "release"}
+    assert deploy_branch() == "release"
+
+
+def test_no_known_branch_is_a_clear_400(client, url, tmp_path, settings):
+    _git(tmp_path, "init", "-q", "-b", "main", str(tmp_path / "alone"))
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "BRANCH": None, "REPO_DIR": str(tmp_path / "alone")}
+    response = post_github(client, url, github_push())
+    assert response.status_code == 400
+    assert "BRANCH" in response.json()["error"]
