@@ -12,7 +12,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timezone import localtime
 
 from . import admin_views
 from .models import Deployment
@@ -44,7 +46,7 @@ def format_seconds(seconds: float | None) -> str:
 class DeploymentAdmin(admin.ModelAdmin):
     list_display = (
         "number", "status_display", "commit_display", "ref_display", "trigger", "who", "host",
-        "started_at", "duration_display",
+        "started_display", "duration_display",
     )
     list_display_links = ("number", "commit_display")
     list_filter = ("status", "trigger", "host", ("created_at", admin.DateFieldListFilter))
@@ -55,20 +57,19 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_per_page = 50
     change_form_template = "admin/django_zerodeploy/deployment/detail.html"
     change_list_template = "admin/django_zerodeploy/deployment/change_list.html"
+    # Status, target and message are in the live panel above the fieldsets (detail.html).
     fieldsets = (
-        (None, {"fields": ("status_display", "message", "commit_display", "ref_display",
-                           "previous_display")}),
+        ("Release", {"fields": ("ref_display", "previous_display", "applied_migrations",
+                                "mixed_window_display")}),
         ("Who and where", {"fields": ("trigger", "who", "host", "pid", "task_id")}),
-        ("When", {"fields": ("created_at", "started_at", "finished_at", "duration_display",
-                             "mixed_window_display")}),
-        ("Details", {"fields": ("applied_migrations", "unsafe_migrations_acknowledged",
-                                "options")}),
+        ("When", {"fields": ("created_at", "started_at", "finished_at", "duration_display")}),
+        ("Options", {"fields": ("options", "unsafe_migrations_acknowledged"),
+                     "classes": ("collapse",)}),
     )
     readonly_fields = (
-        "status_display", "message", "commit_display", "ref_display", "previous_display",
+        "ref_display", "previous_display", "applied_migrations", "mixed_window_display",
         "trigger", "who", "host", "pid", "task_id", "created_at", "started_at", "finished_at",
-        "duration_display", "mixed_window_display", "applied_migrations",
-        "unsafe_migrations_acknowledged", "options",
+        "duration_display", "options", "unsafe_migrations_acknowledged",
     )
 
     class Media:
@@ -102,9 +103,18 @@ class DeploymentAdmin(admin.ModelAdmin):
         if not obj.target_sha:
             return format_html('<span class="zd-muted">{}</span>', "not resolved yet")
         return format_html(
-            '<code class="zd-sha" title="{}">{}</code> <span data-zd-subject>{}</span>',
-            obj.target_sha, obj.short_sha, obj.subject,
+            '<code class="zd-sha" title="{}">{}</code> <span title="{}">{}</span>',
+            obj.target_sha, obj.short_sha, obj.subject, Truncator(obj.subject).chars(60),
         )
+
+    @admin.display(description="started", ordering="started_at")
+    def started_display(self, obj: Deployment) -> str:
+        when = obj.started_at or obj.created_at
+        if not when:
+            return "—"
+        local = localtime(when)
+        return format_html('<span class="zd-nowrap">{}</span><br><span class="zd-nowrap zd-muted">{}</span>',
+                           local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S"))
 
     @admin.display(description="ref", ordering="ref")
     def ref_display(self, obj: Deployment) -> str:
@@ -136,13 +146,13 @@ class DeploymentAdmin(admin.ModelAdmin):
         info = self.opts.app_label, self.opts.model_name
         wrap = self.admin_site.admin_view
         custom = [
-            path("deploy/", wrap(self._view(admin_views.deploy_view)), name="%s_%s_deploy" % info),
+            path("deploy/", wrap(self._view(admin_views.deploy_view)), name="{}_{}_deploy".format(*info)),
             path("<int:object_id>/rollback/", wrap(self._view(admin_views.rollback_view)),
-                 name="%s_%s_rollback" % info),
+                 name="{}_{}_rollback".format(*info)),
             path("<int:object_id>/cancel/", wrap(self._view(admin_views.cancel_view)),
-                 name="%s_%s_cancel" % info),
+                 name="{}_{}_cancel".format(*info)),
             path("<int:object_id>/progress/", wrap(self._view(admin_views.progress_view)),
-                 name="%s_%s_progress" % info),
+                 name="{}_{}_progress".format(*info)),
         ]
         return custom + super().get_urls()
 
@@ -154,7 +164,7 @@ class DeploymentAdmin(admin.ModelAdmin):
         return view
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        context = {**admin_views.console_context(request), **(extra_context or {})}
+        context = {"title": "Deploy history", **admin_views.console_context(request), **(extra_context or {})}
         return super().changelist_view(request, context)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
@@ -164,10 +174,6 @@ class DeploymentAdmin(admin.ModelAdmin):
         if obj is not None:
             context.update(admin_views.detail_context(self, request, obj))
         return super().change_view(request, object_id, form_url, context)
-
-    def commits_html(self, obj: Deployment) -> str:
-        rows = [(c[0], c[0][:10], c[1] if len(c) > 1 else "") for c in obj.commits or [] if c]
-        return format_html_join("\n", '<li><code title="{}">{}</code> {}</li>', rows)
 
     def detail_url(self, obj: Deployment) -> str:
         return reverse(f"{self.admin_site.name}:django_zerodeploy_deployment_change", args=[obj.pk])

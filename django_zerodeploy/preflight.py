@@ -32,8 +32,17 @@ _SETTINGS_IN_MANAGE = re.compile(
 )
 # Environment a Gunicorn master got from its parent or from systemd: never hand it on, or the
 # preflight interpreter would believe it is a re-executed master or talk to systemd.
-PROCESS_ONLY_ENV = ("GUNICORN_FD", "GUNICORN_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
-                    "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "SERVER_SOFTWARE")
+PROCESS_ONLY_ENV = (
+    "GUNICORN_FD",
+    "GUNICORN_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "SERVER_SOFTWARE",
+)
 
 
 @dataclass
@@ -170,8 +179,12 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
         if not spec:
             module = _settings_module(code_dir)
             if not module:
-                return {"ok": False, "step": step, "message": "DJANGO_SETTINGS_MODULE is not set "
-                        "and manage.py does not name it: cannot tell which WSGI app to import."}
+                return {
+                    "ok": False,
+                    "step": step,
+                    "message": "DJANGO_SETTINGS_MODULE is not set "
+                    "and manage.py does not name it: cannot tell which WSGI app to import.",
+                }
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)
             import django
             from django.conf import settings
@@ -184,15 +197,25 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
         step = "smoke"
         failures = smoke(app, args.get("smoke_urls") or [])
         if failures:
-            return {"ok": False, "step": step, "message": "Smoke URL failed: " + "; ".join(failures) + "."}
-        return {"ok": True, "step": "ok", "message": f"{spec} imported, {patterns} URL patterns "
-                f"loaded, {len(args.get('smoke_urls') or [])} smoke URL(s) answered."}
+            return {
+                "ok": False,
+                "step": step,
+                "message": "Smoke URL failed: " + "; ".join(failures) + ".",
+            }
+        return {
+            "ok": True,
+            "step": "ok",
+            "message": f"{spec} imported, {patterns} URL patterns "
+            f"loaded, {len(args.get('smoke_urls') or [])} smoke URL(s) answered.",
+        }
     except BaseException as exc:  # noqa: BLE001 - the whole point is to report it
         frames = traceback.format_exception(exc)
         traceback.print_exception(exc, file=sys.stderr)
-        what = {"import-wsgi": "The WSGI application failed to import",
-                "urlconf": "The URLconf failed to load",
-                "smoke": "A smoke request failed"}[step]
+        what = {
+            "import-wsgi": "The WSGI application failed to import",
+            "urlconf": "The URLconf failed to load",
+            "smoke": "A smoke request failed",
+        }[step]
         last = "".join(frames).strip().splitlines()[-1] if frames else repr(exc)
         return {"ok": False, "step": step, "message": f"{what}: {last}"}
 
@@ -245,9 +268,13 @@ def preflight(
         timeout = float(app_settings.STEP_TIMEOUT)
 
     def done(ok: bool, step: str, message: str, output: str = "") -> PreflightResult:
-        return PreflightResult(ok, step, proc.redact(message, secrets),
-                               proc.redact(_last_frames(output), secrets),
-                               time.monotonic() - started)
+        return PreflightResult(
+            ok,
+            step,
+            proc.redact(message, secrets),
+            proc.redact(_last_frames(output), secrets),
+            time.monotonic() - started,
+        )
 
     if manage_check:
         if (code_dir / "manage.py").is_file():
@@ -263,8 +290,12 @@ def preflight(
             return done(False, "check", f"manage.py check failed: {why}", checked.output)
 
     payload = {"code_dir": str(code_dir), "wsgi_app": wsgi_app, "smoke_urls": list(smoke_urls)}
-    ran = proc.run([python, "-m", "django_zerodeploy.preflight", json.dumps(payload)],
-                   cwd=code_dir, env=child, timeout=timeout)
+    ran = proc.run(
+        [python, "-m", "django_zerodeploy.preflight", json.dumps(payload)],
+        cwd=code_dir,
+        env=child,
+        timeout=timeout,
+    )
     output = ran.stdout.split(_MARK)[0] + ("\n" + ran.stderr if ran.stderr else "")
     result: dict[str, Any] | None = None
     if _MARK in ran.stdout:
@@ -275,10 +306,18 @@ def preflight(
     if result is None:
         why = f"timed out after {timeout:g} s" if ran.timed_out else f"exited {ran.returncode}"
         last = _last_frames(ran.output, 1)
-        return done(False, "import-wsgi", f"The preflight interpreter {why}: {last}".rstrip(": "),
-                    ran.output)
-    return done(bool(result.get("ok")), str(result.get("step")), str(result.get("message")),
-                output if not result.get("ok") else "")
+        return done(
+            False,
+            "import-wsgi",
+            f"The preflight interpreter {why}: {last}".rstrip(": "),
+            ran.output,
+        )
+    return done(
+        bool(result.get("ok")),
+        str(result.get("step")),
+        str(result.get("message")),
+        output if not result.get("ok") else "",
+    )
 
 
 if __name__ == "__main__":

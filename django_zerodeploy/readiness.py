@@ -183,14 +183,31 @@ def read_master_facts(master_pid: int) -> MasterFacts | None:
     return _build(MasterFacts, data) if data else None
 
 
+def claim_announcement(master_pid: int) -> bool:
+    """True for exactly one caller per master: the one that will announce it to systemd."""
+    try:
+        fd = os.open(
+            masters_dir() / f"{master_pid}.announced", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
+        )
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
 def mark_announced(master_pid: int, message: str) -> None:
-    """Record that MAINPID was announced to systemd for ``master_pid``."""
+    """Record what was announced to systemd for ``master_pid`` (or drop the claim: '')."""
     path = masters_dir() / f"{master_pid}.announced"
-    path.write_text(message)
+    if message:
+        path.write_text(message)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def announced(master_pid: int) -> str | None:
+    """The announcement sent for ``master_pid`` (None while there is none, or it is underway)."""
     try:
-        return (masters_dir() / f"{master_pid}.announced").read_text()
+        return (masters_dir() / f"{master_pid}.announced").read_text() or None
     except OSError:
         return None

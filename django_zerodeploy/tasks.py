@@ -19,7 +19,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.mail import mail_admins
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from .conf import app_settings
@@ -49,23 +49,41 @@ def queue_deployment(
     target_sha: str = "",
     subject: str = "",
 ) -> Deployment:
-    """Create a ``queued`` record and enqueue it once the surrounding transaction commits (a
-    worker must never pick up a task whose record it cannot see yet)."""
+    """Create a ``queued`` record and hand it to django-q2 so that a worker can never pick up a
+    task whose record it cannot see yet: with the ORM broker on the same database, record and
+    task are written in one transaction (one commit, nothing half-done); with another broker
+    the task is enqueued once the surrounding transaction commits."""
     opts = {k: v for k, v in (options or {}).items() if k in QUEUED_OPTION_KEYS}
     opts.setdefault("wait_lock", QUEUED_WAIT_LOCK)
-    record = Deployment.objects.create(
-        status=Deployment.Status.QUEUED,
-        trigger=trigger,
-        user=user if getattr(user, "pk", None) else None,
-        username=username or (user.get_username() if getattr(user, "pk", None) else ""),
-        host=socket.gethostname(),
-        ref=ref,
-        target_sha=target_sha,
-        subject=subject[:500],
-        options=opts,
-    )
-    transaction.on_commit(partial(enqueue_deployment, record))
+    with transaction.atomic(using=router.db_for_write(Deployment)):
+        record = Deployment.objects.create(
+            status=Deployment.Status.QUEUED,
+            trigger=trigger,
+            user=user if getattr(user, "pk", None) else None,
+            username=username or (user.get_username() if getattr(user, "pk", None) else ""),
+            host=socket.gethostname(),
+            ref=ref,
+            target_sha=target_sha,
+            subject=subject[:500],
+            options=opts,
+        )
+        if broker_shares_the_database():
+            enqueue_deployment(record)
+        else:
+            transaction.on_commit(partial(enqueue_deployment, record))
     return record
+
+
+def broker_shares_the_database() -> bool:
+    """True when django-q2 uses its ORM broker on the database that holds the records (the
+    broker choice follows django_q.brokers.get_broker)."""
+    if not apps.is_installed("django_q"):
+        return False
+    from django_q.conf import Conf
+
+    if Conf.BROKER_CLASS or Conf.IRON_MQ or isinstance(Conf.SQS, dict):
+        return False
+    return bool(Conf.ORM) and Conf.ORM == router.db_for_write(Deployment)
 
 
 def enqueue_deployment(deployment: Deployment) -> str | None:
@@ -77,7 +95,8 @@ def enqueue_deployment(deployment: Deployment) -> str | None:
     if app_settings.Q_CLUSTER_NAME:
         kwargs["cluster"] = app_settings.Q_CLUSTER_NAME
     try:
-        task_id = async_task(TASK_PATH, deployment.pk, **kwargs)
+        with transaction.atomic(using=router.db_for_write(Deployment)):  # a failure stays contained
+            task_id = async_task(TASK_PATH, deployment.pk, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any broker error must reach the record
         logger.exception("Could not enqueue deployment %s", deployment.pk)
         Deployment.objects.filter(pk=deployment.pk, status=Deployment.Status.QUEUED).update(

@@ -160,16 +160,21 @@ def parse_push(provider: Provider, payload: dict[str, Any]) -> Push:
 
 
 def deploy_branch() -> str | None:
-    """The branch this checkout deploys: ``BRANCH``, else the checked-out branch's upstream."""
+    """The branch this checkout deploys: ``BRANCH``, else the checked-out branch's upstream
+    (one git call: the webhook must answer fast)."""
     if app_settings.BRANCH:
         return app_settings.BRANCH
     try:
-        git = Git(app_settings.repo_dir, timeout=10)
-        branch = git.current_branch()
-        upstream = git.upstream(branch) if branch else None
+        out = Git(app_settings.repo_dir, timeout=10).out(
+            "for-each-ref", "--format=%(HEAD)%00%(upstream:remoteref)", "refs/heads/"
+        )
     except GitError:
         return None
-    return upstream[1] if upstream else None
+    for line in out.splitlines():
+        current, _, upstream = line.partition("\x00")
+        if current == "*" and upstream.startswith("refs/heads/"):
+            return upstream.removeprefix("refs/heads/")
+    return None
 
 
 def read_body(request: HttpRequest, limit: int) -> bytes:

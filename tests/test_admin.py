@@ -211,7 +211,7 @@ def test_deploy_now_creates_a_queued_record_with_the_user_and_enqueues_it(django
     assert Deployment.objects.get().task_id == task["id"]
     # the browser lands on the detail page, which says the deploy waits for a cluster
     detail = client.get(response["Location"]).content.decode()
-    assert "Deploy #%d is queued" % record.pk in detail
+    assert f"Deploy #{record.pk} is queued" in detail
     assert "No django-q2 cluster is running" in detail
     assert "stay queued" in detail
     assert 'data-zd-finished="false"' in detail
@@ -229,7 +229,7 @@ def test_rollback_queues_a_deploy_of_that_release(django_user_model):
     target = succeeded(sha="3" * 40, subject="Good old release")
     client = client_for(django_user_model, "trigger")
     page = client.get(url("rollback", target.pk)).content.decode()
-    assert "Roll back to the release of deploy #%d" % target.pk in page
+    assert f"Roll back to the release of deploy #{target.pk}" in page
     assert "Good old release" in page and "What would happen (dry run)" in page
     response = client.post(url("rollback", target.pk))
     record = Deployment.objects.exclude(pk=target.pk).get()
@@ -311,7 +311,7 @@ def test_detail_shows_steps_outputs_commits_and_neighbours(django_user_model):
     DeploymentStep.objects.create(deployment=record, position=1, name="migrate", status="skipped",
                                   detail="no unapplied migrations")
     page = client_for(django_user_model, "viewer").get(url("change", record.pk)).content.decode()
-    assert "Deploy #%d" % record.pk in page
+    assert f"Deploy #{record.pk}" in page
     assert '<pre class="zd-output">From origin\n * branch main -&gt; FETCH_HEAD &lt;b&gt;not html&lt;/b&gt;</pre>' in page
     assert "0.25 s" in page and "no unapplied migrations" in page
     assert "7777777777</code> Second release" in page and "2222222222</code> Older commit" in page

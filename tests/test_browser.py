@@ -76,7 +76,7 @@ def test_deploy_from_the_admin_in_a_real_browser(site, gunicorn_factory, load_fa
     ARTIFACTS.mkdir(exist_ok=True)
     base = f"http://127.0.0.1:{server.port}"
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
     serve_static(context, base, site.static_root)
     page = context.new_page()
     page.set_default_timeout(120_000)

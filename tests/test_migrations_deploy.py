@@ -167,9 +167,13 @@ def _last_record(site: Site) -> dict:
 def _deploy_under_load(site: Site, server, load_factory, *args: str, settle: float = 1.0):
     load = load_factory(port=server.port, path=NOTES, clients=3, max_seconds=240, timeout=30).start()
     time.sleep(settle)  # the old release serves before the deploy starts
+    started = time.monotonic()
     result = site.manage("deploy", "--no-input", *args, check=False, timeout=400)
+    took = time.monotonic() - started
     time.sleep(settle)
     report = load.stop()
+    # shown with pytest -s; the numbers in docs/migrations.md come from here
+    print(f"\n[measure] deploy {' '.join(args)} exit {result.returncode} in {took:.1f} s: {report.summary()}")
     return result, report
 
 
@@ -378,3 +382,20 @@ def test_dry_run_shows_a_refused_plan(site, gunicorn_factory):
     assert any(line.strip().startswith("unsafe") and "RemoveField" in line for line in out.splitlines()), out
     assert "why the old release breaks: drops column notes_note.text" in out
     assert "text" in _columns(site)
+
+
+def test_healthz_stays_ready_while_post_deploy_migrations_wait(site, gunicorn_factory):
+    """Between the reload and the post_migrate step the new release serves with its contract
+    migration pending: readiness must not fail (a load balancer would take every backend out)."""
+    site.commit_release("v2", expand_contract_release())
+    git(site.server, "pull", "-q", "--ff-only")
+    pre = site.manage("zerodeploy_migrations", "apply", "--stage", "pre")
+    assert pre.stdout.splitlines() == ["applied notes.0002_note_text_nullable"]
+    server = gunicorn_factory()
+    status, _headers, body = server.get("/healthz/")
+    assert status == 200 and json.loads(body)["status"] == "warn", body
+    assert server.get(NOTES)[0] == 200
+    post = site.manage("zerodeploy_migrations", "apply", "--stage", "post")
+    assert post.stdout.splitlines() == ["applied notes.0003_remove_note_text"]
+    assert "text" not in _columns(site)
+    assert server.get(NOTES)[0] == 200

@@ -47,7 +47,9 @@ def reload_cli(site: Site, *args: str, **env: str) -> tuple[subprocess.Completed
 def under_load(server: Gunicorn, load_factory, clients: int = 3):  # noqa: ANN001, ANN201
     """Steady traffic on the site, started half a second before what the test does next (a
     short pause between requests leaves the 2 shared cores some room for the new workers)."""
-    load = load_factory(port=server.port, uds=server.uds, clients=clients, max_seconds=150, pause=0.005)
+    load = load_factory(
+        port=server.port, uds=server.uds, clients=clients, max_seconds=150, pause=0.005
+    )
     load.start()
     time.sleep(0.5)
     return load
@@ -134,7 +136,9 @@ def signal_recorder(tmp_path: Path):  # noqa: ANN201
 
 # -- the good path -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["foreground-tcp", "daemon-tcp", "foreground-uds"])
-def test_usr2_reload_keeps_every_request_and_serves_the_new_release(site, gunicorn_factory, load_factory, mode):
+def test_usr2_reload_keeps_every_request_and_serves_the_new_release(
+    site, gunicorn_factory, load_factory, mode
+):
     server = gunicorn_factory(workers=2, daemon=mode.startswith("daemon"), uds=mode.endswith("uds"))
     old_master = server.master_pid()
     sha = new_release(site, "v2")
@@ -197,7 +201,12 @@ def test_slow_request_in_flight_completes_and_plain_output_has_a_line_per_phase(
     assert_served(server, site, "v2", sha)
     lines = ran.stdout.strip().splitlines()
     assert lines[0].startswith("found master: pid ")
-    assert [line.split(":")[0] for line in lines[1:5]] == ["preflight", "cleanup", "signal", "new master"]
+    assert [line.split(":")[0] for line in lines[1:5]] == [
+        "preflight",
+        "cleanup",
+        "signal",
+        "new master",
+    ]
     assert "removed stale" in lines[2]
     assert any(line.startswith("new generation ready: 2/2 workers") for line in lines)
     assert any(line.startswith("old retired: TERM") for line in lines)
@@ -239,7 +248,11 @@ def test_two_reloads_at_once_run_one_after_the_other(site, gunicorn_factory, loa
     procs = [
         subprocess.Popen(
             [sys.executable, "manage.py", "reload_gunicorn", "--json"],
-            cwd=site.server, env=site.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=site.server,
+            env=site.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]

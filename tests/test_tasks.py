@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 from django.db import connection, transaction
 from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
 from django_zerodeploy.models import Deployment
 from django_zerodeploy.tasks import (
@@ -123,13 +124,30 @@ def test_options_for_a_queued_record():
 
 
 # -- enqueueing -------------------------------------------------------------------------------
-def test_enqueued_only_once_the_record_is_committed():
+def _seen_from_another_connection() -> tuple[int, int]:
+    counts: list[tuple[int, int]] = []
+
+    def look():
+        try:
+            counts.append((Deployment.objects.count(), OrmQ.objects.count()))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join(30)
+    return counts[0]
+
+
+def test_record_and_task_become_visible_together():
+    """A worker (another connection) never sees the task without its record."""
     with transaction.atomic():
         record = queue_deployment(trigger="admin", username="bob", ref="v3", options={"ref": "v3"})
-        assert not OrmQ.objects.exists()  # a worker could not see the record yet
-    assert OrmQ.objects.count() == 1
+        assert _seen_from_another_connection() == (0, 0)
+    assert _seen_from_another_connection() == (1, 1)
     record.refresh_from_db()
     assert record.task_id and record.status == Deployment.Status.QUEUED
+    assert SignedPackage.loads(OrmQ.objects.get().payload)["args"] == (record.pk,)
 
 
 def test_a_rolled_back_transaction_enqueues_nothing():

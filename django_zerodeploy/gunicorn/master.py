@@ -75,7 +75,9 @@ class Master:
         """Send ``sig``, but only to the process that was proved (never to a reused pid)."""
         proc = self.process()
         if proc is None:
-            raise CommandFailure(f"Gunicorn master {self.pid} is gone; nothing was signalled.", DOWN)
+            raise CommandFailure(
+                f"Gunicorn master {self.pid} is gone; nothing was signalled.", DOWN
+            )
         proc.send_signal(sig)
 
     @property
@@ -140,8 +142,10 @@ def worker_processes(master: psutil.Process) -> list[psutil.Process]:
     """The workers of a master: its Gunicorn children that are not a re-executed master."""
     with contextlib.suppress(psutil.Error):
         return [
-            c for c in master.children()
-            if _is_gunicorn(c) and not is_child_master(c, master.pid)
+            c
+            for c in master.children()
+            if _is_gunicorn(c)
+            and not is_child_master(c, master.pid)
             and c.status() != psutil.STATUS_ZOMBIE
         ]
     return []
@@ -218,7 +222,11 @@ def build_master(proc: psutil.Process, pidfile: Path | None = None) -> Master:
     if pidfile is None:
         configured = facts.pidfile if facts else _option(args, "-p", "--pid")
         if configured:
-            pidfile = Path(configured) if os.path.isabs(configured) else (_cwd(proc) or Path()) / configured
+            pidfile = (
+                Path(configured)
+                if os.path.isabs(configured)
+                else (_cwd(proc) or Path()) / configured
+            )
     positional = [a for a in args if not a.startswith("-") and ":" in a]
     return Master(
         pid=proc.pid,
@@ -288,8 +296,14 @@ def _prove(pid: int, source: str) -> tuple[psutil.Process | None, str, int]:
         if belongs_to_project(proc):
             return proc, "", 0
         cwd = _cwd(proc)
-        return None, (f"{source} names pid {pid}, a Gunicorn master of another project "
-                      f"(working directory {cwd}, this project is {app_settings.repo_dir})"), USAGE
+        return (
+            None,
+            (
+                f"{source} names pid {pid}, a Gunicorn master of another project "
+                f"(working directory {cwd}, this project is {app_settings.repo_dir})"
+            ),
+            USAGE,
+        )
     if kind == "gone":
         return None, f"{source} names pid {pid}, which is not running (stale)", DOWN
     return None, f"{source} names {why}", DOWN

@@ -55,7 +55,9 @@ def gunicorn_args(cmdline: list[str]) -> list[str] | None:
 
 def started_as_module(cmdline: list[str]) -> bool:
     """``python -m gunicorn ...`` (what a USR2 re-exec breaks without our pre_exec hook)."""
-    return any(a == "-m" and b == "gunicorn" for a, b in zip(cmdline[:3], cmdline[1:4], strict=False))
+    return any(
+        a == "-m" and b == "gunicorn" for a, b in zip(cmdline[:3], cmdline[1:4], strict=False)
+    )
 
 
 def probe_config(
@@ -65,8 +67,12 @@ def probe_config(
     from ..preflight import child_env
 
     child = child_env(Path(cwd), env)
-    ran = proc.run([python, "-m", "django_zerodeploy.gunicorn.probe", json.dumps(args)],
-                   cwd=cwd, env=child, timeout=timeout)
+    ran = proc.run(
+        [python, "-m", "django_zerodeploy.gunicorn.probe", json.dumps(args)],
+        cwd=cwd,
+        env=child,
+        timeout=timeout,
+    )
     if _MARK in ran.stdout:
         try:
             data = json.loads(ran.stdout.split(_MARK, 1)[1].splitlines()[0])
@@ -87,7 +93,9 @@ def _child(args: list[str]) -> dict[str, Any]:
     app = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn")
     cfg = app.cfg
     hook = cfg.post_worker_init
-    hooked = getattr(hook, "__module__", "") == HOOK_MODULE or bool(getattr(hook, "zerodeploy_hook", False))
+    hooked = getattr(hook, "__module__", "") == HOOK_MODULE or bool(
+        getattr(hook, "zerodeploy_hook", False)
+    )
     errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
     pre_exec_hooked = bool(getattr(cfg.pre_exec, "zerodeploy_hook", False))
     return {

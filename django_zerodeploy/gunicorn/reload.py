@@ -109,13 +109,19 @@ def _preflight_phase(
     """Gunicorn's config and (unless skipped) the app, in fresh interpreters like the master's."""
     if not config.ok:
         recorder.phase("preflight", "failed: " + config.error)
-        return ReloadResult(False, FAILED, "", f"Preflight failed, nothing was signalled: {config.error}.")
+        return ReloadResult(
+            False, FAILED, "", f"Preflight failed, nothing was signalled: {config.error}."
+        )
     if not run_app:
-        recorder.phase("preflight", "Gunicorn config loads; app checks skipped (run_preflight=False)")
+        recorder.phase(
+            "preflight", "Gunicorn config loads; app checks skipped (run_preflight=False)"
+        )
         return None
     env = dict(master.environ)
     if config.pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join([config.pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join([config.pythonpath, env.get("PYTHONPATH", "")]).strip(
+            os.pathsep
+        )
     code_dir = Path(config.chdir) if config.chdir else master.cwd
     result = preflight(
         code_dir,
@@ -127,8 +133,13 @@ def _preflight_phase(
     )
     if not result.ok:
         recorder.phase("preflight", f"failed at {result.step}: {result.message}")
-        return ReloadResult(False, FAILED, "", f"Preflight failed at {result.step}, nothing was signalled and the old release still serves: {result.message}",
-                            output=result.output)
+        return ReloadResult(
+            False,
+            FAILED,
+            "",
+            f"Preflight failed at {result.step}, nothing was signalled and the old release still serves: {result.message}",
+            output=result.output,
+        )
     recorder.phase("preflight", f"Gunicorn config, {result.message}")
     return None
 
@@ -163,13 +174,23 @@ def _reload(
     run_preflight: bool,
 ) -> ReloadResult:
     if strategy not in RELOAD_STRATEGIES:
-        return ReloadResult(False, USAGE, strategy, f"Unknown strategy {strategy!r}: use one of {', '.join(RELOAD_STRATEGIES)}.")
+        return ReloadResult(
+            False,
+            USAGE,
+            strategy,
+            f"Unknown strategy {strategy!r}: use one of {', '.join(RELOAD_STRATEGIES)}.",
+        )
     try:
         seconds = float(timeout if timeout is not None else app_settings.RELOAD_TIMEOUT)
     except (TypeError, ValueError):
         seconds = -1
     if seconds <= 0:
-        return ReloadResult(False, USAGE, strategy, f"--timeout must be a positive number of seconds, not {timeout!r}.")
+        return ReloadResult(
+            False,
+            USAGE,
+            strategy,
+            f"--timeout must be a positive number of seconds, not {timeout!r}.",
+        )
     signalled = False
     master: Master | None = None
     try:
@@ -183,8 +204,15 @@ def _reload(
             if stop is not None:
                 stop.old_master_pid = master.pid
                 return stop
-            ctx = Context(master, config, seconds, expected_release(),
-                          _resolve_unit(unit, master), recorder, strategy=strategy)
+            ctx = Context(
+                master,
+                config,
+                seconds,
+                expected_release(),
+                _resolve_unit(unit, master),
+                recorder,
+                strategy=strategy,
+            )
             refused = refusal(strategy, ctx)
             if refused:
                 code, message = refused
@@ -194,11 +222,17 @@ def _reload(
             return RUNNERS[strategy](ctx)
     except CommandFailure as exc:
         code = exc.exit_code if not signalled else max(exc.exit_code, FAILED)
-        return ReloadResult(False, code, strategy, exc.message,
-                            old_master_pid=master.pid if master else None)
+        return ReloadResult(
+            False, code, strategy, exc.message, old_master_pid=master.pid if master else None
+        )
     except Exception as exc:  # noqa: BLE001 - a bug must not leave the caller without an answer
         logger.exception("reload_gunicorn failed unexpectedly")
         code = DOWN if signalled else FAILED
         state = "the site may be affected: check it" if signalled else "nothing was signalled"
-        return ReloadResult(False, code, strategy, f"Unexpected error ({type(exc).__name__}: {exc}); {state}.",
-                            old_master_pid=master.pid if master else None)
+        return ReloadResult(
+            False,
+            code,
+            strategy,
+            f"Unexpected error ({type(exc).__name__}: {exc}); {state}.",
+            old_master_pid=master.pid if master else None,
+        )

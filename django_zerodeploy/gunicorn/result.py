@@ -15,8 +15,10 @@ class Phase:
     detail: str = ""
 
     def line(self) -> str:
-        return f"{self.name}: {self.detail} [{self.seconds:.2f} s]" if self.detail else (
-            f"{self.name} [{self.seconds:.2f} s]"
+        return (
+            f"{self.name}: {self.detail} [{self.seconds:.2f} s]"
+            if self.detail
+            else (f"{self.name} [{self.seconds:.2f} s]")
         )
 
 

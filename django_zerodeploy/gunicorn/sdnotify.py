@@ -61,8 +61,11 @@ def announce_if_generation_ready(master_pid: int, expected: int) -> str | None:
     ready = [r for r in readiness.reports_for_master(master_pid) if r.ready]
     if len(ready) < expected:
         return None
+    if not readiness.claim_announcement(master_pid):  # a sibling got there first
+        return None
     message = main_pid_message(master_pid, len(ready))
     if not notify(message):
+        readiness.mark_announced(master_pid, "")
         return None
     readiness.mark_announced(master_pid, message)
     return message

@@ -45,8 +45,12 @@ class Context:
 
     def result(self, ok: bool, code: int, message: str, **extra: object) -> ReloadResult:
         result = ReloadResult(
-            ok=ok, exit_code=code, strategy=self.strategy, message=message,
-            old_master_pid=self.master.pid, phases=self.recorder.phases,
+            ok=ok,
+            exit_code=code,
+            strategy=self.strategy,
+            message=message,
+            old_master_pid=self.master.pid,
+            phases=self.recorder.phases,
         )
         for key, value in extra.items():
             setattr(result, key, value)
@@ -78,12 +82,16 @@ class Generation:
         return f"{len(self.ready)}/{self.expected}"
 
 
-def observe(master: Master, expected: int, since: float, exclude: set[int] = frozenset()) -> Generation:  # type: ignore[assignment]
+def observe(
+    master: Master, expected: int, since: float, exclude: set[int] = frozenset()
+) -> Generation:  # type: ignore[assignment]
     """The generation of ``master`` started after ``since`` (workers in ``exclude`` are the old
     ones, for an in-place reload)."""
     alive = master.alive()
     live = master.worker_pids() - exclude if alive else set()
-    ready = [r for r in readiness.reports_for_master(master.pid) if r.ready and r.pid not in exclude]
+    ready = [
+        r for r in readiness.reports_for_master(master.pid) if r.ready and r.pid not in exclude
+    ]
     refusals = [r for r in readiness.refusals_for_master(master.pid) if r.booted_at >= since]
     return Generation(alive, expected, ready, live, refusals)
 
@@ -174,11 +182,16 @@ def _systemd_usr2_refusal(ctx: Context) -> tuple[int, str] | None:
     """Under systemd a bare USR2 gets the new master killed when the old one exits (Gunicorn
     #2856); only allowed when the hook can announce the new MAINPID and systemd will take it."""
     master = ctx.master
-    advice = (" Use --strategy systemd, or run the unit with Type=notify and NotifyAccess=all "
-              "and the django_zerodeploy.gunicorn_conf hooks (see docs/reload.md).")
+    advice = (
+        " Use --strategy systemd, or run the unit with Type=notify and NotifyAccess=all "
+        "and the django_zerodeploy.gunicorn_conf hooks (see docs/reload.md)."
+    )
     base = f"Gunicorn master {master.pid} runs under systemd: a plain USR2 would get the new master killed when the old one exits (Gunicorn #2856)."
     if not master.environ.get("NOTIFY_SOCKET"):
-        return USAGE, base + " The unit is not Type=notify, so the new MAINPID cannot be announced." + advice
+        return (
+            USAGE,
+            base + " The unit is not Type=notify, so the new MAINPID cannot be announced." + advice,
+        )
     if not ctx.unit:
         return USAGE, base + " The unit is unknown, so NotifyAccess=all cannot be checked." + advice
     try:
@@ -205,8 +218,8 @@ def _cleanup(old: Master, pidfile2: Path | None) -> list[str]:
         done.append("leftover new " + stop_master(stale, old.graceful_timeout))
     if pidfile2 and pidfile2.exists():
         pid, _ = read_pidfile(pidfile2)
-        still = pid is not None and proc is not None and any(
-            c.pid == pid for c in child_masters(proc)
+        still = (
+            pid is not None and proc is not None and any(c.pid == pid for c in child_masters(proc))
         )
         if not still:
             with contextlib.suppress(OSError):
@@ -257,10 +270,20 @@ def _abort(ctx: Context, new: Master, pidfile2: Path | None, why: str) -> Reload
     readiness.forget_master(new.pid)
     serving = old.alive() and any(r.ready for r in readiness.reports_for_master(old.pid))
     if serving:
-        return ctx.result(False, FAILED, f"Reload aborted, the old release still serves (master {old.pid}): {reason}.",
-                          new_master_pid=new.pid, output=output)
-    return ctx.result(False, DOWN, f"Reload aborted and the old master {old.pid} is not serving: the site may be down. {reason}.",
-                      new_master_pid=new.pid, output=output)
+        return ctx.result(
+            False,
+            FAILED,
+            f"Reload aborted, the old release still serves (master {old.pid}): {reason}.",
+            new_master_pid=new.pid,
+            output=output,
+        )
+    return ctx.result(
+        False,
+        DOWN,
+        f"Reload aborted and the old master {old.pid} is not serving: the site may be down. {reason}.",
+        new_master_pid=new.pid,
+        output=output,
+    )
 
 
 def run_usr2(ctx: Context) -> ReloadResult:
@@ -280,10 +303,18 @@ def run_usr2(ctx: Context) -> ReloadResult:
         if new is None and (time.monotonic() > deadline or not old.alive()):
             _clean_pidfile2(pidfile2, None)
             if not old.alive():
-                return ctx.result(False, DOWN, f"The old master {old.pid} exited after USR2 and no new one started: the site is down.",
-                                  output=log_tail(old, ctx.config))
-            return ctx.result(False, FAILED, f"No new master started within {ctx.timeout:g} s of USR2 (see Gunicorn's log); the old release still serves.",
-                              output=log_tail(old, ctx.config))
+                return ctx.result(
+                    False,
+                    DOWN,
+                    f"The old master {old.pid} exited after USR2 and no new one started: the site is down.",
+                    output=log_tail(old, ctx.config),
+                )
+            return ctx.result(
+                False,
+                FAILED,
+                f"No new master started within {ctx.timeout:g} s of USR2 (see Gunicorn's log); the old release still serves.",
+                output=log_tail(old, ctx.config),
+            )
         if new is None:
             time.sleep(POLL)
     rec.phase("new master", f"pid {new.pid}")
@@ -295,18 +326,38 @@ def run_usr2(ctx: Context) -> ReloadResult:
         if gen.refusals:
             return _abort(ctx, new, pidfile2, "the new generation refused to boot")
         if not gen.master_alive:
-            return _abort(ctx, new, pidfile2, f"the new master {new.pid} exited before its workers were ready")
+            return _abort(
+                ctx, new, pidfile2, f"the new master {new.pid} exited before its workers were ready"
+            )
         if time.monotonic() > deadline:
-            return _abort(ctx, new, pidfile2, f"only {gen.count()} new workers were ready after {ctx.timeout:g} s")
+            return _abort(
+                ctx,
+                new,
+                pidfile2,
+                f"only {gen.count()} new workers were ready after {ctx.timeout:g} s",
+            )
         time.sleep(POLL)
-    rec.phase("new generation ready", f"{gen.count()} workers of master {new.pid} on release {_short(gen.releases)}")
+    rec.phase(
+        "new generation ready",
+        f"{gen.count()} workers of master {new.pid} on release {_short(gen.releases)}",
+    )
     if ctx.expected_release and gen.releases != {ctx.expected_release}:
-        return _abort(ctx, new, pidfile2, f"the new workers run release {_short(gen.releases)}, but the checkout is at {ctx.expected_release[:12]}")
+        return _abort(
+            ctx,
+            new,
+            pidfile2,
+            f"the new workers run release {_short(gen.releases)}, but the checkout is at {ctx.expected_release[:12]}",
+        )
 
     if old.under_systemd:
         message = wait_until(lambda: readiness.announced(new.pid), ANNOUNCE_WAIT)
         if not message:
-            return _abort(ctx, new, pidfile2, "the new master was not announced to systemd as MAINPID (is NOTIFY_SOCKET reachable?)")
+            return _abort(
+                ctx,
+                new,
+                pidfile2,
+                "the new master was not announced to systemd as MAINPID (is NOTIFY_SOCKET reachable?)",
+            )
         rec.phase("systemd", f"MAINPID={new.pid} announced")
 
     retired = _retire(old)
@@ -321,10 +372,17 @@ def run_usr2(ctx: Context) -> ReloadResult:
         return True
 
     if not new.alive():
-        return ctx.result(False, DOWN, f"The new master {new.pid} exited after the old one was retired: the site is down.",
-                          new_master_pid=new.pid, output=log_tail(new, ctx.config))
+        return ctx.result(
+            False,
+            DOWN,
+            f"The new master {new.pid} exited after the old one was retired: the site is down.",
+            new_master_pid=new.pid,
+            output=log_tail(new, ctx.config),
+        )
     if wait_until(promoted, PROMOTION_WAIT):
-        rec.phase("promoted", f"master {new.pid}" + (f" now in {new.pidfile}" if new.pidfile else ""))
+        rec.phase(
+            "promoted", f"master {new.pid}" + (f" now in {new.pidfile}" if new.pidfile else "")
+        )
     else:
         rec.phase("promoted", f"master {new.pid} has not rewritten its pidfile yet")
     if old.alive():
@@ -333,9 +391,15 @@ def run_usr2(ctx: Context) -> ReloadResult:
         note = ""
         readiness.forget_master(old.pid)
     release = next(iter(gen.releases))
-    return ctx.result(True, OK, f"Reloaded: master {new.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready{note}.",
-                      new_master_pid=new.pid, release=release, workers_ready=len(gen.ready),
-                      workers_expected=gen.expected)
+    return ctx.result(
+        True,
+        OK,
+        f"Reloaded: master {new.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready{note}.",
+        new_master_pid=new.pid,
+        release=release,
+        workers_ready=len(gen.ready),
+        workers_expected=gen.expected,
+    )
 
 
 def _retire(old: Master) -> str:
@@ -367,34 +431,65 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
         gen = observe(master, ctx.config.workers, since, exclude=old_workers)
         if not gen.master_alive:
             reason = _refusal_text(gen.refusals) or "see Gunicorn's log"
-            return ctx.result(False, DOWN, f"The Gunicorn master {master.pid} exited during the reload: the site is down ({reason}).",
-                              output=log_tail(master, ctx.config))
+            return ctx.result(
+                False,
+                DOWN,
+                f"The Gunicorn master {master.pid} exited during the reload: the site is down ({reason}).",
+                output=log_tail(master, ctx.config),
+            )
         if gen.complete:
             break
         if time.monotonic() > deadline:
             reason = _refusal_text(gen.refusals)
             serving = [r for r in readiness.reports_for_master(master.pid) if r.ready]
             code = FAILED if serving and not gen.ready else DOWN
-            return ctx.result(False, code, f"Only {gen.count()} new workers were ready {ctx.timeout:g} s after the reload" + (f" ({reason})" if reason else "") + ".",
-                              output=log_tail(master, ctx.config))
+            return ctx.result(
+                False,
+                code,
+                f"Only {gen.count()} new workers were ready {ctx.timeout:g} s after the reload"
+                + (f" ({reason})" if reason else "")
+                + ".",
+                output=log_tail(master, ctx.config),
+            )
         time.sleep(POLL)
-    rec.phase("new generation ready", f"{gen.count()} workers of master {master.pid} on release {_short(gen.releases)}")
+    rec.phase(
+        "new generation ready",
+        f"{gen.count()} workers of master {master.pid} on release {_short(gen.releases)}",
+    )
     if ctx.expected_release and gen.releases != {ctx.expected_release}:
-        return ctx.result(False, FAILED, f"The reloaded workers run release {_short(gen.releases)}, not the checkout's {ctx.expected_release[:12]} (a symlinked release directory? Gunicorn #394): the old release still serves.",
-                          release=next(iter(gen.releases)), workers_ready=len(gen.ready), workers_expected=gen.expected)
+        return ctx.result(
+            False,
+            FAILED,
+            f"The reloaded workers run release {_short(gen.releases)}, not the checkout's {ctx.expected_release[:12]} (a symlinked release directory? Gunicorn #394): the old release still serves.",
+            release=next(iter(gen.releases)),
+            workers_ready=len(gen.ready),
+            workers_expected=gen.expected,
+        )
 
     def old_gone() -> bool:
         return not (master.worker_pids() & old_workers)
 
     gone = wait_until(old_gone, master.graceful_timeout + RETIRE_MARGIN)
-    rec.phase("old retired", f"{len(old_workers)} old workers " + ("exited" if gone else "still draining"))
+    rec.phase(
+        "old retired", f"{len(old_workers)} old workers " + ("exited" if gone else "still draining")
+    )
     if not master.alive():
-        return ctx.result(False, DOWN, f"The Gunicorn master {master.pid} exited after the reload: the site is down.",
-                          output=log_tail(master, ctx.config))
+        return ctx.result(
+            False,
+            DOWN,
+            f"The Gunicorn master {master.pid} exited after the reload: the site is down.",
+            output=log_tail(master, ctx.config),
+        )
     release = next(iter(gen.releases))
-    return ctx.result(True, OK, f"Reloaded: master {master.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready.",
-                      new_master_pid=master.pid, release=release, workers_ready=len(gen.ready),
-                      workers_expected=gen.expected)
+    return ctx.result(
+        True,
+        OK,
+        f"Reloaded: master {master.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready.",
+        new_master_pid=master.pid,
+        release=release,
+        workers_ready=len(gen.ready),
+        workers_expected=gen.expected,
+    )
 
 
 def run_hup(ctx: Context) -> ReloadResult:
@@ -411,7 +506,9 @@ def run_systemd(ctx: Context) -> ReloadResult:
     def send() -> str:
         ran = systemd.reload_unit(unit, timeout=ctx.timeout)
         if not ran.ok:
-            raise CommandFailure(f"`systemctl reload {unit}` failed: {ran.last_lines(3) or ran.returncode}.", FAILED)
+            raise CommandFailure(
+                f"`systemctl reload {unit}` failed: {ran.last_lines(3) or ran.returncode}.", FAILED
+            )
         return f"systemctl reload {unit}"
 
     before = ctx.master.worker_pids()
@@ -419,7 +516,9 @@ def run_systemd(ctx: Context) -> ReloadResult:
         result = _in_place(ctx, send)
     except CommandFailure as exc:
         if ctx.master.alive() and ctx.master.worker_pids() == before:
-            return ctx.result(False, FAILED, exc.message + " Nothing changed: the old release still serves.")
+            return ctx.result(
+                False, FAILED, exc.message + " Nothing changed: the old release still serves."
+            )
         return ctx.result(False, DOWN, exc.message + " The workers changed anyway: check the site.")
     if result.ok:
         main = systemd.main_pid(unit)

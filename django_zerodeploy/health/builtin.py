@@ -161,10 +161,30 @@ class MigrationsCheck(Check):
                 name = f"{key[0]}.{key[1]}"
                 if key not in loader.applied_migrations and name not in unapplied:
                     unapplied.append(name)
+        # Post-deploy (contract) migrations run after the reload: until then this release is
+        # meant to serve without them, so they warn instead of failing readiness.
+        post = [n for n in unapplied if _post_deploy(loader, n)]
+        unapplied = [n for n in unapplied if n not in post]
         if unapplied:
             shown = ", ".join(unapplied[:10]) + (" ..." if len(unapplied) > 10 else "")
             return Observation(len(unapplied), "migrations", "fail", f"unapplied: {shown}")
+        if post:
+            shown = ", ".join(post[:10]) + (" ..." if len(post) > 10 else "")
+            return Observation(
+                len(post), "migrations", "warn", f"post-deploy migrations pending: {shown}"
+            )
         return Observation(0, "migrations")
+
+
+def _post_deploy(loader: Any, label: str) -> bool:
+    """Marked post-deploy (``zerodeploy = {"stage": "post"}``; see docs/migrations.md)."""
+    from ..migration_safety import PlanError, read_marker
+
+    migration = loader.graph.nodes.get(tuple(label.split(".", 1)))
+    try:
+        return migration is not None and read_marker(migration).stage == "post"
+    except PlanError:
+        return False
 
 
 class DiskCheck(Check):

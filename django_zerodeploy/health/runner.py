@@ -85,7 +85,7 @@ class Runner:
 
     def __init__(self, checks: list[Check]) -> None:
         self.checks = checks
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one round at a time, whoever asks
         self._report: HealthReport | None = None
         self._previous: dict[str, CheckResult] = {}
 
@@ -108,6 +108,10 @@ class Runner:
         """Run every check once, in parallel; returns within the largest timeout.
 
         ``fresh`` ignores the longer per-check reuse (``Check.cache_seconds``)."""
+        with self._lock:
+            return self._run_round(fresh)
+
+    def _run_round(self, fresh: bool) -> HealthReport:
         started = time.monotonic()
         default_timeout = float(app_settings.HEALTHZ_CHECK_TIMEOUT)
         results: dict[str, CheckResult] = {}

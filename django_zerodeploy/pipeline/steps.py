@@ -9,6 +9,7 @@ preflight, so that old workers reading files lazily see new files for as short a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -26,6 +27,8 @@ from ..exit_codes import CommandFailure
 from ..git import GitError, validate_ref
 from . import migrations, records, serving
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
+
+_CHECK_ERROR = re.compile(r"\(\w+\.E\d+\)")  # a system check error line: "app.Model.f: (fields.E130) ..."
 
 # Steps before these change nothing of the release; a failure from here on is the release's.
 RELEASE_STEPS_START = "install"
@@ -351,7 +354,11 @@ class PreflightStep(Step):
         plan: migrations.MigrationPlan = found["plan"]
         output = checked.output
         if not checked.ok and checked.step != "smoke":
-            raise StepFailed(f"Preflight ({checked.step}): {checked.message}", output=output)
+            message = f"Preflight ({checked.step}): {checked.message}"
+            errors = [ln.strip() for ln in output.splitlines() if _CHECK_ERROR.search(ln)]
+            if errors:
+                message += " " + "; ".join(errors[:5])
+            raise StepFailed(message, output=output)
         ctx.pending = plan.pending
         ctx.migration_errors = plan.errors
         if not plan.ok:

@@ -87,6 +87,7 @@ class Command(BaseCommand):
     def _handle(self, options: dict[str, Any]) -> int:
         from ...pipeline import DeployOptions, build_plan, history, run_deploy
         from ...pipeline.records import history_table
+        from ...pipeline.runner import validate_options
 
         as_json = options["json"]
         if options["history"]:
@@ -107,6 +108,7 @@ class Command(BaseCommand):
             trigger="cli",
             allow_unsafe_migrations=options["allow_unsafe_migrations"],
         )
+        validate_options(deploy)  # usage errors: one line on stderr, exit 2
         if deploy.dry_run:
             plan = build_plan(deploy)
             self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())

@@ -40,15 +40,27 @@ class Command(BaseCommand):
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--strategy", choices=RELOAD_STRATEGIES,
-                            help="usr2 (default: ZERODEPLOY['RELOAD_STRATEGY']), hup or systemd.")
-        parser.add_argument("--pidfile", help="Gunicorn's pidfile (default: GUNICORN_PIDFILE, "
-                            "else the systemd unit's MainPID, else found with psutil).")
+        parser.add_argument(
+            "--strategy",
+            choices=RELOAD_STRATEGIES,
+            help="usr2 (default: ZERODEPLOY['RELOAD_STRATEGY']), hup or systemd.",
+        )
+        parser.add_argument(
+            "--pidfile",
+            help="Gunicorn's pidfile (default: GUNICORN_PIDFILE, "
+            "else the systemd unit's MainPID, else found with psutil).",
+        )
         parser.add_argument("--unit", help="systemd unit (default: GUNICORN_SYSTEMD_UNIT).")
-        parser.add_argument("--timeout", type=float, help="Seconds the new generation has to "
-                            "get ready (default: RELOAD_TIMEOUT).")
-        parser.add_argument("--json", action="store_true",
-                            help="Print the result as JSON instead of one line per phase.")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            help="Seconds the new generation has to get ready (default: RELOAD_TIMEOUT).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the result as JSON instead of one line per phase.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         as_json = options["json"]
@@ -68,7 +80,11 @@ class Command(BaseCommand):
 
     def _finish(self, code: int, message: str, as_json: bool, result: Any) -> None:
         if as_json:
-            data = result.as_dict() if result is not None else {"ok": False, "exit_code": code, "message": message}
+            data = (
+                result.as_dict()
+                if result is not None
+                else {"ok": False, "exit_code": code, "message": message}
+            )
             self.stdout.write(json.dumps(data, indent=2))
         elif code == 0:
             self.stdout.write(self.style.SUCCESS(message))
