@@ -62,6 +62,7 @@ def detail_context(model_admin: DeploymentAdmin, request: HttpRequest, obj: Depl
     can = _can_trigger(request)
     return {
         "title": f"Deploy #{obj.pk}",
+        "subtitle": None,  # the live panel says what str(obj) would, and stays current
         "zd_obj": obj,
         "zd_steps": list(obj.steps.all()),
         "zd_commits": [(c[0], c[0][:10], c[1] if len(c) > 1 else "") for c in obj.commits or [] if c],

@@ -5,7 +5,7 @@ Use it as ``gunicorn -c python:django_zerodeploy.gunicorn_conf APP``, or from yo
 
     from django_zerodeploy.gunicorn_conf import *  # noqa: F401,F403
 
-If you define your own ``post_worker_init`` too, call ours from it, and mark it so the reload
+If you define your own ``post_worker_init`` too, wrap it so ours runs first and the reload
 command can see the hook is there::
 
     from django_zerodeploy import gunicorn_conf
@@ -21,17 +21,22 @@ What ``post_worker_init`` does, in the worker, after the WSGI app is loaded and 
    path through this worker's own WSGI callable, in-process;
 2. on success writes a ``WorkerReport`` (pid, master pid, release, time) in the runtime
    directory: the reload command waits for these, it never guesses readiness from a sleep;
-3. on failure the worker refuses to boot. The first workers of a generation exit with code 3
-   (Gunicorn's ``WORKER_BOOT_ERROR``), which halts *their* master: after a USR2 that is the new
-   master, so the old one keeps serving and the broken generation never takes a request. A
-   worker whose master already runs the same release with a ready worker (a respawn after
-   ``max_requests`` or a crash) exits with code 1 instead, so a passing glitch (a database
-   hiccup during a smoke request) makes Gunicorn retry that worker, not stop the site;
+3. on failure the worker refuses to boot. In a master that has never had a ready worker (a
+   fresh start, or the new master of a USR2) it exits with code 3 (Gunicorn's
+   ``WORKER_BOOT_ERROR``), which halts *that* master: after a USR2 the old master keeps
+   serving and the broken generation never takes a request. In a master that has already
+   served (a respawn after ``max_requests`` or a crash, or the new workers of a HUP) it exits
+   with code 1, and Gunicorn retries it while the other workers keep serving: a passing glitch
+   (a database hiccup during a smoke request), or new files checked out under a running master
+   that a respawned worker happens to import, must not halt a serving site;
 4. under systemd, in a master started by USR2, the last worker to get ready announces the new
    master as MAINPID (see ``django_zerodeploy.gunicorn.sdnotify``).
 
-Nothing here runs in the master: importing Django there would pin the old settings into every
-worker forked after a HUP (Gunicorn #2524), so Django is only imported inside the hooks.
+``pre_exec`` makes a USR2 re-exec work after ``python -m gunicorn`` (see its docstring).
+
+Nothing here runs Django in the master: importing it there would pin the old settings into
+every worker forked after a HUP (Gunicorn #2524), so Django is only imported inside the worker
+hooks.
 """
 
 from __future__ import annotations
@@ -72,16 +77,6 @@ def _facts(worker: Any) -> Any:
     )
 
 
-def _generation_proven(master_pid: int, release: str, own_pid: int) -> bool:
-    """Another worker of the same master already serves this release."""
-    from .readiness import reports_for_master
-
-    return any(
-        r.ready and r.release == release and r.pid != own_pid
-        for r in reports_for_master(master_pid)
-    )
-
-
 def post_worker_init(worker: Any) -> None:
     """Prove this worker can serve, then report it ready (or refuse to boot)."""
     try:
@@ -113,7 +108,7 @@ def post_worker_init(worker: Any) -> None:
 
     readiness.write_master_facts(_facts(worker))
     if problem:
-        code = WORKER_RETRY if _generation_proven(master_pid, release, pid) else WORKER_BOOT_ERROR
+        code = WORKER_RETRY if readiness.is_proven(master_pid) else WORKER_BOOT_ERROR
         readiness.write_report(
             readiness.WorkerReport(pid, master_pid, release, time.time(), False, problem)
         )
@@ -123,6 +118,7 @@ def post_worker_init(worker: Any) -> None:
         sys.exit(code)
 
     readiness.write_report(readiness.WorkerReport(pid, master_pid, release, time.time(), True))
+    readiness.mark_proven(master_pid)
     worker.zerodeploy_ready = True
     message = announce_if_generation_ready(master_pid, int(worker.cfg.workers))
     if message:

@@ -117,7 +117,7 @@ def remove_report(pid: int) -> None:
 def read_reports() -> list[WorkerReport]:
     """Every report on disk, alive or not (the readers below filter)."""
     reports = []
-    for path in sorted(workers_dir().glob("*.json")):
+    for path in sorted(workers_dir().glob("[0-9]*.json")):
         data = _read_json(path)
         report = _build(WorkerReport, data) if data else None
         if report is not None:
@@ -168,9 +168,34 @@ def forget_master(master_pid: int) -> None:
     for report in read_reports():
         if report.master_pid == master_pid:
             remove_report(report.pid)
-    for suffix in (".json", ".announced"):
+    for suffix in (".json", ".announced", ".proven"):
         with contextlib.suppress(OSError):
             (masters_dir() / f"{master_pid}{suffix}").unlink()
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def mark_proven(master_pid: int) -> None:
+    """Record that ``master_pid`` has had a ready worker (its generation is proven)."""
+    started = _start_time(master_pid)
+    path = masters_dir() / f"{master_pid}.proven"
+    if started is not None and not path.exists():
+        path.write_text(repr(started))
+
+
+def is_proven(master_pid: int) -> bool:
+    """Has this very master (not an earlier process with its pid) had a ready worker?"""
+    try:
+        recorded = float((masters_dir() / f"{master_pid}.proven").read_text())
+    except (OSError, ValueError):
+        return False
+    started = _start_time(master_pid)
+    return started is not None and abs(started - recorded) < 0.05
 
 
 # -- master facts --------------------------------------------------------------------------------

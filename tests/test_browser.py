@@ -118,6 +118,8 @@ def test_deploy_from_the_admin_in_a_real_browser(site, gunicorn_factory, load_fa
             " || document.querySelector('#zd-live').dataset.zdFinished === 'true'",
             timeout=240_000,
         )
+        if page.get_attribute("#zd-live", "data-zd-finished") == "false":
+            page.screenshot(path=str(ARTIFACTS / "admin-deploy-running.png"), full_page=True)
         page.wait_for_function(
             "() => document.querySelector('#zd-live').dataset.zdFinished === 'true'"
             " && document.querySelector('#zd-live-status').textContent.trim() !== ''",

@@ -10,7 +10,6 @@ from tests.support.site import Site
 from tests.test_deploy import (
     assert_clean_checkout,
     db_rows,
-    deploy,
     history,
     original,
     show,

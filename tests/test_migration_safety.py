@@ -4,7 +4,6 @@ a real PostgreSQL database: one generated app per case, 0001 applied, 0002 pendi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import django
 import pytest
@@ -33,49 +32,196 @@ class TouchTable(Operation):
 
 # (app, operations of 0002, expected classification, marker) -- "pre" stage unless marked.
 CASES: list[tuple[str, str, str, str]] = [
-    ("c_create_model", 'migrations.CreateModel("Other", [("id", models.BigAutoField(primary_key=True))]),', "safe", ""),
+    (
+        "c_create_model",
+        'migrations.CreateModel("Other", [("id", models.BigAutoField(primary_key=True))]),',
+        "safe",
+        "",
+    ),
     ("c_delete_model", 'migrations.DeleteModel("Item"),', "unsafe", ""),
-    ("c_add_nullable", 'migrations.AddField("item", "note", models.TextField(null=True)),', "safe", ""),
-    ("c_add_not_null", 'migrations.AddField("item", "note", models.TextField(default="x"), preserve_default=False),', "unsafe", ""),
-    ("c_add_default_only", 'migrations.AddField("item", "size", models.IntegerField(default=3)),', "unsafe", ""),
-    ("c_add_m2m", 'migrations.AddField("item", "links", models.ManyToManyField("self")),', "safe", ""),
+    (
+        "c_add_nullable",
+        'migrations.AddField("item", "note", models.TextField(null=True)),',
+        "safe",
+        "",
+    ),
+    (
+        "c_add_not_null",
+        'migrations.AddField("item", "note", models.TextField(default="x"), preserve_default=False),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_add_default_only",
+        'migrations.AddField("item", "size", models.IntegerField(default=3)),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_add_m2m",
+        'migrations.AddField("item", "links", models.ManyToManyField("self")),',
+        "safe",
+        "",
+    ),
     ("c_remove_field", 'migrations.RemoveField("item", "nick"),', "unsafe", ""),
     ("c_rename_field", 'migrations.RenameField("item", "title", "name"),', "unsafe", ""),
     ("c_rename_keeps_column", 'migrations.RenameField("item", "legacy", "old"),', "safe", ""),
     ("c_rename_model", 'migrations.RenameModel("Item", "Thing"),', "unsafe", ""),
     ("c_alter_table", 'migrations.AlterModelTable("item", "items_v2"),', "unsafe", ""),
-    ("c_alter_not_null", 'migrations.AlterField("item", "nick", models.CharField(max_length=50, default="")),', "unsafe", ""),
-    ("c_alter_nullable", 'migrations.AlterField("item", "title", models.CharField(max_length=200, null=True)),', "safe", ""),
-    ("c_alter_type", 'migrations.AlterField("item", "title", models.IntegerField(default=0)),', "unsafe", ""),
-    ("c_alter_narrower", 'migrations.AlterField("item", "title", models.CharField(max_length=20)),', "unsafe", ""),
-    ("c_alter_wider", 'migrations.AlterField("item", "title", models.CharField(max_length=500)),', "safe", ""),
+    (
+        "c_alter_not_null",
+        'migrations.AlterField("item", "nick", models.CharField(max_length=50, default="")),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_alter_nullable",
+        'migrations.AlterField("item", "title", models.CharField(max_length=200, null=True)),',
+        "safe",
+        "",
+    ),
+    (
+        "c_alter_type",
+        'migrations.AlterField("item", "title", models.IntegerField(default=0)),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_alter_narrower",
+        'migrations.AlterField("item", "title", models.CharField(max_length=20)),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_alter_wider",
+        'migrations.AlterField("item", "title", models.CharField(max_length=500)),',
+        "safe",
+        "",
+    ),
     ("c_alter_to_text", 'migrations.AlterField("item", "title", models.TextField()),', "safe", ""),
-    ("c_alter_to_bigint", 'migrations.AlterField("item", "count", models.BigIntegerField(default=0)),', "safe", ""),
-    ("c_alter_unique", 'migrations.AlterField("item", "title", models.CharField(max_length=200, unique=True)),', "unsafe", ""),
-    ("c_alter_column", 'migrations.AlterField("item", "legacy", models.CharField(max_length=20, db_column="legacy2", null=True)),', "unsafe", ""),
-    ("c_alter_python_only", 'migrations.AlterField("item", "title", models.CharField(max_length=200, help_text="h", blank=True)),', "safe", ""),
-    ("c_unique_constraint", 'migrations.AddConstraint("item", models.UniqueConstraint(fields=["title"], name="c_uc_title")),', "unsafe", ""),
-    ("c_check_constraint", 'migrations.AddConstraint("item", models.CheckConstraint(%s=models.Q(count__lte=9), name="c_cc_count")),', "unknown", ""),
-    ("c_remove_constraint", 'migrations.RemoveConstraint("item", "c_remove_constraint_count_ck"),', "safe", ""),
-    ("c_unique_together", 'migrations.AlterUniqueTogether("item", {("title", "count")}),', "unsafe", ""),
-    ("c_add_index", 'migrations.AddIndex("item", models.Index(fields=["count"], name="c_ai_count")),', "safe", ""),
+    (
+        "c_alter_to_bigint",
+        'migrations.AlterField("item", "count", models.BigIntegerField(default=0)),',
+        "safe",
+        "",
+    ),
+    (
+        "c_alter_unique",
+        'migrations.AlterField("item", "title", models.CharField(max_length=200, unique=True)),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_alter_column",
+        'migrations.AlterField("item", "legacy", models.CharField(max_length=20, db_column="legacy2", null=True)),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_alter_python_only",
+        'migrations.AlterField("item", "title", models.CharField(max_length=200, help_text="h", blank=True)),',
+        "safe",
+        "",
+    ),
+    (
+        "c_unique_constraint",
+        'migrations.AddConstraint("item", models.UniqueConstraint(fields=["title"], name="c_uc_title")),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_check_constraint",
+        'migrations.AddConstraint("item", models.CheckConstraint(%s=models.Q(count__lte=9), name="c_cc_count")),',
+        "unknown",
+        "",
+    ),
+    (
+        "c_remove_constraint",
+        'migrations.RemoveConstraint("item", "c_remove_constraint_count_ck"),',
+        "safe",
+        "",
+    ),
+    (
+        "c_unique_together",
+        'migrations.AlterUniqueTogether("item", {("title", "count")}),',
+        "unsafe",
+        "",
+    ),
+    (
+        "c_add_index",
+        'migrations.AddIndex("item", models.Index(fields=["count"], name="c_ai_count")),',
+        "safe",
+        "",
+    ),
     ("c_remove_index", 'migrations.RemoveIndex("item", "c_remove_index_tix"),', "safe", ""),
-    ("c_model_options", 'migrations.AlterModelOptions("item", {"ordering": ["title"]}),', "safe", ""),
-    ("c_run_sql", 'migrations.RunSQL("UPDATE c_run_sql_item SET count = 1", migrations.RunSQL.noop),', "unknown", ""),
-    ("c_run_sql_noop", "migrations.RunSQL(migrations.RunSQL.noop, migrations.RunSQL.noop),", "safe", ""),
-    ("c_run_python", "migrations.RunPython(lambda apps, schema: None, migrations.RunPython.noop),", "unknown", ""),
+    (
+        "c_model_options",
+        'migrations.AlterModelOptions("item", {"ordering": ["title"]}),',
+        "safe",
+        "",
+    ),
+    (
+        "c_run_sql",
+        'migrations.RunSQL("UPDATE c_run_sql_item SET count = 1", migrations.RunSQL.noop),',
+        "unknown",
+        "",
+    ),
+    (
+        "c_run_sql_noop",
+        "migrations.RunSQL(migrations.RunSQL.noop, migrations.RunSQL.noop),",
+        "safe",
+        "",
+    ),
+    (
+        "c_run_python",
+        "migrations.RunPython(lambda apps, schema: None, migrations.RunPython.noop),",
+        "unknown",
+        "",
+    ),
     ("c_custom", "TouchTable(),", "unknown", ""),
-    ("c_state_only", 'migrations.SeparateDatabaseAndState(state_operations=[migrations.RemoveField("item", "nick")]),', "safe", ""),
-    ("c_new_then_change", 'migrations.AddField("item", "extra", models.TextField(null=True)),\nmigrations.RemoveField("item", "extra"),', "safe", ""),
+    (
+        "c_state_only",
+        'migrations.SeparateDatabaseAndState(state_operations=[migrations.RemoveField("item", "nick")]),',
+        "safe",
+        "",
+    ),
+    (
+        "c_new_then_change",
+        'migrations.AddField("item", "extra", models.TextField(null=True)),\nmigrations.RemoveField("item", "extra"),',
+        "safe",
+        "",
+    ),
     # post-deploy (contract) migrations: judged against the NEW release, which serves first
     ("p_remove_nullable", 'migrations.RemoveField("item", "nick"),', "safe", '{"stage": "post"}'),
-    ("p_remove_not_null", 'migrations.RemoveField("item", "title"),', "unsafe", '{"stage": "post"}'),
-    ("p_alter_not_null", 'migrations.AlterField("item", "nick", models.CharField(max_length=50, default="")),', "safe", '{"stage": "post"}'),
-    ("p_add_field", 'migrations.AddField("item", "note", models.TextField(null=True)),', "unsafe", '{"stage": "post"}'),
+    (
+        "p_remove_not_null",
+        'migrations.RemoveField("item", "title"),',
+        "unsafe",
+        '{"stage": "post"}',
+    ),
+    (
+        "p_alter_not_null",
+        'migrations.AlterField("item", "nick", models.CharField(max_length=50, default="")),',
+        "safe",
+        '{"stage": "post"}',
+    ),
+    (
+        "p_add_field",
+        'migrations.AddField("item", "note", models.TextField(null=True)),',
+        "unsafe",
+        '{"stage": "post"}',
+    ),
     ("p_delete_model", 'migrations.DeleteModel("Item"),', "safe", '{"stage": "post"}'),
 ]
 if HAS_DB_DEFAULT:
-    CASES.append(("c_add_db_default", 'migrations.AddField("item", "size", models.IntegerField(db_default=3)),', "safe", ""))
+    CASES.append(
+        (
+            "c_add_db_default",
+            'migrations.AddField("item", "size", models.IntegerField(db_default=3)),',
+            "safe",
+            "",
+        )
+    )
 PG_ONLY_CASES = [
     (
         "c_add_index_concurrently",
@@ -98,12 +244,22 @@ def _cases(backend: str) -> list[Case]:
         if app == "c_add_index_concurrently":
             imports = "from django.contrib.postgres.operations import AddIndexConcurrently"
         operations = operations.replace("%s=", f"{check_kwarg}=")
-        made.append(Case(app, operations, marker, atomic=app != "c_add_index_concurrently", extra_imports=imports))
+        made.append(
+            Case(
+                app,
+                operations,
+                marker,
+                atomic=app != "c_add_index_concurrently",
+                extra_imports=imports,
+            )
+        )
     return made
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def planned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, dict, CaseProject]]:
+@pytest.fixture(scope="module")
+def planned(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int, dict, CaseProject]]:
     """One project per backend: every case's 0001 migrated, every 0002 pending, one plan."""
     backend = request.param
     db_name = ""
@@ -112,7 +268,9 @@ def planned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         if reason:
             pytest.skip(reason)
         db_name = pg_create()
-    project = CaseProject(tmp_path_factory.mktemp(f"cases-{backend}"), backend, db_name, _cases(backend))
+    project = CaseProject(
+        tmp_path_factory.mktemp(f"cases-{backend}"), backend, db_name, _cases(backend)
+    )
     try:
         project.write_initial()
         project.migrate_initial()
@@ -129,11 +287,17 @@ def _expected(backend: str) -> list[tuple[str, str, str]]:
     return [(app, expected, marker) for app, _ops, expected, marker in rows]
 
 
-@pytest.mark.parametrize("app,expected,marker", _expected("postgresql"), ids=[r[0] for r in _expected("postgresql")])
+EACH_CASE = [(backend, *row) for backend in BACKENDS for row in _expected(backend)]
+
+
+@pytest.mark.parametrize(
+    "planned,app,expected,marker",
+    EACH_CASE,
+    ids=[f"{backend}-{app}" for backend, app, _e, _m in EACH_CASE],
+    indirect=["planned"],
+)
 def test_each_operation_is_classified(planned, app, expected, marker):
-    backend, _code, data, _project = planned
-    if app in {r[0] for r in PG_ONLY_CASES} and backend != "postgresql":
-        pytest.skip("AddIndexConcurrently exists for PostgreSQL only")
+    _backend, _code, data, _project = planned
     by_app = {m["app"]: m for m in data["pending"]}
     assert app in by_app, data
     migration = by_app[app]
@@ -147,6 +311,7 @@ def test_each_operation_is_classified(planned, app, expected, marker):
             assert "expand" in op["safe_sequence"] or "pre-deploy" in op["safe_sequence"], op
 
 
+@pytest.mark.parametrize("planned", BACKENDS, indirect=True)
 def test_plan_refuses_and_lists_only_unacknowledged_unsafe_operations(planned):
     backend, code, data, _project = planned
     assert code == 1
@@ -162,6 +327,7 @@ def test_plan_refuses_and_lists_only_unacknowledged_unsafe_operations(planned):
     assert "c_delete_model.0002_change" in data["message"]
 
 
+@pytest.mark.parametrize("planned", BACKENDS, indirect=True)
 def test_postgresql_hints_at_concurrent_indexes(planned):
     backend, _code, data, _project = planned
     add_index = next(m for m in data["pending"] if m["app"] == "c_add_index")["operations"][0]
@@ -171,6 +337,7 @@ def test_postgresql_hints_at_concurrent_indexes(planned):
         assert "AddIndexConcurrently" not in add_index["reason"]
 
 
+@pytest.mark.parametrize("planned", BACKENDS, indirect=True)
 def test_allow_unsafe_acknowledges_everything(planned):
     _backend, _code, _data, project = planned
     code, data, _stderr = project.plan("--allow-unsafe")
@@ -183,6 +350,7 @@ def test_allow_unsafe_acknowledges_everything(planned):
     assert safe["acknowledged_by"] == ""  # nothing to acknowledge
 
 
+@pytest.mark.parametrize("planned", BACKENDS, indirect=True)
 def test_human_output_and_refusal_message(planned):
     _backend, _code, _data, project = planned
     result = project.django("zerodeploy_migrations", "plan")
@@ -192,9 +360,15 @@ def test_human_output_and_refusal_message(planned):
     assert "warning: c_run_sql.0002_change: RunSQL" in result.stdout
     message = result.stderr
     unsafe_count = sum(1 for _app, exp, _m in _expected(planned[0]) if exp == "unsafe")
-    assert f"Unsafe migrations: {unsafe_count} operation(s) would break the release that is serving" in message
+    assert (
+        f"Unsafe migrations: {unsafe_count} operation(s) would break the release that is serving"
+        in message
+    )
     # app + migration, operation, why the old code breaks, the safe sequence, how to acknowledge
-    assert "c_remove_field.0002_change (pre-deploy), RemoveField \"Remove field nick from item\"" in message
+    assert (
+        'c_remove_field.0002_change (pre-deploy), RemoveField "Remove field nick from item"'
+        in message
+    )
     assert "why the old release breaks: drops column c_remove_field_item.nick" in message
     assert "safe sequence: expand → deploy → contract" in message
     assert "--allow-unsafe-migrations" in message

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.migration_safety.apply import error_sqlstate, parse_duration_ms
 from django_zerodeploy.migration_safety.classify import _compare_types
 from django_zerodeploy.migration_safety.plan import PlanError, read_marker
-from django_zerodeploy.exit_codes import CommandFailure
 from tests.migration_apps.project import PG, Case, CaseProject, pg_available, pg_create, pg_drop
 
 ADD_NULLABLE = 'migrations.AddField("item", "note", models.TextField(null=True)),'
@@ -35,7 +35,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 
 def _project(tmp_path, backend: tuple[str, str], apps: list[str]) -> CaseProject:
-    project = CaseProject(tmp_path / "proj", backend[0], backend[1], [Case(app, "") for app in apps])
+    project = CaseProject(
+        tmp_path / "proj", backend[0], backend[1], [Case(app, "") for app in apps]
+    )
     project.write_initial()
     project.migrate_initial()
     return project
@@ -47,11 +49,19 @@ def _project(tmp_path, backend: tuple[str, str], apps: list[str]) -> CaseProject
 def test_post_deploy_migrations_wait_for_the_post_stage(tmp_path, backend):
     """s_one: 0002 pre (expand), 0003 post (contract, RemoveField); s_two: 0002 pre."""
     project = _project(tmp_path, backend, ["s_one", "s_two"])
-    project.write_migration("s_one", "0002_expand", ADD_NULLABLE, dependencies='("s_one", "0001_initial")')
     project.write_migration(
-        "s_one", "0003_contract", REMOVE_NICK, dependencies='("s_one", "0002_expand")', marker='{"stage": "post"}'
+        "s_one", "0002_expand", ADD_NULLABLE, dependencies='("s_one", "0001_initial")'
     )
-    project.write_migration("s_two", "0002_expand", ADD_NULLABLE, dependencies='("s_two", "0001_initial")')
+    project.write_migration(
+        "s_one",
+        "0003_contract",
+        REMOVE_NICK,
+        dependencies='("s_one", "0002_expand")',
+        marker='{"stage": "post"}',
+    )
+    project.write_migration(
+        "s_two", "0002_expand", ADD_NULLABLE, dependencies='("s_two", "0001_initial")'
+    )
 
     code, data, _ = project.plan()
     assert code == 0, data
@@ -85,10 +95,16 @@ def test_post_deploy_migrations_wait_for_the_post_stage(tmp_path, backend):
 def test_pre_deploy_migration_depending_on_a_post_deploy_one_is_refused(tmp_path):
     project = _project(tmp_path, ("sqlite", ""), ["d_post", "d_pre"])
     project.write_migration(
-        "d_post", "0002_contract", REMOVE_NICK, dependencies='("d_post", "0001_initial")', marker='{"stage": "post"}'
+        "d_post",
+        "0002_contract",
+        REMOVE_NICK,
+        dependencies='("d_post", "0001_initial")',
+        marker='{"stage": "post"}',
     )
     project.write_migration(
-        "d_pre", "0002_needs_contract", ADD_NULLABLE,
+        "d_pre",
+        "0002_needs_contract",
+        ADD_NULLABLE,
         dependencies='("d_pre", "0001_initial"), ("d_post", "0002_contract")',
     )
     code, data, _ = project.plan()
@@ -96,11 +112,16 @@ def test_pre_deploy_migration_depending_on_a_post_deploy_one_is_refused(tmp_path
     assert data["unsafe"] == []
     assert len(data["errors"]) == 1
     error = data["errors"][0]
-    assert "d_pre.0002_needs_contract is pre-deploy but depends on post-deploy migration(s) d_post.0002_contract" in error
+    assert (
+        "d_pre.0002_needs_contract is pre-deploy but depends on post-deploy migration(s) d_post.0002_contract"
+        in error
+    )
     assert error in data["message"]
 
     human = project.django("zerodeploy_migrations", "plan")
-    assert human.returncode == 1 and "Refused: d_pre.0002_needs_contract is pre-deploy" in human.stderr
+    assert (
+        human.returncode == 1 and "Refused: d_pre.0002_needs_contract is pre-deploy" in human.stderr
+    )
 
     pre = project.django("zerodeploy_migrations", "apply", "--stage", "pre")
     assert pre.returncode == 1
@@ -114,10 +135,15 @@ def test_pre_deploy_migration_depending_on_a_post_deploy_one_is_refused(tmp_path
 def test_marker_acknowledges_with_a_reason(tmp_path):
     project = _project(tmp_path, ("sqlite", ""), ["m_ack", "m_plain"])
     project.write_migration(
-        "m_ack", "0002_drop", REMOVE_NICK, dependencies='("m_ack", "0001_initial")',
+        "m_ack",
+        "0002_drop",
+        REMOVE_NICK,
+        dependencies='("m_ack", "0001_initial")',
         marker='{"allow_unsafe": "nick unused since v41"}',
     )
-    project.write_migration("m_plain", "0002_drop", REMOVE_NICK, dependencies='("m_plain", "0001_initial")')
+    project.write_migration(
+        "m_plain", "0002_drop", REMOVE_NICK, dependencies='("m_plain", "0001_initial")'
+    )
     code, data, _ = project.plan()
     assert code == 1
     assert [(op["app"], op["operation"]) for op in data["unsafe"]] == [("m_plain", "RemoveField")]
@@ -138,7 +164,9 @@ def test_marker_acknowledges_with_a_reason(tmp_path):
 )
 def test_bad_marker_is_a_usage_error(tmp_path, marker, needle):
     project = _project(tmp_path, ("sqlite", ""), ["b_bad"])
-    project.write_migration("b_bad", "0002_x", ADD_NULLABLE, dependencies='("b_bad", "0001_initial")', marker=marker)
+    project.write_migration(
+        "b_bad", "0002_x", ADD_NULLABLE, dependencies='("b_bad", "0001_initial")', marker=marker
+    )
     code, data, stderr = project.plan()
     assert code == 2
     assert needle in data["errors"][0] and "b_bad.0002_x" in data["errors"][0]
@@ -147,7 +175,9 @@ def test_bad_marker_is_a_usage_error(tmp_path, marker, needle):
 
 def test_bad_timeout_is_a_usage_error(tmp_path):
     project = _project(tmp_path, ("sqlite", ""), ["t_bad"])
-    result = project.django("zerodeploy_migrations", "apply", "--stage", "pre", "--lock-timeout", "soon")
+    result = project.django(
+        "zerodeploy_migrations", "apply", "--stage", "pre", "--lock-timeout", "soon"
+    )
     assert result.returncode == 2
     assert "lock timeout must be a duration" in result.stderr and "Traceback" not in result.stderr
     result = project.django("zerodeploy_migrations", "apply", "--stage", "pre", "--retries", "0")
@@ -210,7 +240,9 @@ def _pg_project(tmp_path) -> tuple[CaseProject, str]:
         pytest.skip(reason)
     name = pg_create()
     project = _project(tmp_path, ("postgresql", name), ["l_lock"])
-    project.write_migration("l_lock", "0002_expand", ADD_NULLABLE, dependencies='("l_lock", "0001_initial")')
+    project.write_migration(
+        "l_lock", "0002_expand", ADD_NULLABLE, dependencies='("l_lock", "0001_initial")'
+    )
     return project, name
 
 
@@ -220,9 +252,11 @@ class TableReader:
 
     def __init__(self, db_name: str, table: str) -> None:
         import psycopg
+        from psycopg import sql
 
         self.conn = psycopg.connect(dbname=db_name, **PG)
-        self.conn.execute(f"SELECT count(*) FROM {table}")  # BEGIN is implicit: the lock stays
+        # BEGIN is implicit: the lock stays until release()
+        self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
 
     def release(self) -> None:
         self.conn.rollback()
@@ -244,6 +278,13 @@ def _waiting_on(db_name: str, table: str) -> int:
 
 def test_lock_timeout_fails_fast_and_readers_keep_flowing(tmp_path):
     project, name = _pg_project(tmp_path)
+    try:
+        _lock_timeout_scenario(project, name)
+    finally:
+        pg_drop(name)
+
+
+def _lock_timeout_scenario(project: CaseProject, name: str) -> None:
     holder = TableReader(name, "l_lock_item")
     readers: list[str] = []
     stop = threading.Event()
@@ -266,36 +307,60 @@ def test_lock_timeout_fails_fast_and_readers_keep_flowing(tmp_path):
     thread.start()
     try:
         result = project.django(
-            "zerodeploy_migrations", "apply", "--stage", "pre", "--lock-timeout", "1s", "--retries", "2"
+            "zerodeploy_migrations",
+            "apply",
+            "--stage",
+            "pre",
+            "--lock-timeout",
+            "1s",
+            "--retries",
+            "2",
         )
     finally:
         stop.set()
         thread.join(30)
         holder.release()
-    try:
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert "l_lock.0002_expand hit lock_timeout (1000 ms), attempt 1 of 2; retrying in 1 s" in result.stderr
-        assert "could not take its lock within lock_timeout (1000 ms) in 2 attempt(s)" in result.stderr
-        assert "Nothing of it was applied" in result.stderr and "Traceback" not in result.stderr
-        assert result.stdout.strip() == ""
-        assert ("l_lock", "0002_expand") not in project.applied()
-        # the serving side never failed: queued behind the ALTER at most for the lock timeout
-        assert readers and set(readers) == {"ok"}, readers
-        # with the long transaction gone, the same command applies it
-        again = project.django("zerodeploy_migrations", "apply", "--stage", "pre", "--lock-timeout", "1s")
-        assert again.returncode == 0, again.stderr
-        assert again.stdout.splitlines() == ["applied l_lock.0002_expand"]
-    finally:
-        pg_drop(name)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "l_lock.0002_expand hit lock_timeout (1000 ms), attempt 1 of 2; retrying in 1 s"
+        in result.stderr
+    )
+    assert "could not take its lock within lock_timeout (1000 ms) in 2 attempt(s)" in result.stderr
+    assert "Nothing of it was applied" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout.strip() == ""
+    assert ("l_lock", "0002_expand") not in project.applied()
+    # the serving side never failed: queued behind the ALTER at most for the lock timeout
+    assert readers and set(readers) == {"ok"}, readers
+    # with the long transaction gone, the same command applies it
+    again = project.django(
+        "zerodeploy_migrations", "apply", "--stage", "pre", "--lock-timeout", "1s"
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == ["applied l_lock.0002_expand"]
 
 
 def test_lock_timeout_is_retried_until_the_lock_is_free(tmp_path):
     project, name = _pg_project(tmp_path)
     holder = TableReader(name, "l_lock_item")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "zerodeploy_migrations", "apply", "--stage", "pre",
-         "--lock-timeout", "1s", "--retries", "6"],
-        cwd=project.root, env=project.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "zerodeploy_migrations",
+            "apply",
+            "--stage",
+            "pre",
+            "--lock-timeout",
+            "1s",
+            "--retries",
+            "6",
+        ],
+        cwd=project.root,
+        env=project.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -318,14 +383,20 @@ def test_lock_timeout_is_retried_until_the_lock_is_free(tmp_path):
 def test_statement_timeout_cancels_a_long_migration(tmp_path):
     project, name = _pg_project(tmp_path)
     project.write_migration(
-        "l_lock", "0003_slow", "migrations.RunSQL('SELECT pg_sleep(5)', migrations.RunSQL.noop),",
+        "l_lock",
+        "0003_slow",
+        "migrations.RunSQL('SELECT pg_sleep(5)', migrations.RunSQL.noop),",
         dependencies='("l_lock", "0002_expand")',
     )
     try:
-        result = project.django("zerodeploy_migrations", "apply", "--stage", "pre", "--statement-timeout", "300ms")
+        result = project.django(
+            "zerodeploy_migrations", "apply", "--stage", "pre", "--statement-timeout", "300ms"
+        )
         assert result.returncode == 1
         assert result.stdout.splitlines() == ["applied l_lock.0002_expand"]
-        assert "l_lock.0003_slow ran longer than statement_timeout and was cancelled" in result.stderr
+        assert (
+            "l_lock.0003_slow ran longer than statement_timeout and was cancelled" in result.stderr
+        )
         assert "Applied before the failure: l_lock.0002_expand." in result.stderr
         assert ("l_lock", "0003_slow") not in project.applied()
     finally:

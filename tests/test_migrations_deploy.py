@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 NOTES = "/notes/?write=1"
 
-MODELS_WITHOUT_TEXT = '''from django.db import models
+MODELS_WITHOUT_TEXT = """from django.db import models
 
 
 class Note(models.Model):
@@ -30,7 +30,7 @@ class Note(models.Model):
 
     def __str__(self):
         return f"note {self.pk}"
-'''
+"""
 
 VIEWS_WITHOUT_TEXT = '''import time
 
@@ -65,40 +65,40 @@ def slow(request):
     return _mark(HttpResponse(f"release={RELEASE_NAME} slept={seconds}\\n"))
 '''
 
-REMOVE_TEXT = '''from django.db import migrations
+REMOVE_TEXT = """from django.db import migrations
 
 
 class Migration(migrations.Migration):
 %(marker)s
     dependencies = [("notes", "%(after)s")]
     operations = [migrations.RemoveField("note", "text")]
-'''
+"""
 
-TEXT_NULLABLE = '''from django.db import migrations, models
+TEXT_NULLABLE = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AlterField("note", "text", models.CharField(max_length=200, null=True))]
-'''
+"""
 
-ADD_TAG = '''from django.db import migrations, models
+ADD_TAG = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AddField("note", "tag", models.CharField(max_length=20, null=True))]
-'''
+"""
 
-DATA_SQL = '''from django.db import migrations
+DATA_SQL = """from django.db import migrations
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0002_note_text_nullable")]
     operations = [migrations.RunSQL("UPDATE notes_note SET text = NULL WHERE text = \'\'", migrations.RunSQL.noop)]
-'''
+"""
 
-MODELS_WITH_TAG = '''from django.db import models
+MODELS_WITH_TAG = """from django.db import models
 
 
 class Note(models.Model):
@@ -108,13 +108,14 @@ class Note(models.Model):
 
     def __str__(self):
         return self.text
-'''
+"""
 
 
 def unsafe_release(marker: str = "") -> dict[str, str]:
     """Drop notes_note.text while the old release still reads and writes it."""
     return {
-        "notes/migrations/0002_remove_note_text.py": REMOVE_TEXT % {"marker": marker, "after": "0001_initial"},
+        "notes/migrations/0002_remove_note_text.py": REMOVE_TEXT
+        % {"marker": marker, "after": "0001_initial"},
         "notes/models.py": MODELS_WITHOUT_TEXT,
         "notes/views.py": VIEWS_WITHOUT_TEXT,
     }
@@ -165,7 +166,9 @@ def _last_record(site: Site) -> dict:
 
 
 def _deploy_under_load(site: Site, server, load_factory, *args: str, settle: float = 1.0):
-    load = load_factory(port=server.port, path=NOTES, clients=3, max_seconds=240, timeout=30).start()
+    load = load_factory(
+        port=server.port, path=NOTES, clients=3, max_seconds=240, timeout=30
+    ).start()
     time.sleep(settle)  # the old release serves before the deploy starts
     started = time.monotonic()
     result = site.manage("deploy", "--no-input", *args, check=False, timeout=400)
@@ -173,11 +176,15 @@ def _deploy_under_load(site: Site, server, load_factory, *args: str, settle: flo
     time.sleep(settle)
     report = load.stop()
     # shown with pytest -s; the numbers in docs/migrations.md come from here
-    print(f"\n[measure] deploy {' '.join(args)} exit {result.returncode} in {took:.1f} s: {report.summary()}")
+    print(
+        f"\n[measure] deploy {' '.join(args)} exit {result.returncode} in {took:.1f} s: {report.summary()}"
+    )
     return result, report
 
 
-def test_unsafe_migration_is_refused_before_the_live_tree_moves(site, gunicorn_factory, load_factory):
+def test_unsafe_migration_is_refused_before_the_live_tree_moves(
+    site, gunicorn_factory, load_factory
+):
     server = gunicorn_factory()
     before = site.server_head()
     site.commit_release("v2", unsafe_release())
@@ -186,7 +193,9 @@ def test_unsafe_migration_is_refused_before_the_live_tree_moves(site, gunicorn_f
     assert result.returncode == 1, result.stdout + result.stderr
     out = result.stdout + result.stderr
     assert "preflight      failed" in out
-    assert "notes.0002_remove_note_text (pre-deploy), RemoveField \"Remove field text from note\"" in out
+    assert (
+        'notes.0002_remove_note_text (pre-deploy), RemoveField "Remove field text from note"' in out
+    )
     assert "why the old release breaks: drops column notes_note.text" in out
     assert "safe sequence: expand → deploy → contract" in out
     assert "--allow-unsafe-migrations" in out
@@ -225,7 +234,9 @@ def test_forcing_the_unsafe_migration_breaks_the_old_release(site, gunicorn_fact
     assert record["applied_migrations"] == ["notes.0002_remove_note_text"]
 
 
-def test_expand_contract_reaches_the_same_schema_with_zero_failed_requests(site, gunicorn_factory, load_factory):
+def test_expand_contract_reaches_the_same_schema_with_zero_failed_requests(
+    site, gunicorn_factory, load_factory
+):
     """text nullable pre-deploy, dropped post-deploy: the same end state, no failed request."""
     server = gunicorn_factory()
     target = site.commit_release("v2", expand_contract_release())
@@ -246,14 +257,19 @@ def test_expand_contract_reaches_the_same_schema_with_zero_failed_requests(site,
     record = _last_record(site)
     assert record["status"] == "succeeded"
     assert record["unsafe_migrations_acknowledged"] is False
-    assert record["applied_migrations"] == ["notes.0002_note_text_nullable", "notes.0003_remove_note_text"]
+    assert record["applied_migrations"] == [
+        "notes.0002_note_text_nullable",
+        "notes.0003_remove_note_text",
+    ]
     steps = {s["name"]: s["status"] for s in record["steps"]}
     assert steps["migrate"] == "ok" and steps["post_migrate"] == "ok"
 
 
 def test_safe_migration_deploys_with_zero_failed_requests(site, gunicorn_factory, load_factory):
     server = gunicorn_factory()
-    target = site.commit_release("v2", {"notes/migrations/0002_note_tag.py": ADD_TAG, "notes/models.py": MODELS_WITH_TAG})
+    target = site.commit_release(
+        "v2", {"notes/migrations/0002_note_tag.py": ADD_TAG, "notes/models.py": MODELS_WITH_TAG}
+    )
     result, report = _deploy_under_load(site, server, load_factory)
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -281,15 +297,24 @@ class TableReader:
         self.conn.close()
 
 
-def test_long_transaction_makes_the_migration_time_out_and_the_deploy_roll_back(site, gunicorn_factory, load_factory):
+def test_long_transaction_makes_the_migration_time_out_and_the_deploy_roll_back(
+    site, gunicorn_factory, load_factory
+):
     server = gunicorn_factory()
     before = site.server_head()
     settings_py = (site.dev / "exampleproject" / "settings.py").read_text()
     # the release configures a short lock timeout and two attempts (the defaults are 5s and 3)
-    tuned = settings_py + '\nZERODEPLOY["MIGRATION_LOCK_TIMEOUT"] = "2s"\nZERODEPLOY["MIGRATION_RETRIES"] = 2\n'
+    tuned = (
+        settings_py
+        + '\nZERODEPLOY["MIGRATION_LOCK_TIMEOUT"] = "2s"\nZERODEPLOY["MIGRATION_RETRIES"] = 2\n'
+    )
     site.commit_release(
         "v2",
-        {"notes/migrations/0002_note_tag.py": ADD_TAG, "notes/models.py": MODELS_WITH_TAG, "exampleproject/settings.py": tuned},
+        {
+            "notes/migrations/0002_note_tag.py": ADD_TAG,
+            "notes/models.py": MODELS_WITH_TAG,
+            "exampleproject/settings.py": tuned,
+        },
     )
     holder = TableReader(site.db_name)  # type: ignore[attr-defined]
     try:
@@ -300,7 +325,10 @@ def test_long_transaction_makes_the_migration_time_out_and_the_deploy_roll_back(
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     assert "migrate        failed" in out
-    assert "notes.0002_note_tag could not take its lock within lock_timeout (2000 ms) in 2 attempt(s)" in out
+    assert (
+        "notes.0002_note_tag could not take its lock within lock_timeout (2000 ms) in 2 attempt(s)"
+        in out
+    )
     assert "Traceback" not in out
     # rolled back: the previous code on disk and serving, the schema unchanged
     assert site.server_head() == before
@@ -379,7 +407,9 @@ def test_dry_run_shows_a_refused_plan(site, gunicorn_factory):
     dry = site.manage("deploy", "--dry-run", check=False)
     out = dry.stdout + dry.stderr
     assert "notes.0002_remove_note_text [pre-deploy]" in out
-    assert any(line.strip().startswith("unsafe") and "RemoveField" in line for line in out.splitlines()), out
+    assert any(
+        line.strip().startswith("unsafe") and "RemoveField" in line for line in out.splitlines()
+    ), out
     assert "why the old release breaks: drops column notes_note.text" in out
     assert "text" in _columns(site)
 

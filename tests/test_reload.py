@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from django_zerodeploy import exit_codes
-from tests.support.gunicorn import Gunicorn
+from tests.support.gunicorn import Gunicorn, wait_for
 from tests.support.load import LoadReport
 from tests.support.site import Site, git
 
@@ -27,6 +27,28 @@ pytestmark = pytest.mark.integration
 
 
 # -- shared helpers --------------------------------------------------------------------------------
+def started(gunicorn_factory, site: Site, **kwargs: object) -> Gunicorn:  # noqa: ANN001
+    """Start Gunicorn and wait until every worker has reported ready. The fixture returns once
+    one worker answers: a worker still booting would import the next release's files when the
+    test checks them out."""
+    server = gunicorn_factory(**kwargs)
+
+    def ready() -> bool:
+        master, pids = server.master_pid(), set(server.worker_pids())
+        reported = set()
+        for path in (site.runtime / "workers").glob("[0-9]*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if data["master_pid"] == master and data["ready"]:
+                reported.add(data["pid"])
+        return len(pids) >= server.workers and pids <= reported
+
+    assert wait_for(ready, timeout=60), server.log_text()
+    return server
+
+
 def new_release(site: Site, name: str = "v2", files: dict[str, str | None] | None = None) -> str:
     """Commit a release in dev and pull it into the server checkout (as an operator would)."""
     sha = site.commit_release(name, files)
@@ -120,8 +142,8 @@ class SignalRecorder:
         self.proc.wait(10)
 
 
-@pytest.fixture
-def signal_recorder(tmp_path: Path):  # noqa: ANN201
+@pytest.fixture(name="signal_recorder")
+def signal_recorder_fixture(tmp_path: Path):  # noqa: ANN201
     """Start non-Gunicorn processes that record the signals they receive; killed at teardown."""
     made: list[SignalRecorder] = []
 
@@ -139,7 +161,13 @@ def signal_recorder(tmp_path: Path):  # noqa: ANN201
 def test_usr2_reload_keeps_every_request_and_serves_the_new_release(
     site, gunicorn_factory, load_factory, mode
 ):
-    server = gunicorn_factory(workers=2, daemon=mode.startswith("daemon"), uds=mode.endswith("uds"))
+    server = started(
+        gunicorn_factory,
+        site,
+        workers=2,
+        daemon=mode.startswith("daemon"),
+        uds=mode.endswith("uds"),
+    )
     old_master = server.master_pid()
     sha = new_release(site, "v2")
     socket_inode = os.stat(server.uds).st_ino if server.uds else None
@@ -177,7 +205,7 @@ def test_slow_request_in_flight_completes_and_plain_output_has_a_line_per_phase(
     """A 5 s request that an old worker is serving when the reload starts completes with 200.
     Also: a stale ``.2`` pidfile naming a live, unrelated process is removed (Gunicorn would
     refuse to start the new master over it) and that process gets no signal."""
-    server = gunicorn_factory(workers=2)
+    server = started(gunicorn_factory, site, workers=2)
     sha = new_release(site, "v2")
     bystander = signal_recorder()
     Path(f"{site.pidfile}.2").write_text(f"{bystander.pid}\n")
@@ -218,7 +246,7 @@ def test_slow_request_in_flight_completes_and_plain_output_has_a_line_per_phase(
 def test_usr2_works_with_preload_app_and_hup_is_refused(site, gunicorn_factory, load_factory):
     """preload_app: HUP would fork new workers from the old code (Gunicorn #2449): refused with
     exit 1 and no signal; USR2 re-executes the master and loads the new code."""
-    server = gunicorn_factory(workers=2, preload=True)
+    server = started(gunicorn_factory, site, workers=2, preload=True)
     master = server.master_pid()
     workers = set(server.worker_pids())
     sha = new_release(site, "v2")
@@ -241,7 +269,7 @@ def test_usr2_works_with_preload_app_and_hup_is_refused(site, gunicorn_factory, 
 def test_two_reloads_at_once_run_one_after_the_other(site, gunicorn_factory, load_factory):
     """The second waits for the lock, then reloads the master the first one left: never two
     USR2 at the same time."""
-    server = gunicorn_factory(workers=2)
+    server = started(gunicorn_factory, site, workers=2)
     first_master = server.master_pid()
     sha = new_release(site, "v2")
     load = under_load(server, load_factory)

@@ -15,14 +15,15 @@ import pytest
 
 from django_zerodeploy import exit_codes
 from django_zerodeploy.gunicorn import reload
-from tests.test_reload import (  # noqa: F401  (signal_recorder is a fixture)
+from tests.test_reload import (
     alive,
     assert_served,
     finish,
     gunicorn_log,
     new_release,
     reload_cli,
-    signal_recorder,
+    signal_recorder_fixture,  # noqa: F401 (the signal_recorder fixture)
+    started,
     under_load,
 )
 
@@ -57,7 +58,7 @@ def _no_new_master(server, master: int, workers: set[int]) -> None:  # noqa: ANN
 def test_broken_release_is_refused_by_preflight_and_by_the_worker_hook(
     site, gunicorn_factory, load_factory, site_settings, breakage
 ):
-    server = gunicorn_factory(workers=2)
+    server = started(gunicorn_factory, site, workers=2)
     master, workers = server.master_pid(), set(server.worker_pids())
     if breakage == "urlconf":
         new_release(site, "v2", {"exampleproject/urls.py": BROKEN_URLS})
@@ -116,7 +117,7 @@ def test_broken_settings_never_reach_gunicorn(site, gunicorn_factory, load_facto
     """Settings that fail to import: ``manage.py`` itself cannot start in that checkout (so the
     command exits 1 before doing anything), and the library, as the deploy pipeline calls it
     from a process that still has working settings, refuses at the preflight."""
-    server = gunicorn_factory(workers=2)
+    server = started(gunicorn_factory, site, workers=2)
     master, workers = server.master_pid(), set(server.worker_pids())
     settings_py = (site.dev / "exampleproject" / "settings.py").read_text()
     new_release(
@@ -145,8 +146,8 @@ def test_broken_settings_never_reach_gunicorn(site, gunicorn_factory, load_facto
 def test_a_generation_not_ready_in_time_is_stopped_and_the_old_one_kept(
     site, gunicorn_factory, load_factory
 ):
-    """The app takes 4 s to boot and --timeout is 1 s: the new master is stopped (exit 1)."""
-    server = gunicorn_factory(workers=2, env={"EXAMPLE_BOOT_DELAY": "4"})
+    """The app takes 3 s to boot and --timeout is 1 s: the new master is stopped (exit 1)."""
+    server = started(gunicorn_factory, site, workers=2, env={"EXAMPLE_BOOT_DELAY": "3"})
     master, workers = server.master_pid(), set(server.worker_pids())
     new_release(site, "v2")
     load = under_load(server, load_factory)
@@ -164,12 +165,13 @@ def test_a_generation_not_ready_in_time_is_stopped_and_the_old_one_kept(
 
 
 def test_wrong_pidfiles_get_no_signal(
-    site, gunicorn_factory, load_factory, signal_recorder, tmp_path
+    site, gunicorn_factory, load_factory, signal_recorder, site_settings, tmp_path
 ):
     """A stale pidfile, a pidfile naming another program, a missing pidfile and a pidfile naming
     a worker: nothing is signalled, and since the real master of this project runs elsewhere
-    the mistake is a configuration error (exit 2) that names it."""
-    server = gunicorn_factory(workers=2)
+    the mistake is a configuration error (exit 2) that names it. The first two go through the
+    command, the others through the library (``reload()``, as the deploy pipeline calls it)."""
+    server = started(gunicorn_factory, site, workers=2)
     master, workers = server.master_pid(), set(server.worker_pids())
     bystander = signal_recorder()
     dead = signal_recorder()
@@ -186,8 +188,13 @@ def test_wrong_pidfiles_get_no_signal(
         pidfile = tmp_path / f"{name}.pid"
         if content is not None:
             pidfile.write_text(content)
-        ran, result = reload_cli(site, "--pidfile", str(pidfile))
-        assert ran.returncode == exit_codes.USAGE, (name, ran.stdout, ran.stderr)
+        if name in ("stale", "other-program"):
+            ran, result = reload_cli(site, "--pidfile", str(pidfile))
+            assert ran.returncode == exit_codes.USAGE, (name, ran.stdout, ran.stderr)
+        else:
+            outcome = reload(pidfile=pidfile)
+            assert outcome.exit_code == exit_codes.USAGE, (name, outcome.message)
+            result = outcome.as_dict()
         assert why in result["message"], (name, result["message"])
         assert f"runs as pid {master}" in result["message"], result["message"]
         assert "nothing was signalled" in result["message"]

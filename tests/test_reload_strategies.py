@@ -27,6 +27,7 @@ from tests.test_reload import (
     gunicorn_log,
     new_release,
     reload_cli,
+    started,
     under_load,
 )
 
@@ -65,7 +66,7 @@ def _path_with(site, bin_dir: Path) -> str:  # noqa: ANN001
 def test_hup_reload_keeps_every_request_and_serves_the_new_release(
     site, gunicorn_factory, load_factory
 ):
-    server = gunicorn_factory(workers=2)
+    server = started(gunicorn_factory, site, workers=2)
     master, old_workers = server.master_pid(), set(server.worker_pids())
     sha = new_release(site, "v2")
     load = under_load(server, load_factory)
@@ -87,7 +88,7 @@ def test_systemd_strategy_runs_systemctl_reload_and_verifies(
     """``--strategy systemd``: MainPID from ``systemctl show``, the reload through
     ``systemctl reload UNIT`` (the stand-in described in the module docstring), then the same
     verification as hup."""
-    server = gunicorn_factory(workers=2, env={"INVOCATION_ID": "0123456789abcdef"})
+    server = started(gunicorn_factory, site, workers=2, env={"INVOCATION_ID": "0123456789abcdef"})
     master, old_workers = server.master_pid(), set(server.worker_pids())
     bin_dir, log = systemctl_standin(tmp_path, site.pidfile)
     sha = new_release(site, "v2")
@@ -121,7 +122,7 @@ def test_bare_usr2_is_refused_for_a_master_under_systemd(
 ):
     """Not Type=notify (no NOTIFY_SOCKET): a USR2 would get the new master killed when the old
     MainPID exits (Gunicorn #2856), so the command refuses (exit 2) and signals nothing."""
-    server = gunicorn_factory(workers=2, env={"INVOCATION_ID": "0123456789abcdef"})
+    server = started(gunicorn_factory, site, workers=2, env={"INVOCATION_ID": "0123456789abcdef"})
     master, workers = server.master_pid(), set(server.worker_pids())
     bin_dir, _ = systemctl_standin(tmp_path, site.pidfile, notify_access="main")
     new_release(site, "v2")
@@ -178,8 +179,11 @@ def test_usr2_under_systemd_announces_the_new_mainpid_before_retiring_the_old(
     bin_dir, _ = systemctl_standin(tmp_path, site.pidfile, notify_access="all")
     listener = NotifySocket(sock_path, watch_pid=0)
     try:
-        server = gunicorn_factory(
-            workers=2, env={"INVOCATION_ID": "0123456789abcdef", "NOTIFY_SOCKET": str(sock_path)}
+        server = started(
+            gunicorn_factory,
+            site,
+            workers=2,
+            env={"INVOCATION_ID": "0123456789abcdef", "NOTIFY_SOCKET": str(sock_path)},
         )
         old = server.master_pid()
         listener.watch_pid = old

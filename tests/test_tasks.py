@@ -182,3 +182,18 @@ def test_without_django_q_installed(settings):
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django_q"]
     status = cluster_status()
     assert status.running is False and "INSTALLED_APPS" in status.message
+
+
+def test_a_crashing_pipeline_never_leaves_the_record_running(settings, tmp_path):
+    """A problem the pipeline does not turn into a result (here: RUNTIME_DIR is a file, so
+    the lock cannot be created) still ends as a failed record, one mail, and a failed task."""
+    (tmp_path / "a-file").write_text("")
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "RUNTIME_DIR": str(tmp_path / "a-file"), "NOTIFY_ADMINS": True}
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    record = queued()
+    with pytest.raises(OSError):
+        run_queued_deployment(record.pk)
+    record.refresh_from_db()
+    assert record.status == Deployment.Status.FAILED and record.finished_at is not None
+    assert record.message.startswith("The deploy task stopped with")
+    assert len(mail.outbox) == 1 and f"Deploy #{record.pk} failed" in mail.outbox[0].subject

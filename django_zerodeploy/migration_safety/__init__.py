@@ -3,7 +3,15 @@ apply a stage with PostgreSQL lock timeouts. See docs/migrations.md."""
 
 from .apply import ApplyResult, apply_stage, error_sqlstate, parse_duration_ms
 from .classify import POST, PRE, SAFE, UNKNOWN, UNSAFE, Context, Verdict, classify
-from .plan import MARKER, Marker, MigrationPlan, PendingMigration, PlanError, build_plan, read_marker
+from .plan import (
+    MARKER,
+    Marker,
+    MigrationPlan,
+    PendingMigration,
+    PlanError,
+    build_plan,
+    read_marker,
+)
 from .report import plan_table, refusal_message, warnings_text
 
 __all__ = [

@@ -56,7 +56,9 @@ def parse_duration_ms(value: Any, name: str) -> int:
         return int(value * 1000)
     match = _DURATION.match(str(value))
     if not match:
-        raise CommandFailure(f"{name} must be a duration such as 5, '5s', '500ms' or '1min', not {value!r}.", USAGE)
+        raise CommandFailure(
+            f"{name} must be a duration such as 5, '5s', '500ms' or '1min', not {value!r}.", USAGE
+        )
     return int(float(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
@@ -117,13 +119,21 @@ def apply_stage(
     the rest), in plan order. Never raises for a failed migration: see ``ApplyResult.error``."""
     if stage not in (PRE, POST):
         raise CommandFailure(f"--stage must be 'pre' or 'post', not {stage!r}.", USAGE)
-    lock_ms = parse_duration_ms(app_settings.MIGRATION_LOCK_TIMEOUT if lock_timeout is None else lock_timeout, "lock timeout")
+    lock_ms = parse_duration_ms(
+        app_settings.MIGRATION_LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+        "lock timeout",
+    )
     statement_ms = parse_duration_ms(
-        app_settings.MIGRATION_STATEMENT_TIMEOUT if statement_timeout is None else statement_timeout, "statement timeout"
+        app_settings.MIGRATION_STATEMENT_TIMEOUT
+        if statement_timeout is None
+        else statement_timeout,
+        "statement timeout",
     )
     attempts = app_settings.MIGRATION_RETRIES if retries is None else retries
     if not isinstance(attempts, int) or attempts < 1:
-        raise CommandFailure(f"retries must be a whole number of attempts, at least 1, not {attempts!r}.", USAGE)
+        raise CommandFailure(
+            f"retries must be a whole number of attempts, at least 1, not {attempts!r}.", USAGE
+        )
     plan = build_plan(database, allow_unsafe=True)
     result = ApplyResult(stage)
     if stage == PRE and plan.errors:
@@ -133,7 +143,15 @@ def apply_stage(
     with _Timeouts(database, lock_ms, statement_ms):
         for migration in todo:
             error = _apply_one(
-                migration.app, migration.name, database, attempts, backoff, lock_ms, result, sleep, on_retry
+                migration.app,
+                migration.name,
+                database,
+                attempts,
+                backoff,
+                lock_ms,
+                result,
+                sleep,
+                on_retry,
             )
             if error:
                 done = ", ".join(result.applied) or "none"
@@ -146,8 +164,15 @@ def apply_stage(
 
 
 def _apply_one(
-    app: str, name: str, database: str, attempts: int, backoff: float, lock_ms: int,
-    result: ApplyResult, sleep: Callable[[float], None], on_retry: Callable[[str], None] | None,
+    app: str,
+    name: str,
+    database: str,
+    attempts: int,
+    backoff: float,
+    lock_ms: int,
+    result: ApplyResult,
+    sleep: Callable[[float], None],
+    on_retry: Callable[[str], None] | None,
 ) -> str:
     """Migrate to one migration; '' on success, else one readable sentence."""
     label = f"{app}.{name}"
@@ -156,8 +181,14 @@ def _apply_one(
         result.attempts[label] = attempt
         try:
             call_command(
-                "migrate", app, name, database=database, interactive=False, verbosity=0,
-                stdout=io.StringIO(), stderr=io.StringIO(),
+                "migrate",
+                app,
+                name,
+                database=database,
+                interactive=False,
+                verbosity=0,
+                stdout=io.StringIO(),
+                stderr=io.StringIO(),
             )
             return ""
         except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message

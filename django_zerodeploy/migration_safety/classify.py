@@ -73,7 +73,11 @@ class Context:
         if self.baseline is None:
             return False
         model = self.baseline.models.get((self.app_label, model_name.lower()))
-        return model is not None and name not in model.fields and self.old_field(model_name, name) is not None
+        return (
+            model is not None
+            and name not in model.fields
+            and self.old_field(model_name, name) is not None
+        )
 
     def table(self, model_name: str) -> str:
         model = self.model_state(model_name)
@@ -104,7 +108,9 @@ def _verdict(op: Any, classification: str, reason: str, sequence: str = "") -> V
 
 
 def _pre_create_model(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, f"creates table {ctx.table(op.name)}, which the old release never queries.")
+    return _verdict(
+        op, SAFE, f"creates table {ctx.table(op.name)}, which the old release never queries."
+    )
 
 
 def _pre_delete_model(op: Any, ctx: Context) -> Verdict:
@@ -128,8 +134,10 @@ def _pre_add_field(op: Any, ctx: Context) -> Verdict:
         return _verdict(op, SAFE, f"adds a nullable column to {table}; the old release ignores it.")
     if _has_db_default(f):
         return _verdict(
-            op, SAFE, f"adds a column with a database default to {table}; the old release's "
-            "INSERTs get the default."
+            op,
+            SAFE,
+            f"adds a column with a database default to {table}; the old release's "
+            "INSERTs get the default.",
         )
     return _verdict(
         op,
@@ -164,7 +172,9 @@ def _pre_remove_field(op: Any, ctx: Context) -> Verdict:
 def _pre_rename_field(op: Any, ctx: Context) -> Verdict:
     old = ctx.old_field(op.model_name, op.old_name)
     if old is not None and old.db_column:
-        return _verdict(op, SAFE, f"the column keeps its name ({old.db_column}); only Python names change.")
+        return _verdict(
+            op, SAFE, f"the column keeps its name ({old.db_column}); only Python names change."
+        )
     return _verdict(
         op,
         UNSAFE,
@@ -214,12 +224,19 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
     old_col, new_col = _column(op.name, old), _column(op.name, new)
     if old_col != new_col:
         return _verdict(
-            op, UNSAFE, f"renames column {table}.{old_col} to {new_col}: the old release still "
-            f"queries {old_col}.", f"{EXPAND_CONTRACT}: keep db_column={old_col!r} in this release."
+            op,
+            UNSAFE,
+            f"renames column {table}.{old_col} to {new_col}: the old release still "
+            f"queries {old_col}.",
+            f"{EXPAND_CONTRACT}: keep db_column={old_col!r} in this release.",
         )
     if old.primary_key != new.primary_key:
-        return _verdict(op, UNSAFE, f"changes the primary key of {table}, which the old release relies on.",
-                        f"{EXPAND_CONTRACT}: add the new key column beside the old one first.")
+        return _verdict(
+            op,
+            UNSAFE,
+            f"changes the primary key of {table}, which the old release relies on.",
+            f"{EXPAND_CONTRACT}: add the new key column beside the old one first.",
+        )
     change = _type_change(old, new, ctx.connection)
     if change and change[2] != "wider":
         old_type, new_type, _ = change
@@ -251,17 +268,28 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
         )
     if _has_db_default(old) and not _has_db_default(new) and not new.null:
         return _verdict(
-            op, UNSAFE, f"drops the database default of NOT NULL column {table}.{old_col}, which the "
-            "old release's INSERTs rely on.", f"{EXPAND_CONTRACT}: drop the default post-deploy."
+            op,
+            UNSAFE,
+            f"drops the database default of NOT NULL column {table}.{old_col}, which the "
+            "old release's INSERTs rely on.",
+            f"{EXPAND_CONTRACT}: drop the default post-deploy.",
         )
     if new.null and not old.null:
-        return _verdict(op, SAFE, f"allows NULL in {table}.{old_col}; the old release never writes NULL there.")
+        return _verdict(
+            op, SAFE, f"allows NULL in {table}.{old_col}; the old release never writes NULL there."
+        )
     if change:
         return _verdict(
-            op, SAFE, f"widens {table}.{old_col} from {change[0]} to {change[1]}; old values still fit "
-            "(on PostgreSQL the ALTER may rewrite the table under a lock: see lock_timeout)."
+            op,
+            SAFE,
+            f"widens {table}.{old_col} from {change[0]} to {change[1]}; old values still fit "
+            "(on PostgreSQL the ALTER may rewrite the table under a lock: see lock_timeout).",
         )
-    return _verdict(op, SAFE, "changes nothing the old release can notice (no narrower type, NOT NULL or unique).")
+    return _verdict(
+        op,
+        SAFE,
+        "changes nothing the old release can notice (no narrower type, NOT NULL or unique).",
+    )
 
 
 def _pre_together(op: Any, ctx: Context) -> Verdict:
@@ -277,7 +305,9 @@ def _pre_together(op: Any, ctx: Context) -> Verdict:
             f"{EXPAND_CONTRACT}: deploy code that never writes duplicates, clean the data, then "
             "add the constraint in a post-deploy migration.",
         )
-    return _verdict(op, SAFE, "only removes or reorders constraints/indexes; the old release is unaffected.")
+    return _verdict(
+        op, SAFE, "only removes or reorders constraints/indexes; the old release is unaffected."
+    )
 
 
 def _pre_add_constraint(op: Any, ctx: Context) -> Verdict:
@@ -387,18 +417,25 @@ def _post_alter_field(op: Any, ctx: Context) -> Verdict:
             "may write NULL and fail.",
             "Relax NOT NULL in a pre-deploy migration.",
         )
-    return _verdict(op, SAFE, "contract phase: the new release already respects the tighter column.")
+    return _verdict(
+        op, SAFE, "contract phase: the new release already respects the tighter column."
+    )
 
 
 def _post_renames_field(op: Any, table: str, column: str) -> Verdict:
     return _verdict(
-        op, UNSAFE, f"changes column {table}.{column} after the reload: until then the new release "
-        "queries a column that does not exist yet.", f"{EXPAND_CONTRACT}: keep the column name."
+        op,
+        UNSAFE,
+        f"changes column {table}.{column} after the reload: until then the new release "
+        "queries a column that does not exist yet.",
+        f"{EXPAND_CONTRACT}: keep the column name.",
     )
 
 
 def _post_safe(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, "contract phase: only tightens or removes what the new release no longer needs.")
+    return _verdict(
+        op, SAFE, "contract phase: only tightens or removes what the new release no longer needs."
+    )
 
 
 # -- either stage --------------------------------------------------------------------------
@@ -408,11 +445,15 @@ def _index(op: Any, ctx: Context) -> Verdict:
     hint = ""
     if ctx.connection.vendor == "postgresql" and type(op).__name__ == "AddIndex":
         hint = " On PostgreSQL CREATE INDEX blocks writes while it builds: use AddIndexConcurrently for big tables."
-    return _verdict(op, SAFE, "indexes change speed, not results; both releases keep working." + hint)
+    return _verdict(
+        op, SAFE, "indexes change speed, not results; both releases keep working." + hint
+    )
 
 
 def _state_only(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, "changes Python-side options only; no SQL the serving release can notice.")
+    return _verdict(
+        op, SAFE, "changes Python-side options only; no SQL the serving release can notice."
+    )
 
 
 def _remove_constraint(op: Any, ctx: Context) -> Verdict:
@@ -445,7 +486,11 @@ def _run_python(op: Any, ctx: Context) -> Verdict:
 
 
 def _new_model_verdict(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, "acts on a table created earlier in this same plan; the old release never uses it.")
+    return _verdict(
+        op,
+        SAFE,
+        "acts on a table created earlier in this same plan; the old release never uses it.",
+    )
 
 
 _PRE_RULES: dict[type, Callable[[Any, Context], Verdict]] = {
@@ -518,8 +563,15 @@ def _extension(op: Any, ctx: Context) -> Verdict:
 _optional_rules()
 
 _TOUCHES_EXISTING_MODEL = (
-    ops.AddField, ops.RemoveField, ops.AlterField, ops.RenameField, ops.AddConstraint,
-    ops.AlterUniqueTogether, ops.AlterOrderWithRespectTo, ops.DeleteModel, ops.AlterModelTable,
+    ops.AddField,
+    ops.RemoveField,
+    ops.AlterField,
+    ops.RenameField,
+    ops.AddConstraint,
+    ops.AlterUniqueTogether,
+    ops.AlterOrderWithRespectTo,
+    ops.DeleteModel,
+    ops.AlterModelTable,
     ops.RenameModel,
 )
 
@@ -540,17 +592,27 @@ def classify(op: Any, ctx: Context) -> Verdict:
             f"({EXPAND_CONTRACT}) or mark the migration post-deploy.",
         )
     if ctx.stage == PRE and isinstance(op, _TOUCHES_EXISTING_MODEL):
-        model_name = getattr(op, "model_name", None) or getattr(op, "name", None) or getattr(op, "old_name", "")
+        model_name = (
+            getattr(op, "model_name", None)
+            or getattr(op, "name", None)
+            or getattr(op, "old_name", "")
+        )
         if model_name and ctx.is_new(model_name):
             return _new_model_verdict(op, ctx)
     if ctx.stage == PRE and isinstance(op, (ops.RemoveField, ops.AlterField, ops.RenameField)):
         name = op.old_name if isinstance(op, ops.RenameField) else op.name
         if ctx.field_is_new(op.model_name, name):
-            return _verdict(op, SAFE, f"acts on field {name!r}, added earlier in this same plan; the old release never uses it.")
+            return _verdict(
+                op,
+                SAFE,
+                f"acts on field {name!r}, added earlier in this same plan; the old release never uses it.",
+            )
     return rule(op, ctx)
 
 
-def _rule_for(op: Any, rules: dict[type, Callable[[Any, Context], Verdict]]) -> Callable[[Any, Context], Verdict] | None:
+def _rule_for(
+    op: Any, rules: dict[type, Callable[[Any, Context], Verdict]]
+) -> Callable[[Any, Context], Verdict] | None:
     """Exact class first: a subclass may override database_forwards, so it is 'unknown'."""
     return rules.get(type(op))
 
@@ -562,12 +624,20 @@ def _separate(op: Any, ctx: Context) -> Verdict:
     state = ctx.state.clone()
     worst: Verdict | None = None
     for inner in op.database_operations:
-        sub = classify(inner, Context(ctx.app_label, ctx.stage, state, ctx.connection, ctx.new_models, ctx.baseline))
+        sub = classify(
+            inner,
+            Context(ctx.app_label, ctx.stage, state, ctx.connection, ctx.new_models, ctx.baseline),
+        )
         if worst is None or _RANK[sub.classification] > _RANK[worst.classification]:
             worst = sub
         inner.state_forwards(ctx.app_label, state)
     assert worst is not None
-    return _verdict(op, worst.classification, f"database operation {worst.operation}: {worst.reason}", worst.safe_sequence)
+    return _verdict(
+        op,
+        worst.classification,
+        f"database operation {worst.operation}: {worst.reason}",
+        worst.safe_sequence,
+    )
 
 
 def worst(classifications: list[str]) -> str:
@@ -603,7 +673,11 @@ def _db_type(f: models.Field, connection: Any) -> str | None:
     if f.is_relation:
         remote = f.remote_field
         target = getattr(remote, "model", None)
-        label = target if isinstance(target, str) else getattr(getattr(target, "_meta", None), "label_lower", "")
+        label = (
+            target
+            if isinstance(target, str)
+            else getattr(getattr(target, "_meta", None), "label_lower", "")
+        )
         return f"fk:{str(label).lower()}:{getattr(remote, 'field_name', None) or 'pk'}"
     try:
         return f.db_type(connection)
@@ -613,10 +687,16 @@ def _db_type(f: models.Field, connection: Any) -> str | None:
 
 _VARCHAR = re.compile(r"^(?:varchar|character varying)\((\d+)\)$")
 _DECIMAL = re.compile(r"^(?:numeric|decimal)\((\d+),\s*(\d+)\)$")
-_LADDERS = (("smallint", "integer", "bigint"), ("smallserial", "serial", "bigserial"), ("real", "double precision"))
+_LADDERS = (
+    ("smallint", "integer", "bigint"),
+    ("smallserial", "serial", "bigserial"),
+    ("real", "double precision"),
+)
 
 
-def _type_change(old: models.Field, new: models.Field, connection: Any) -> tuple[str, str, str] | None:
+def _type_change(
+    old: models.Field, new: models.Field, connection: Any
+) -> tuple[str, str, str] | None:
     """(old type, new type, 'wider' | 'narrower' | 'incompatible'), or None if unchanged."""
     old_type, new_type = _db_type(old, connection), _db_type(new, connection)
     if old_type == new_type:

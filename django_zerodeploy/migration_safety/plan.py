@@ -79,7 +79,8 @@ class MigrationPlan:
             {**op.as_dict(), "app": m.app, "name": m.name, "stage": m.stage}
             for m in self.pending
             for op in m.operations
-            if op.classification == classification and (acknowledged is None or m.acknowledged == acknowledged)
+            if op.classification == classification
+            and (acknowledged is None or m.acknowledged == acknowledged)
         ]
 
     @property
@@ -132,16 +133,22 @@ def read_marker(migration: Any) -> Marker:
         marker.stage = POST if _foreign_post_marker(migration) else PRE
         return marker
     if not isinstance(value, dict):
-        raise PlanError(f"{label}: {MARKER} must be a dict such as {{'stage': 'post'}}, not {type(value).__name__}.")
+        raise PlanError(
+            f"{label}: {MARKER} must be a dict such as {{'stage': 'post'}}, not {type(value).__name__}."
+        )
     unknown = set(value) - MARKER_KEYS
     if unknown:
-        raise PlanError(f"{label}: unknown {MARKER} key(s) {', '.join(sorted(map(str, unknown)))}; allowed: stage, allow_unsafe.")
+        raise PlanError(
+            f"{label}: unknown {MARKER} key(s) {', '.join(sorted(map(str, unknown)))}; allowed: stage, allow_unsafe."
+        )
     stage = value.get("stage", PRE)
     if stage not in (PRE, POST):
         raise PlanError(f"{label}: {MARKER}['stage'] must be 'pre' or 'post', not {stage!r}.")
     allow = value.get("allow_unsafe", False)
     if not isinstance(allow, (bool, str)) or allow == "":
-        raise PlanError(f"{label}: {MARKER}['allow_unsafe'] must be True/False or a non-empty reason string.")
+        raise PlanError(
+            f"{label}: {MARKER}['allow_unsafe'] must be True/False or a non-empty reason string."
+        )
     marker.stage = stage
     marker.allow_unsafe = bool(allow)
     marker.reason = allow if isinstance(allow, str) else ""
@@ -154,7 +161,10 @@ def _foreign_post_marker(migration: Any) -> bool:
         if value is None:
             continue
         for candidate in (getattr(value, "value", None), getattr(value, "safe", None), value):
-            if candidate is not None and word in str(getattr(candidate, "value", candidate)).lower():
+            if (
+                candidate is not None
+                and word in str(getattr(candidate, "value", candidate)).lower()
+            ):
                 return True
     return False
 
@@ -172,12 +182,15 @@ def build_plan(database: str = DEFAULT_DB_ALIAS, *, allow_unsafe: bool = False) 
     conflicts = loader.detect_conflicts()
     if conflicts:
         names = "; ".join(f"{app}: {', '.join(sorted(n))}" for app, n in sorted(conflicts.items()))
-        plan.errors.append(f"Conflicting migrations ({names}): run makemigrations --merge before deploying.")
+        plan.errors.append(
+            f"Conflicting migrations ({names}): run makemigrations --merge before deploying."
+        )
         return plan
     unknown_applied = sorted(
         f"{app}.{name}"
         for app, name in loader.applied_migrations
-        if (app, name) not in loader.graph.nodes and app in loader.migrated_apps
+        if (app, name) not in loader.graph.nodes
+        and app in loader.migrated_apps
         and not _replaced(loader, (app, name))
     )
     if unknown_applied:
@@ -195,12 +208,18 @@ def build_plan(database: str = DEFAULT_DB_ALIAS, *, allow_unsafe: bool = False) 
         marker = read_marker(migration)
         verdicts = []
         for op in migration.operations:
-            ctx = Context(migration.app_label, marker.stage, state, connection, new_models, baseline)
+            ctx = Context(
+                migration.app_label, marker.stage, state, connection, new_models, baseline
+            )
             verdicts.append(classify(op, ctx))
             _track_new_models(op, migration.app_label, new_models)
             op.state_forwards(migration.app_label, state)
         has_unsafe = any(v.classification == UNSAFE for v in verdicts)
-        by = ("marker" if marker.allow_unsafe else "flag" if allow_unsafe else "") if has_unsafe else ""
+        by = (
+            ("marker" if marker.allow_unsafe else "flag" if allow_unsafe else "")
+            if has_unsafe
+            else ""
+        )
         plan.pending.append(
             PendingMigration(
                 app=migration.app_label,
@@ -245,4 +264,13 @@ def _stage_order_errors(plan: MigrationPlan, graph: Any) -> list[str]:
     return errors
 
 
-__all__ = ["MARKER", "Marker", "MigrationPlan", "PendingMigration", "PlanError", "build_plan", "read_marker", "SAFE"]
+__all__ = [
+    "MARKER",
+    "Marker",
+    "MigrationPlan",
+    "PendingMigration",
+    "PlanError",
+    "build_plan",
+    "read_marker",
+    "SAFE",
+]

@@ -19,7 +19,9 @@ def plan_table(plan: MigrationPlan) -> str:
             ack = f"  [acknowledged: {m.acknowledged_by}]" if m.acknowledged_by else ""
             lines.append(f"  {m.stage:<6} {_SYMBOL[m.classification]:<8} {m.label}{ack}")
             for op in m.operations:
-                lines.append(f"  {'':<6} {'':<8}   - {_SYMBOL[op.classification]:<7} {op.description}: {op.reason}")
+                lines.append(
+                    f"  {'':<6} {'':<8}   - {_SYMBOL[op.classification]:<7} {op.description}: {op.reason}"
+                )
     if plan.post:
         lines.append("Post-deploy migrations apply after the reload, when no old code serves.")
     return "\n".join(lines)
@@ -38,13 +40,13 @@ def refusal_message(plan: MigrationPlan) -> str:
             who = "the old release" if op["stage"] == "pre" else "the new release"
             parts.append(
                 f"  {op['app']}.{op['name']} ({op['stage']}-deploy), {op['operation']} "
-                f"\"{op['description']}\":\n"
+                f'"{op["description"]}":\n'
                 f"    why {who} breaks: {op['reason']}\n"
                 f"    safe sequence: {op['safe_sequence'] or EXPAND_CONTRACT}"
             )
         parts.append(
             "Acknowledge on purpose with deploy --allow-unsafe-migrations (zerodeploy_migrations "
-            f"plan --allow-unsafe), or on the migration: {MARKER} = {{\"allow_unsafe\": \"why it is fine\"}}."
+            f'plan --allow-unsafe), or on the migration: {MARKER} = {{"allow_unsafe": "why it is fine"}}.'
         )
     for error in plan.errors:
         parts.append(f"Refused: {error}")
@@ -54,5 +56,7 @@ def refusal_message(plan: MigrationPlan) -> str:
 def warnings_text(plan: MigrationPlan) -> str:
     lines = [f"warning: {w}" for w in plan.warnings]
     for op in plan.unknown:
-        lines.append(f"warning: {op['app']}.{op['name']}: {op['operation']} \"{op['description']}\" is unknown: {op['reason']}")
+        lines.append(
+            f'warning: {op["app"]}.{op["name"]}: {op["operation"]} "{op["description"]}" is unknown: {op["reason"]}'
+        )
     return "\n".join(lines)

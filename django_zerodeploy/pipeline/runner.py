@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from django.core.mail import mail_admins
 from django.utils import timezone
 
-from .. import exit_codes
+from .. import exit_codes, proc
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError, validate_ref
@@ -208,7 +208,6 @@ class Runner:
         failed_step = self.failed_step
         changed = ctx.checked_out or ctx.installed or ctx.collected or ctx.reloaded
         if changed and (failed_step is None or failed_step.rollback_on_failure):
-            self.echo(f"Failed: {message}")
             self.echo(f"Rolling back to {(ctx.previous_sha or '?')[:10]} ...")
             rolled, problem = self._rollback()
             if rolled:
@@ -272,6 +271,7 @@ class Runner:
         from . import DeployResult
 
         ctx = self.ctx
+        message = proc.redact(message)
         if self.recorder.deployment is not None and not self.opened:
             # a queued record (admin, webhook) that failed before it could start
             self.recorder.open(records.new_record_values(self.options, self.started_at),

@@ -129,6 +129,7 @@ class EnvironmentStep(Step):
                 exit_codes.USAGE,
             )
         details.append("clean")
+        details += _location_problems(ctx)
         free_mb = min(
             psutil.disk_usage(str(ctx.live)).free, psutil.disk_usage(str(app_settings.runtime_dir)).free
         ) // (1024 * 1024)
@@ -143,6 +144,35 @@ class EnvironmentStep(Step):
             ctx.master = serving.find_master()
             details.append(f"Gunicorn master {getattr(ctx.master, 'pid', '?')}")
         return Outcome(", ".join(details))
+
+
+def _location_problems(ctx: DeployContext) -> list[str]:
+    """The preflight runs the new release from a worktree elsewhere: a SQLite file inside the
+    checkout would be another (empty) database there. Refuse that; note a STATIC_ROOT inside."""
+    notes = []
+    for alias, config in settings.DATABASES.items():
+        name = str(config.get("NAME") or "")
+        if "sqlite" in str(config.get("ENGINE", "")) and name and not name.startswith(":memory:") \
+                and "mode=memory" not in name and _inside_live(ctx, Path(name)):
+            raise CommandFailure(
+                f"DATABASES[{alias!r}]['NAME'] ({name}) lies inside the checkout {ctx.live}: the "
+                "preflight runs the new release from a worktree elsewhere and would open another "
+                "file there. Put the database outside the checkout (e.g. from an environment "
+                "variable); see docs/deploy.md.",
+                exit_codes.USAGE,
+            )
+    static_root = getattr(settings, "STATIC_ROOT", None)
+    if static_root and _inside_live(ctx, Path(static_root)):
+        notes.append(f"note: STATIC_ROOT {static_root} is inside the checkout (see docs/deploy.md)")
+    return notes
+
+
+def _inside_live(ctx: DeployContext, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(ctx.live.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 class FetchStep(Step):
@@ -446,11 +476,7 @@ class MigrateStep(Step):
             applied = self._applied_after_failure(ctx, pending, applied)
         ctx.applied_migrations.extend(a for a in applied if a not in ctx.applied_migrations)
         if not result.ok:
-            failure = _fail_from(result, "migrate")
-            failure.message += (
-                f". Applied before the failure (not reversed): {', '.join(applied) or 'none'}"
-            )
-            raise failure
+            raise _fail_from(result, "migrate")  # the applied ones are listed in the outcome
         return Outcome(f"applied {', '.join(applied) or 'none'}", result.output, 0)
 
     def _applied_after_failure(self, ctx: DeployContext, pending: list[Any], seen: list[str]) -> list[str]:

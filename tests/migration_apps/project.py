@@ -40,7 +40,11 @@ def _check_kwarg() -> str:
     import django
 
     # CheckConstraint(check=...) became condition= in Django 5.1 (check= removed in 6.0)
-    return 'condition=models.Q(count__gte=0)' if django.VERSION >= (5, 1) else 'check=models.Q(count__gte=0)'
+    return (
+        "condition=models.Q(count__gte=0)"
+        if django.VERSION >= (5, 1)
+        else "check=models.Q(count__gte=0)"
+    )
 
 
 def pg_available() -> str | None:
@@ -137,20 +141,34 @@ class CaseProject:
                 "class Migration(migrations.Migration):\n"
                 "    initial = True\n"
                 "    dependencies = []\n"
-                "    operations = [" + BASE_MODEL % {"app": case.app, "short": case.app[:20], "check": _check_kwarg()} + "    ]\n"
+                "    operations = ["
+                + BASE_MODEL % {"app": case.app, "short": case.app[:20], "check": _check_kwarg()}
+                + "    ]\n"
             )
 
     def write_pending(self) -> None:
         """Each case's 0002 (the new release's migration)."""
         for case in self.cases:
             self.write_migration(
-                case.app, "0002_change", case.operations, marker=case.marker, atomic=case.atomic,
-                imports=case.extra_imports, dependencies=f'("{case.app}", "0001_initial"), {case.extra_dependencies}',
+                case.app,
+                "0002_change",
+                case.operations,
+                marker=case.marker,
+                atomic=case.atomic,
+                imports=case.extra_imports,
+                dependencies=f'("{case.app}", "0001_initial"), {case.extra_dependencies}',
             )
 
     def write_migration(
-        self, app: str, name: str, operations: str, *, dependencies: str, marker: str = "",
-        atomic: bool = True, imports: str = "",
+        self,
+        app: str,
+        name: str,
+        operations: str,
+        *,
+        dependencies: str,
+        marker: str = "",
+        atomic: bool = True,
+        imports: str = "",
     ) -> None:
         marker_line = f"    zerodeploy = {marker}\n" if marker else ""
         atomic_line = "" if atomic else "    atomic = False\n"
@@ -197,7 +215,12 @@ class CaseProject:
             "print(json.dumps(sorted(MigrationRecorder(connection).applied_migrations())))\n"
         )
         result = subprocess.run(
-            [sys.executable, "-c", code], cwd=self.root, env=self.env(), capture_output=True, text=True, check=False
+            [sys.executable, "-c", code],
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         return {tuple(x) for x in json.loads(result.stdout)}

@@ -15,7 +15,14 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from ...checks import require_valid_settings
 from ...exit_codes import EPILOG, FAILED, OK, USAGE, CommandFailure
-from ...migration_safety import PlanError, apply_stage, build_plan, plan_table, refusal_message, warnings_text
+from ...migration_safety import (
+    PlanError,
+    apply_stage,
+    build_plan,
+    plan_table,
+    refusal_message,
+    warnings_text,
+)
 
 
 class Command(BaseCommand):
@@ -38,13 +45,19 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True, metavar="plan|apply")
         plan = sub.add_parser("plan", help="Classify every pending operation; refuse unsafe ones.")
         plan.add_argument("--json", action="store_true", help="Print the plan as JSON on stdout.")
-        plan.add_argument("--allow-unsafe", action="store_true", help="Acknowledge unsafe operations.")
+        plan.add_argument(
+            "--allow-unsafe", action="store_true", help="Acknowledge unsafe operations."
+        )
         plan.add_argument("--database", default=DEFAULT_DB_ALIAS)
         apply = sub.add_parser("apply", help="Apply the pending migrations of one stage.")
         apply.add_argument("--stage", required=True, choices=["pre", "post"])
-        apply.add_argument("--lock-timeout", help="PostgreSQL lock_timeout, e.g. 5s, 500ms (numbers are seconds).")
+        apply.add_argument(
+            "--lock-timeout", help="PostgreSQL lock_timeout, e.g. 5s, 500ms (numbers are seconds)."
+        )
         apply.add_argument("--statement-timeout", help="PostgreSQL statement_timeout (0: none).")
-        apply.add_argument("--retries", type=int, help="Attempts in all when the lock timeout hits.")
+        apply.add_argument(
+            "--retries", type=int, help="Attempts in all when the lock timeout hits."
+        )
         apply.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -60,13 +73,25 @@ class Command(BaseCommand):
         except PlanError as exc:
             code = self._fail(str(exc), USAGE, as_json)
         except DatabaseError as exc:
-            code = self._fail(f"Cannot read the migration state of the database: {exc}".strip(), USAGE, as_json)
+            code = self._fail(
+                f"Cannot read the migration state of the database: {exc}".strip(), USAGE, as_json
+            )
         if code:
             sys.exit(code)
 
     def _fail(self, message: str, code: int, as_json: bool) -> int:
         if as_json:
-            self.stdout.write(json.dumps({"pending": [], "unsafe": [], "errors": [message], "refused": True, "message": message}))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "pending": [],
+                        "unsafe": [],
+                        "errors": [message],
+                        "refused": True,
+                        "message": message,
+                    }
+                )
+            )
         self.stderr.write(message)
         return code
 

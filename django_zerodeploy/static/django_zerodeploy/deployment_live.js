@@ -77,6 +77,8 @@
     if (message) { message.textContent = data.message || ""; }
     var elapsed = document.getElementById("zd-live-elapsed");
     if (elapsed && data.elapsed !== null) { elapsed.textContent = Math.round(data.elapsed) + " s"; }
+    var cancel = document.getElementById("zd-cancel-form");
+    if (cancel && data.status !== "queued") { cancel.style.display = "none"; }
     var body = document.getElementById("zd-steps-body");
     if (body) { renderSteps(body, data.steps || []); }
   }

@@ -1,0 +1,114 @@
+"""The deploy lock: one deploy at a time, a refusal that names the holder, and a lock the OS
+releases when its holder dies, however it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from django_zerodeploy import exit_codes
+from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.pipeline.lock import DeployLock
+
+ROOT = Path(__file__).resolve().parents[1]
+HOLDER = (
+    "import sys, time\n"
+    "from django_zerodeploy.pipeline.lock import DeployLock\n"
+    "lock = DeployLock(__import__('pathlib').Path(sys.argv[1])).acquire()\n"
+    "lock.update(deployment_id=42, trigger='cli')\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+
+
+def hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the lock (own process group, stopped by pid)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], env=env,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_holder_is_refused_at_once_with_the_holder_named(tmp_path):
+    path = tmp_path / "deploy.lock"
+    first = DeployLock(path).acquire()
+    first.update(deployment_id=7, trigger="admin")
+    started = time.monotonic()
+    with pytest.raises(CommandFailure) as refused:
+        DeployLock(path).acquire()
+    assert time.monotonic() - started < 2
+    assert refused.value.exit_code == exit_codes.LOCKED
+    message = refused.value.message
+    assert f"pid {os.getpid()}" in message and "deployment #7" in message
+    assert "since 20" in message and "via admin" in message and "--wait-lock" in message
+    assert DeployLock(path).is_held()
+    first.release()
+    assert not DeployLock(path).is_held()
+    DeployLock(path).acquire().release()
+
+
+def test_lock_of_a_killed_process_is_free(tmp_path):
+    path = tmp_path / "deploy.lock"
+    holder = hold(path, 60)
+    try:
+        with pytest.raises(CommandFailure) as refused:
+            DeployLock(path).acquire()
+        assert f"pid {holder.pid}" in refused.value.message
+        assert "deployment #42" in refused.value.message
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        lock = DeployLock(path).acquire()  # the kernel dropped the flock with the process
+        assert lock.held
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+
+
+def test_wait_lock_waits_for_the_holder(tmp_path):
+    path = tmp_path / "deploy.lock"
+    holder = hold(path, 1.0)
+    seen = []
+    try:
+        lock = DeployLock(path).acquire(wait=30, on_wait=seen.append)
+        assert lock.held
+        assert seen and seen[0].pid == holder.pid
+        assert lock.held_by().pid == os.getpid()
+        lock.release()
+    finally:
+        holder.wait(10)
+
+
+def test_wait_lock_gives_up_after_the_wait(tmp_path):
+    path = tmp_path / "deploy.lock"
+    holder = hold(path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CommandFailure) as refused:
+            DeployLock(path).acquire(wait=0.5)
+        assert 0.4 < time.monotonic() - started < 10
+        assert "after waiting 0.5 s" in refused.value.message
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_lock_file_is_not_inherited_by_subprocesses(tmp_path):
+    """A step's subprocess must not keep the lock alive after the deploy is gone."""
+    path = tmp_path / "deploy.lock"
+    lock = DeployLock(path).acquire()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        lock.release()
+        assert not DeployLock(path).is_held()
+    finally:
+        child.kill()
+        child.wait(10)

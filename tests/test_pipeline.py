@@ -1,0 +1,212 @@
+"""The pipeline's parts, in-process: step order and EXTRA_STEPS, parsing, option validation,
+records (bad releases, --rollback targets, history, redaction, interrupted deploys)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from django_zerodeploy import exit_codes
+from django_zerodeploy.conf import STEP_NAMES
+from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.models import Deployment, DeploymentStep
+from django_zerodeploy.pipeline import DeployOptions, DeployResult, records
+from django_zerodeploy.pipeline import history as public_history
+from django_zerodeploy.pipeline.migrations import applied_from_output
+from django_zerodeploy.pipeline.project import OWNER_ENV, Project
+from django_zerodeploy.pipeline.records import Recorder, StepResult
+from django_zerodeploy.pipeline.runner import format_line, validate_options
+from django_zerodeploy.pipeline.steps import ExtraStep, default_steps, requirement_files
+
+
+def test_steps_read_top_to_bottom_in_the_documented_order():
+    names = tuple(s.name for s in default_steps(extra=[]))
+    # the lock comes first, so that a second deploy is told "locked" (exit 4), never confused
+    # by the first one's checkout or its two Gunicorn masters during the reload
+    assert names == ("lock", "environment", *STEP_NAMES[2:])
+    assert set(names) == set(STEP_NAMES)
+
+
+def test_extra_steps_go_after_their_anchor_in_settings_order():
+    extra = [
+        {"name": "compilemessages", "after": "install", "command": ["python", "manage.py", "compilemessages"]},
+        {"name": "npm", "after": "migrate", "command": ["npm", "run", "build"]},
+        {"name": "second", "after": "install", "command": ["true"]},
+    ]
+    names = [s.name for s in default_steps(extra=extra)]
+    assert names[names.index("install") + 1: names.index("install") + 3] == ["compilemessages", "second"]
+    assert names[names.index("migrate") + 1] == "npm"
+    assert names.index("npm") < names.index("collectstatic")
+    assert isinstance(default_steps(extra=extra)[names.index("npm")], ExtraStep)
+
+
+def test_requirement_files_follow_includes(tmp_path):
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements.txt").write_text("-r requirements/base.txt\nDjango>=4.2\n")
+    (tmp_path / "requirements" / "base.txt").write_text("-c constraints.txt\npsutil\n")
+    (tmp_path / "requirements" / "constraints.txt").write_text("psutil<99\n")
+    assert requirement_files(tmp_path) == [
+        "requirements.txt", "requirements/base.txt", "requirements/constraints.txt",
+    ]
+
+
+def test_applied_migrations_are_read_from_either_command():
+    django_output = (
+        "Operations to perform:\n  Apply all migrations: notes\nRunning migrations:\n"
+        "  Applying notes.0002_tag... OK\n  Applying notes.0003_boom...Traceback (most recent call last):\n"
+    )
+    assert applied_from_output(django_output) == ["notes.0002_tag"]
+    assert applied_from_output("applied notes.0002_tag\napplied shop.0007_price\n") == [
+        "notes.0002_tag", "shop.0007_price",
+    ]
+
+
+@pytest.mark.parametrize("options", [
+    DeployOptions(ref="--upload-pack=touch x"),
+    DeployOptions(ref="-x"),
+    DeployOptions(rollback="--output=x"),
+    DeployOptions(ref="main", rollback=True),
+    DeployOptions(wait_lock=-1),
+])
+def test_bad_options_are_usage_errors(options):
+    with pytest.raises(CommandFailure) as refused:
+        validate_options(options)
+    assert refused.value.exit_code == exit_codes.USAGE
+
+
+def test_good_options_pass():
+    validate_options(DeployOptions(ref="v1.2.3"))
+    validate_options(DeployOptions(rollback="12"))
+    validate_options(DeployOptions(rollback=True, wait_lock=5))
+
+
+def test_result_as_dict_is_json_ready():
+    result = DeployResult(0, "succeeded", "Deployed", 3, "a" * 40, "b" * 40, mixed_window=1.23456, duration=2.5)
+    data = result.as_dict()
+    assert data["exit_code"] == 0 and data["deployment_id"] == 3 and data["mixed_window"] == 1.235
+    assert set(data) >= {"exit_code", "status", "message", "deployment_id", "target_sha", "previous_sha"}
+
+
+def test_step_line_has_name_status_and_time():
+    line = format_line(StepResult("preflight", "ok", "check, WSGI import", 1.234))
+    assert line.split()[:4] == ["preflight", "ok", "1.23", "s"]
+
+
+def test_subprocess_environment_points_into_the_tree(tmp_path, monkeypatch):
+    repo = tmp_path / "live"
+    (repo / "src").mkdir(parents=True)
+    worktree = tmp_path / "wt"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(repo / "src"), "/opt/other"]))
+    project = Project(repo, Path("."), "exampleproject.settings", "/usr/bin/python3")
+    env = project.env(worktree)
+    paths = env["PYTHONPATH"].split(os.pathsep)
+    assert paths[0] == str(worktree)
+    assert str(worktree / "src") in paths and str(repo / "src") not in paths
+    assert "/opt/other" in paths
+    assert env["DJANGO_SETTINGS_MODULE"] == "exampleproject.settings"
+    assert env[OWNER_ENV].endswith(f":{os.getpid()}")
+
+
+# -- records -----------------------------------------------------------------------------------
+def make(status: str, sha: str, minutes_ago: int = 0, **extra) -> Deployment:
+    when = timezone.now() - timedelta(minutes=minutes_ago)
+    return Deployment.objects.create(status=status, target_sha=sha, created_at=when, started_at=when,
+                                     finished_at=when, host=records.hostname(), **extra)
+
+
+@pytest.mark.django_db
+def test_rolled_back_release_is_bad_until_a_later_success():
+    bad = make("rolled_back", "a" * 40, 10, message="Verify failed")
+    assert records.bad_release("a" * 40) == bad
+    make("succeeded", "a" * 40, 5)  # --force got it through
+    assert records.bad_release("a" * 40) is None
+
+
+@pytest.mark.django_db
+def test_failure_before_the_release_steps_does_not_mark_it_bad():
+    refused = make("failed", "b" * 40, 10, message="Cannot fetch origin")
+    DeploymentStep.objects.create(deployment=refused, name="fetch", status="failed")
+    cancelled = make("rolled_back", "b" * 40, 5, message=f"{records.CANCELLED} by the operator")
+    assert cancelled and records.bad_release("b" * 40) is None
+    broken = make("failed", "b" * 40, 1, message="Preflight failed")
+    DeploymentStep.objects.create(deployment=broken, name="preflight", status="failed")
+    assert records.bad_release("b" * 40) == broken
+
+
+class FakeGit:
+    def resolve(self, ref: str) -> str:
+        if ref == "cafe":
+            return "c" * 40
+        from django_zerodeploy.git import GitError
+
+        raise GitError(f"{ref!r} does not name a commit")
+
+
+@pytest.mark.django_db
+def test_rollback_target_is_the_success_before_the_serving_one():
+    first = make("succeeded", "1" * 40, 30)
+    make("rolled_back", "2" * 40, 20)
+    make("succeeded", "3" * 40, 10)
+    assert records.rollback_target(True, {"3" * 40}, None, FakeGit())[0] == "1" * 40
+    assert records.rollback_target(str(first.pk), set(), None, FakeGit()) == ("1" * 40, f"rollback to #{first.pk}")
+    assert records.rollback_target("cafe", set(), None, FakeGit())[0] == "c" * 40
+    failed = make("failed", "4" * 40, 5)
+    with pytest.raises(CommandFailure) as refused:
+        records.rollback_target(str(failed.pk), set(), None, FakeGit())
+    assert refused.value.exit_code == exit_codes.USAGE
+    with pytest.raises(CommandFailure):
+        records.rollback_target("nope", set(), None, FakeGit())
+
+
+@pytest.mark.django_db
+def test_rollback_without_history_says_what_to_do():
+    with pytest.raises(CommandFailure) as refused:
+        records.rollback_target(True, {"9" * 40}, None, FakeGit())
+    assert "--rollback ID" in refused.value.message
+
+
+@pytest.mark.django_db
+@override_settings(ZERODEPLOY={"KEEP_OUTPUT_BYTES": 200})
+def test_recorded_output_is_redacted_and_bounded():
+    recorder = Recorder(warn=lambda line: None)
+    recorder.open({"status": "running", "host": records.hostname()}, ["install"], [])
+    noisy = "x" * 5000 + "\nfetching https://deployer:hunter2secret@pypi.example/simple\nPIP_INDEX_URL=https://a:b@c/simple\n"
+    recorder.save_step(0, StepResult("install", "failed", "pip install exited 1", 1.0, 1, noisy))
+    row = DeploymentStep.objects.get(deployment=recorder.deployment, name="install")
+    assert "hunter2secret" not in row.output and "https://***@pypi.example" in row.output
+    assert "PIP_INDEX_URL=***" in row.output
+    assert len(row.output.encode()) < 300 and "output cut" in row.output
+
+
+@pytest.mark.django_db
+def test_running_records_are_marked_interrupted():
+    dead = make("running", "d" * 40, 3, pid=999999)
+    DeploymentStep.objects.create(deployment=dead, name="migrate", status="running")
+    DeploymentStep.objects.create(deployment=dead, name="reload", status="pending")
+    current = make("running", "e" * 40, 0, pid=os.getpid())
+    stale = records.interrupted_candidates(exclude=current.pk)
+    assert stale == [dead]
+    assert records.mark_interrupted(stale, current) == [dead.pk]
+    dead.refresh_from_db()
+    assert dead.status == "interrupted" and dead.finished_at
+    assert f"#{current.pk}" in dead.message
+    assert [(s.name, s.status) for s in dead.steps.all()] == [("migrate", "failed")]
+
+
+@pytest.mark.django_db
+def test_history_objects_newest_first():
+    older = make("succeeded", "1" * 40, 10, previous_sha="0" * 40, ref="origin/main", trigger="cli")
+    DeploymentStep.objects.create(deployment=older, position=0, name="fetch", status="ok", duration=0.1)
+    make("failed", "2" * 40, 1, trigger="admin")
+    rows = public_history(limit=5)
+    assert [r["target_sha"][0] for r in rows] == ["2", "1"]
+    keys = {"id", "status", "previous_sha", "target_sha", "ref", "trigger", "started_at", "finished_at", "steps"}
+    assert keys <= set(rows[0])
+    assert rows[1]["steps"] == [{"name": "fetch", "status": "ok", "duration": 0.1, "detail": "", "returncode": None}]
+    assert public_history(limit=1)[0]["id"] == rows[0]["id"]
+    assert "succeeded" in records.history_table(rows)
