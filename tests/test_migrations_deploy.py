@@ -214,11 +214,21 @@ def test_unsafe_migration_is_refused_before_the_live_tree_moves(
     assert record["unsafe_migrations_acknowledged"] is False
 
 
-def test_forcing_the_unsafe_migration_breaks_the_old_release(site, gunicorn_factory, load_factory):
-    """The proof that the check matters: acknowledged, the same release costs requests."""
+@pytest.mark.parametrize("acknowledged_by", ["flag", "marker"])
+def test_forcing_the_unsafe_migration_breaks_the_old_release(
+    site, gunicorn_factory, load_factory, acknowledged_by
+):
+    """The proof that the check matters: acknowledged (by the deploy's flag or by the
+    migration's own marker), the same release costs requests."""
     server = gunicorn_factory()
-    target = site.commit_release("v2", unsafe_release())
-    result, report = _deploy_under_load(site, server, load_factory, "--allow-unsafe-migrations")
+    if acknowledged_by == "flag":
+        target = site.commit_release("v2", unsafe_release())
+        args = ["--allow-unsafe-migrations"]
+    else:
+        marker = '    zerodeploy = {"allow_unsafe": "the demo wants to see it fail"}'
+        target = site.commit_release("v2", unsafe_release(marker))
+        args = []
+    result, report = _deploy_under_load(site, server, load_factory, *args)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert site.server_head() == target

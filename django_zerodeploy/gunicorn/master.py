@@ -34,7 +34,7 @@ class Master:
     pidfile: Path | None
     cwd: Path
     cmdline: list[str]
-    environ: dict[str, str]
+    environ: dict[str, str] = field(repr=False)  # may hold secrets: never printed
     under_systemd: bool
     daemon: bool
     preload: bool

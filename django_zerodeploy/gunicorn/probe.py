@@ -1,6 +1,6 @@
 """Read Gunicorn's configuration exactly as a master's command line would, in a fresh process.
 
-``python -m django_zerodeploy.gunicorn.probe '<argv as JSON>'`` runs in the master's working
+``probe_config()`` starts a Python that runs ``main()`` here with the argv as JSON; it runs in the master's working
 directory, with its interpreter and environment, and lets Gunicorn's own parser read the command
 line, ``GUNICORN_CMD_ARGS`` and the config file of the *checked-out* code: what a USR2 re-exec
 or a HUP will use. Nothing is started and the application is not imported.
@@ -67,12 +67,9 @@ def probe_config(
     from ..preflight import child_env
 
     child = child_env(Path(cwd), env)
-    ran = proc.run(
-        [python, "-m", "django_zerodeploy.gunicorn.probe", json.dumps(args)],
-        cwd=cwd,
-        env=child,
-        timeout=timeout,
-    )
+    # -c, not -m: the package imports this module, and runpy would warn about running it twice
+    code = "import sys; from django_zerodeploy.gunicorn.probe import main; sys.exit(main(sys.argv[1:]))"
+    ran = proc.run([python, "-c", code, json.dumps(args)], cwd=cwd, env=child, timeout=timeout)
     if _MARK in ran.stdout:
         try:
             data = json.loads(ran.stdout.split(_MARK, 1)[1].splitlines()[0])
@@ -115,6 +112,7 @@ def _child(args: list[str]) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    result = _child(json.loads(sys.argv[1]))
+def main(argv: list[str]) -> int:
+    result = _child(json.loads(argv[0]))
     sys.stdout.write("\n" + _MARK + json.dumps(result) + "\n")
+    return 0

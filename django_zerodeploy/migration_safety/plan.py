@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations import operations as ops
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 
-from .classify import POST, PRE, SAFE, UNKNOWN, UNSAFE, Context, Verdict, classify, worst
+from .classify import POST, PRE, UNKNOWN, UNSAFE, Context, Verdict, classify, worst
 
 MARKER = "zerodeploy"
 MARKER_KEYS = {"stage", "allow_unsafe"}
@@ -240,8 +241,6 @@ def _replaced(loader: Any, key: tuple[str, str]) -> bool:
 
 
 def _track_new_models(op: Any, app_label: str, new_models: set[tuple[str, str]]) -> None:
-    from django.db.migrations import operations as ops
-
     if isinstance(op, ops.CreateModel):
         new_models.add((app_label, op.name_lower))
     elif isinstance(op, ops.RenameModel) and (app_label, op.old_name_lower) in new_models:
@@ -272,5 +271,4 @@ __all__ = [
     "PlanError",
     "build_plan",
     "read_marker",
-    "SAFE",
 ]

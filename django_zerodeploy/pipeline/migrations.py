@@ -70,11 +70,18 @@ def plan(project: Project, tree: Path, *, allow_unsafe: bool = False) -> Migrati
 
 
 def _parse_safety(result: proc.ProcResult) -> MigrationPlan:
+    return parse_plan(result.returncode, result.stdout, result.output)
+
+
+def parse_plan(returncode: int | None, stdout: str, output: str = "", source: str = SAFETY_COMMAND) -> MigrationPlan:
+    """The plan from ``zerodeploy_migrations plan --json`` output (or the same JSON shape)."""
+    ok_exit = returncode == 0
+    last = "\n".join(output.strip().splitlines()[-15:])
     try:
-        data = json.loads(result.stdout)
+        data = json.loads(stdout)
     except ValueError:
-        return MigrationPlan(False, errors=[result.last_lines(15) or "no plan printed"],
-                             output=result.output, returncode=result.returncode, source=SAFETY_COMMAND)
+        return MigrationPlan(False, errors=[last or "no plan printed"], output=output,
+                             returncode=returncode, source=source)
     pending = [
         Migration(
             str(m.get("app", "")),
@@ -86,12 +93,12 @@ def _parse_safety(result: proc.ProcResult) -> MigrationPlan:
         for m in data.get("pending") or []
     ]
     errors = [str(e) for e in data.get("errors") or []]
-    ok = result.ok and not errors
-    if not result.ok and not errors:
+    ok = ok_exit and not errors
+    if not ok_exit and not errors:
         # "message": the whole refusal (app, migration, operation, why, safe sequence)
-        errors = [str(data.get("message") or "") or result.last_lines(15)]
-    return MigrationPlan(ok, pending, errors, list(data.get("unsafe") or []), result.output,
-                         result.returncode, SAFETY_COMMAND)
+        errors = [str(data.get("message") or "") or last]
+    return MigrationPlan(ok, pending, errors, list(data.get("unsafe") or []), output or stdout,
+                         returncode, source)
 
 
 def applied_from_output(output: str) -> list[str]:

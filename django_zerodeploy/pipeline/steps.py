@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ from ..exit_codes import CommandFailure
 from ..git import GitError, validate_ref
 from . import migrations, records, serving
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
+from .inspect import inspect
 
 _CHECK_ERROR = re.compile(r"\(\w+\.E\d+\)")  # a system check error line: "app.Model.f: (fields.E130) ..."
 
@@ -360,35 +360,21 @@ class PreflightStep(Step):
     name = "preflight"
 
     def run(self, ctx: DeployContext) -> Outcome:
-        from ..preflight import preflight
-
         tree = ctx.new_code
-        code_dir = ctx.project.code_dir(tree)
-        env = ctx.project.env(tree)
         smoke_urls = list(app_settings.SMOKE_URLS)
-        found: dict[str, Any] = {}
-
-        def read_plan() -> None:
-            found["plan"] = migrations.plan(
-                ctx.project, tree, allow_unsafe=ctx.options.allow_unsafe_migrations
-            )
-
-        # The migration plan and the import checks are independent: run them side by side.
-        thread = threading.Thread(target=read_plan, daemon=True)
-        thread.start()
-        checked = preflight(
-            code_dir, python=ctx.project.python, env=env, manage_check=True,
-            smoke_urls=smoke_urls, timeout=_timeout(),
-        )
-        thread.join()
-        plan: migrations.MigrationPlan = found["plan"]
-        output = checked.output
-        if not checked.ok and checked.step != "smoke":
-            message = f"Preflight ({checked.step}): {checked.message}"
-            errors = [ln.strip() for ln in output.splitlines() if _CHECK_ERROR.search(ln)]
-            if errors:
-                message += " " + "; ".join(errors[:5])
+        # One fresh interpreter running the new code: checks, WSGI import, URLconf, migration
+        # plan, smoke URLs (see inspect.py: one Django start instead of one per check).
+        found = inspect(ctx.project.python, ctx.project.code_dir(tree), ctx.project.env(tree),
+                        smoke_urls=smoke_urls, allow_unsafe=ctx.options.allow_unsafe_migrations,
+                        timeout=_timeout())
+        output = found.output
+        if not found.ok:
+            message = f"Preflight ({found.failed}): {found.message}"
+            if found.failed == "check":
+                errors = [ln.strip() for ln in output.splitlines() if _CHECK_ERROR.search(ln)]
+                message = "Preflight (check): manage.py check failed: " + ("; ".join(errors[:5]) or found.message)
             raise StepFailed(message, output=output)
+        plan = migrations.parse_plan(found.plan_returncode, found.plan_stdout, found.plan_stdout)
         ctx.pending = plan.pending
         ctx.migration_errors = plan.errors
         if not plan.ok:
@@ -400,11 +386,13 @@ class PreflightStep(Step):
         # the acknowledged migrations, by --allow-unsafe-migrations or by their own marker
         ctx.unsafe_acknowledged = any(
             op.get("classification") == "unsafe"
-            for m in plan.pending if m.acknowledged for op in m.operations
+            for m in plan.pending
+            if m.acknowledged
+            for op in m.operations
         )
-        if not checked.ok:  # a smoke URL failed against the database as it is now
+        if found.smoke_failures:  # against the database as it is now
             if not ctx.pending_pre:
-                raise StepFailed(f"Smoke: {checked.message}", output=output)
+                raise StepFailed("Smoke: " + "; ".join(found.smoke_failures) + ".", output=output)
         elif smoke_urls and not ctx.pending_pre:
             # nothing to migrate first: the smoke test already ran against the final schema
             ctx.smoke_done = True
@@ -413,7 +401,8 @@ class PreflightStep(Step):
             parts.append(f"{len(smoke_urls)} smoke URL(s)")
         pending = ", ".join(f"{m.label}{' (post)' if m.stage == 'post' else ''}" for m in ctx.pending)
         parts.append(f"pending migrations: {pending or 'none'}")
-        return Outcome("; ".join(parts), "\n".join(filter(None, [checked.message, output, plan.output])), 0)
+        parts[0] += f" ({found.patterns} URL patterns)"
+        return Outcome("; ".join(parts), "\n".join(filter(None, [output, plan.output])), 0)
 
 
 # -- the live tree ------------------------------------------------------------------------------
