@@ -77,8 +77,14 @@ def ours(site: Site) -> tuple[int, float, float | None]:
 def script(site: Site) -> tuple[int, float, float | None]:
     env = site.env(PIDFILE=str(site.pidfile), PYTHON=sys.executable)
     started = time.monotonic()
-    result = subprocess.run(["bash", str(SCRIPT), str(site.server)], env=env, capture_output=True,
-                            text=True, timeout=TIMEOUT, check=False)
+    result = subprocess.run(
+        ["bash", str(SCRIPT), str(site.server)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     wall = time.monotonic() - started
     if result.returncode:
         print(result.stdout, result.stderr, file=sys.stderr)
@@ -90,8 +96,16 @@ def settled(server: Gunicorn, release: str, workers: int) -> bool:
     return server.served_releases(samples=6) == {release} and len(server.worker_pids()) == workers
 
 
-def measure(scenario: str, who: str, rnd: int, site: Site, server: Gunicorn, workers: int,
-            clients: int, release: str | None) -> Run:
+def measure(
+    scenario: str,
+    who: str,
+    rnd: int,
+    site: Site,
+    server: Gunicorn,
+    workers: int,
+    clients: int,
+    release: str | None,
+) -> Run:
     load = LoadGenerator(port=server.port, clients=clients, max_seconds=TIMEOUT, timeout=30).start()
     time.sleep(0.5)
     started = time.monotonic()
@@ -106,13 +120,24 @@ def measure(scenario: str, who: str, rnd: int, site: Site, server: Gunicorn, wor
     hits = [h for h in report.hits if h.started >= started]
     failed = sum(1 for h in hits if h.status != 200)
     latencies = sorted(h.latency for h in hits) or [0.0]
-    return Run(scenario, who, rnd, code, round(wall, 3),
-               None if served_after is None else round(served_after, 3),
-               None if window is None else round(window, 3), len(hits), failed,
-               round(max(latencies) * 1000, 1), round(statistics.median(latencies) * 1000, 1))
+    return Run(
+        scenario,
+        who,
+        rnd,
+        code,
+        round(wall, 3),
+        None if served_after is None else round(served_after, 3),
+        None if window is None else round(window, 3),
+        len(hits),
+        failed,
+        round(max(latencies) * 1000, 1),
+        round(statistics.median(latencies) * 1000, 1),
+    )
 
 
-def scenario(name: str, root: Path, rounds: int, workers: int, clients: int, boot_delay: str | None) -> list[Run]:
+def scenario(
+    name: str, root: Path, rounds: int, workers: int, clients: int, boot_delay: str | None
+) -> list[Run]:
     site = make_site(root / name)
     env = {"EXAMPLE_BOOT_DELAY": boot_delay} if boot_delay else {}
     server = Gunicorn(site, workers=workers, env=env)
@@ -128,9 +153,12 @@ def scenario(name: str, root: Path, rounds: int, workers: int, clients: int, boo
                     site.commit_release(release)
                 run = measure(name, who, rnd, site, server, workers, clients, release)
                 runs.append(run)
-                print(f"  {name:<5} round {rnd} {who:<6} exit {run.exit_code} wall {run.wall:6.2f} s "
-                      f"served after {run.served_after} s, mixed window {run.mixed_window} s, "
-                      f"{run.failed}/{run.requests} failed, worst {run.worst_ms} ms", flush=True)
+                print(
+                    f"  {name:<5} round {rnd} {who:<6} exit {run.exit_code} wall {run.wall:6.2f} s "
+                    f"served after {run.served_after} s, mixed window {run.mixed_window} s, "
+                    f"{run.failed}/{run.requests} failed, worst {run.worst_ms} ms",
+                    flush=True,
+                )
     finally:
         server.stop()
     return runs
@@ -172,8 +200,10 @@ def summary(runs: list[Run]) -> list[str]:
             )
         if "ours" in medians and "script" in medians:
             (ow, oworst), (sw, sworst) = medians["ours"], medians["script"]
-            ratios.append(f"{scen}: wall {ow / sw:.2f}x the script" +
-                          (f", worst latency {oworst / sworst:.2f}x" if scen == "boot" and sworst else ""))
+            ratios.append(
+                f"{scen}: wall {ow / sw:.2f}x the script"
+                + (f", worst latency {oworst / sworst:.2f}x" if scen == "boot" and sworst else "")
+            )
     return lines + ["", "Ratios (medians): " + "; ".join(ratios)]
 
 
@@ -184,8 +214,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, help="write every run as JSON here")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="zerodeploy-deploy-bench-"))
-    machine = (f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, Python "
-               f"{platform.python_version()}, {date.today().isoformat()}")
+    machine = (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {date.today().isoformat()}"
+    )
     print(f"deploy benchmark on {machine}; {args.rounds} interleaved rounds", flush=True)
     runs: list[Run] = []
     try:
@@ -203,7 +235,9 @@ def main(argv: list[str]) -> int:
     ours_failed = sum(r.failed for r in runs if r.who == "ours")
     print(f"\nfailed requests during our deploys: {ours_failed}; machine: {machine}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "runs": [asdict(r) for r in runs]}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": machine, "runs": [asdict(r) for r in runs]}, indent=2)
+        )
     return 0 if ours_failed == 0 and all(r.exit_code == 0 for r in runs) else 1
 
 

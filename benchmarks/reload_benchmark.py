@@ -58,6 +58,9 @@ class Trial:
     seconds_to_retired: float
     window: tuple[float, float]
     note: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+    worst_ms: float = 0.0
+    worst_at_s: float = 0.0  # when the slowest request of this reload started, after the command
 
 
 @dataclass
@@ -72,6 +75,9 @@ class MethodResult:
     retired_median_s: float
     retired_max_s: float
     notes: list[str] = field(default_factory=list)
+    phase_medians_s: dict[str, float] = field(default_factory=dict)
+    worst_per_reload_ms: list[float] = field(default_factory=list)
+    worst_at_s: list[float] = field(default_factory=list)
 
 
 def _alive(pid: int) -> bool:
@@ -127,13 +133,18 @@ def _release(site: Site, number: int) -> str:
     return name
 
 
-def _command(site: Site, strategy: str) -> tuple[bool, str]:
+def _command(site: Site, strategy: str) -> tuple[bool, str, dict[str, float]]:
+    """Run reload_gunicorn; returns (ok, message, seconds per phase incl. 'startup')."""
+    started = time.monotonic()
     ran = site.manage("reload_gunicorn", "--strategy", strategy, "--json", check=False, timeout=300)
+    wall = time.monotonic() - started
     try:
         data = json.loads(ran.stdout)
     except ValueError:
-        return False, (ran.stderr or ran.stdout)[-300:]
-    return bool(data.get("ok")), data.get("message", "")
+        return False, (ran.stderr or ran.stdout)[-300:], {}
+    phases = {p["name"]: p["seconds"] for p in data.get("phases", [])}
+    phases["startup and exit"] = round(wall - data.get("duration", wall), 3)
+    return bool(data.get("ok")), data.get("message", ""), phases
 
 
 def trial(method: str, server: Gunicorn, site: Site, number: int) -> tuple[Trial, Gunicorn]:
@@ -148,8 +159,9 @@ def trial(method: str, server: Gunicorn, site: Site, number: int) -> tuple[Trial
     watcher = Watcher(old)
     started = time.monotonic()
     note = ""
+    phases: dict[str, float] = {}
     if method in ("usr2", "hup"):
-        ok, note = _command(site, method)
+        ok, note, phases = _command(site, method)
     elif method == "kill-hup":
         os.kill(master, signal.SIGHUP)
         ok = bool(
@@ -172,11 +184,24 @@ def trial(method: str, server: Gunicorn, site: Site, number: int) -> tuple[Trial
     retired = (gone - started) if gone else float("nan")
     end = max(gone or started, time.monotonic()) + SETTLE
     time.sleep(SETTLE)
-    return Trial(method, bool(ok), retired, (started, end), note if not ok else ""), server
+    return Trial(method, bool(ok), retired, (started, end), note if not ok else "", phases), server
 
 
 def summarize(method: str, trials: list[Trial], hits: list[Hit]) -> MethodResult:
     inside = [h for h in hits if any(t.window[0] <= h.started <= t.window[1] for t in trials)]
+    for t in trials:
+        mine = [h for h in hits if t.window[0] <= h.started <= t.window[1]]
+        if mine:
+            worst = max(mine, key=lambda h: h.latency)
+            t.worst_ms, t.worst_at_s = (
+                round(worst.latency * 1000, 1),
+                round(worst.started - t.window[0], 2),
+            )
+    names = [n for t in trials for n in t.phases]
+    phase_medians = {
+        n: round(statistics.median(t.phases[n] for t in trials if n in t.phases), 2)
+        for n in dict.fromkeys(names)
+    }
     latencies = sorted(h.latency for h in inside) or [0.0]
     retired = [t.seconds_to_retired for t in trials if t.seconds_to_retired == t.seconds_to_retired]
     return MethodResult(
@@ -192,6 +217,9 @@ def summarize(method: str, trials: list[Trial], hits: list[Hit]) -> MethodResult
         retired_median_s=round(statistics.median(retired), 2) if retired else float("nan"),
         retired_max_s=round(max(retired), 2) if retired else float("nan"),
         notes=sorted({t.note for t in trials if t.note})[:3],
+        phase_medians_s=phase_medians,
+        worst_per_reload_ms=[t.worst_ms for t in trials],
+        worst_at_s=[t.worst_at_s for t in trials],
     )
 
 
@@ -201,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reloads", type=int, default=20, help="reloads per method (default 20)")
     parser.add_argument("--clients", type=int, default=4, help="load generator threads (default 4)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.005,
+        help="seconds each client waits between requests (default 0.005: a steady load that leaves "
+        "the CPU some headroom; 0 saturates the 2 cores and measures CPU contention instead)",
+    )
     parser.add_argument("--steady", type=float, default=10.0, help="seconds of steady load first")
     parser.add_argument(
         "--methods",
@@ -274,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "boot_delay_s": float(BOOT_DELAY),
         "workers": WORKERS,
         "clients": args.clients,
+        "pause_s": args.pause,
         "reloads_per_method": args.reloads,
         "total_seconds": round(time.monotonic() - started_all, 1),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
@@ -294,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r.method} | {r.succeeded}/{r.reloads} | {r.requests} | {r.failed} | {r.worst_latency_ms:.0f} ms "
             f"| {r.p99_in_windows_ms:.0f} ms | {r.retired_median_s:.2f} s / {r.retired_max_s:.2f} s |"
         )
+    for r in results:
+        if r.phase_medians_s:
+            print(
+                f"{r.method} phases (median s): "
+                + ", ".join(f"{k} {v}" for k, v in r.phase_medians_s.items())
+            )
+        print(f"{r.method} worst latency per reload (ms): {r.worst_per_reload_ms}")
+        print(f"{r.method} ... started this long after the command (s): {r.worst_at_s}")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -79,11 +79,13 @@ def run(root: Path) -> int:
     problems: list[str] = []
     try:
         server.start()
-        print(f"Gunicorn master {server.master_pid()} serves http://127.0.0.1:{server.port}/: {served(server)}")
+        print(
+            f"Gunicorn master {server.master_pid()} serves http://127.0.0.1:{server.port}/: {served(server)}"
+        )
 
         title("A new release: v2, deployed under load")
         sha = site.commit_release("v2", message="Release v2: a friendlier home page")
-        print(f"committed and pushed {sha[:10]} \"Release v2: a friendlier home page\"")
+        print(f'committed and pushed {sha[:10]} "Release v2: a friendlier home page"')
         before = served(server)
         result, report = deploy_under_load(site, server, LoadGenerator)
         print("$ python manage.py deploy")
@@ -96,39 +98,59 @@ def run(root: Path) -> int:
             problems.append("the good release did not deploy cleanly")
 
         title("A broken release: v3, whose data migration fails")
-        bad = site.commit_release("v3", {"notes/migrations/0002_broken.py": BROKEN_MIGRATION},
-                                  message="Release v3: a data migration that fails")
-        print(f"committed and pushed {bad[:10]} \"Release v3: a data migration that fails\"")
+        bad = site.commit_release(
+            "v3",
+            {"notes/migrations/0002_broken.py": BROKEN_MIGRATION},
+            message="Release v3: a data migration that fails",
+        )
+        print(f'committed and pushed {bad[:10]} "Release v3: a data migration that fails"')
         result, report = deploy_under_load(site, server, LoadGenerator)
         print("$ python manage.py deploy")
         print(result.stdout.rstrip() or result.stderr.rstrip())
-        print(f"\nexit code {result.returncode} (1: failed and rolled back, the previous release serves)")
-        print(f"served now: {served(server)}; server checkout at {site.server_head()[:10]} on {site.server_branch()}")
+        print(
+            f"\nexit code {result.returncode} (1: failed and rolled back, the previous release serves)"
+        )
+        print(
+            f"served now: {served(server)}; server checkout at {site.server_head()[:10]} on {site.server_branch()}"
+        )
         print(f"load: {report.summary()}")
         print(f"failed requests during the failed deploy: {report.failed}")
-        if result.returncode != 1 or report.failed or server.served_release() != "v2" or site.server_head() != sha:
+        if (
+            result.returncode != 1
+            or report.failed
+            or server.served_release() != "v2"
+            or site.server_head() != sha
+        ):
             problems.append("the broken release was not refused and rolled back cleanly")
 
         title("Deploying again: the rolled-back release is refused until a newer commit or --force")
         again = site.manage("deploy", "--no-input", check=False, timeout=STEP_TIMEOUT)
-        print(again.stdout.strip().splitlines()[-1] if again.stdout.strip() else again.stderr.strip())
+        print(
+            again.stdout.strip().splitlines()[-1] if again.stdout.strip() else again.stderr.strip()
+        )
 
         title("python manage.py deploy --history")
         history = site.manage("deploy", "--history", check=False, timeout=STEP_TIMEOUT)
         print(history.stdout.rstrip() or history.stderr.rstrip())
     finally:
         server.stop()
-        print(f"\nGunicorn stopped (master {', '.join(map(str, sorted(server.seen_masters))) or '-'}).")
+        print(
+            f"\nGunicorn stopped (master {', '.join(map(str, sorted(server.seen_masters))) or '-'})."
+        )
     if problems:
         print("DEMO FAILED: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print("Demo finished: 0 failed requests, the good release deployed, the broken one rolled back.")
+    print(
+        "Demo finished: 0 failed requests, the good release deployed, the broken one rolled back."
+    )
     return 0
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", type=Path, help="folder for the demo site (default: a temporary one)")
+    parser.add_argument(
+        "--dir", type=Path, help="folder for the demo site (default: a temporary one)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the demo folder afterwards")
     args = parser.parse_args(argv)
     ensure_in_venv()

@@ -42,12 +42,17 @@ def db_rows(site: Site, sql: str, *params: object) -> list[tuple]:
 
 
 def step_outputs(site: Site, deployment_id: int) -> str:
-    rows = db_rows(site, "SELECT name, detail, output FROM django_zerodeploy_deploymentstep "
-                         "WHERE deployment_id = ?", deployment_id)
+    rows = db_rows(
+        site,
+        "SELECT name, detail, output FROM django_zerodeploy_deploymentstep WHERE deployment_id = ?",
+        deployment_id,
+    )
     return "\n".join(f"{n}: {d}\n{o}" for n, d, o in rows)
 
 
-def under_load(site: Site, server: Gunicorn, load_factory, *args: str, clients: int = 3, **env: str):
+def under_load(
+    site: Site, server: Gunicorn, load_factory, *args: str, clients: int = 3, **env: str
+):
     """Deploy while the load generator runs; returns (deploy result, load report)."""
     load = load_factory(port=server.port, clients=clients, max_seconds=240, timeout=30).start()
     time.sleep(0.3)
@@ -100,7 +105,16 @@ def test_good_release_deploys_under_load(site, gunicorn_factory, load_factory):
     assert statuses["install"] == "skipped"  # requirements unchanged
     assert statuses["migrate"] == "skipped"  # no migrations
     assert statuses["collectstatic"] == "skipped"  # no static change
-    for name in ("lock", "environment", "fetch", "prepare", "preflight", "checkout", "reload", "verify"):
+    for name in (
+        "lock",
+        "environment",
+        "fetch",
+        "prepare",
+        "preflight",
+        "checkout",
+        "reload",
+        "verify",
+    ):
         assert statuses[name] == "ok", record["steps"]
         assert step(record, name)["duration"] is not None
 
@@ -133,7 +147,9 @@ def test_requirement_change_runs_install_and_collectstatic(site, gunicorn_factor
     server = gunicorn_factory(workers=2)
     requirements = original(site, "requirements.txt")
     assert "psutil" in requirements  # already satisfied: pip runs without the network
-    v2 = site.commit_release("v2", {"requirements.txt": requirements + "# pinned for the demo\npsutil>=5.9\n"})
+    v2 = site.commit_release(
+        "v2", {"requirements.txt": requirements + "# pinned for the demo\npsutil>=5.9\n"}
+    )
     result, report = under_load(site, server, load_factory)
     assert result.returncode == 0, show(result)
     assert report.failed == 0, report.summary()
@@ -168,11 +184,14 @@ def test_dry_run_changes_nothing(site, gunicorn_factory, load_factory):
         "    operations = [migrations.CreateModel('Tag', [('id', models.BigAutoField(primary_key=True)),"
         " ('name', models.CharField(max_length=20))])]\n"
     )
-    v2 = site.commit_release("v2", {
-        "requirements.txt": original(site, "requirements.txt") + "psutil>=5.9\n",
-        "notes/migrations/0002_tag.py": migration,
-        "notes/static/notes/extra.css": "p { margin: 0; }\n",
-    })
+    v2 = site.commit_release(
+        "v2",
+        {
+            "requirements.txt": original(site, "requirements.txt") + "psutil>=5.9\n",
+            "notes/migrations/0002_tag.py": migration,
+            "notes/static/notes/extra.css": "p { margin: 0; }\n",
+        },
+    )
     before = snapshot(site, server)
     load = load_factory(port=server.port, clients=2, max_seconds=120).start()
     result = deploy(site, "--dry-run")
@@ -187,7 +206,11 @@ def test_dry_run_changes_nothing(site, gunicorn_factory, load_factory):
     assert f"{v2[:10]} Release v2" in out  # the commits
     assert "requirements.txt" in out and "notes/migrations/0002_tag.py" in out  # changed files
     assert "notes.0002_tag" in out  # pending migrations
-    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and len(line.split()) > 1}
+    lines = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.startswith("  ") and len(line.split()) > 1
+    }
     assert lines["install"].split()[1] == "run" and "requirements.txt changed" in lines["install"]
     assert lines["migrate"].split()[1] == "run"
     assert lines["collectstatic"].split()[1] == "run"
@@ -269,11 +292,14 @@ def test_modified_tracked_file_on_the_server_refuses(site, gunicorn_factory, loa
     assert history(site) == []  # refused before it started: no record
 
 
-@pytest.mark.parametrize("args", [
-    ["--ref=--upload-pack=touch pwned"],
-    ["--ref=-x"],
-    ["--rollback=--output=pwned"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--ref=--upload-pack=touch pwned"],
+        ["--ref=-x"],
+        ["--rollback=--output=pwned"],
+    ],
+)
 def test_ref_starting_with_a_dash_is_refused(site, gunicorn_factory, load_factory, args):
     server = gunicorn_factory(workers=1)
     v1 = site.server_head()
@@ -316,10 +342,11 @@ def test_no_reload_deploys_without_gunicorn_and_runs_extra_steps(site):
     assert_clean_checkout(site, v3)
 
 
-def test_json_result(site, gunicorn_factory, load_factory):
+def test_json_result_and_verify_without_healthz_url(site, gunicorn_factory, load_factory):
+    """Without HEALTHZ_URL the verify step asks the workers' own ready reports."""
     server = gunicorn_factory(workers=2)
     v2 = site.commit_release("v2")
-    result, report = under_load(site, server, load_factory, "--json")
+    result, report = under_load(site, server, load_factory, "--json", ZERODEPLOY_HEALTHZ_URL="")
     assert result.returncode == 0, show(result)
     assert report.failed == 0, report.summary()
     data = json.loads(result.stdout)  # progress went to stderr
@@ -327,3 +354,34 @@ def test_json_result(site, gunicorn_factory, load_factory):
     assert data["target_sha"] == v2 and data["deployment_id"]
     assert "reload" in [s["name"] for s in data["steps"]]
     assert "  reload" in result.stderr
+    verify = next(s for s in data["steps"] if s["name"] == "verify")
+    assert verify["status"] == "ok" and f"workers report ['{v2}']" in verify["detail"]
+    assert server.served_releases() == {"v2"}
+
+
+def test_check_migrations_classifies_the_current_code(site):
+    """--check-migrations (for CI) exits with the migration safety check's code; no deploy."""
+    ok = deploy(site, "--check-migrations")
+    assert ok.returncode == 0, show(ok)
+    remove = (
+        "from django.db import migrations\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('notes', '0001_initial')]\n"
+        "    operations = [migrations.RemoveField('note', 'created_at')]\n"
+    )
+    (site.server / "notes" / "migrations" / "0002_remove.py").write_text(remove)
+    refused = deploy(site, "--check-migrations")
+    assert refused.returncode == 1, show(refused)
+    assert "RemoveField" in refused.stdout + refused.stderr
+    assert history(site) == []
+
+
+def test_gunicorn_not_running_needs_a_person(site):
+    """The site is not served at all: exit 3 before anything changes (--no-reload deploys)."""
+    v1 = site.server_head()
+    site.commit_release("v2")
+    result = deploy(site)
+    assert result.returncode == 3, show(result)
+    assert "no Gunicorn master of this project" in result.stdout
+    assert_clean_checkout(site, v1)
+    assert history(site) == []

@@ -38,14 +38,22 @@ def start_deploy(site: Site, *args: str) -> subprocess.Popen[str]:
     """A deploy in the background, as a second operator would start it."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "deploy", "--no-input", *args],
-        cwd=site.server, env=site.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=site.server,
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def step_status(site: Site, name: str) -> str | None:
     with contextlib.suppress(Exception):
-        rows = db_rows(site, "SELECT status FROM django_zerodeploy_deploymentstep WHERE name = ? "
-                             "ORDER BY id DESC LIMIT 1", name)
+        rows = db_rows(
+            site,
+            "SELECT status FROM django_zerodeploy_deploymentstep WHERE name = ? "
+            "ORDER BY id DESC LIMIT 1",
+            name,
+        )
         return rows[0][0] if rows else None
     return None
 
@@ -58,7 +66,9 @@ def lock_holder(site: Site) -> dict:
 
 def test_two_deploys_at_once(site, gunicorn_factory, load_factory):
     server = gunicorn_factory(workers=2)
-    v2 = site.commit_release("v2", {"notes/migrations/0002_slow.py": SLOW_MIGRATION.format(seconds=6)})
+    v2 = site.commit_release(
+        "v2", {"notes/migrations/0002_slow.py": SLOW_MIGRATION.format(seconds=6)}
+    )
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
     first = start_deploy(site)
     try:
@@ -91,10 +101,14 @@ def test_two_deploys_at_once(site, gunicorn_factory, load_factory):
     assert statuses == ["nothing", "succeeded"]  # the refused one left no record
 
 
-def test_deploy_killed_during_a_slow_migration_then_a_successful_one(site, gunicorn_factory, load_factory):
+def test_deploy_killed_during_a_slow_migration_then_a_successful_one(
+    site, gunicorn_factory, load_factory
+):
     server = gunicorn_factory(workers=2)
     v1 = site.server_head()
-    v2 = site.commit_release("v2", {"notes/migrations/0002_slow.py": SLOW_MIGRATION.format(seconds=8)})
+    v2 = site.commit_release(
+        "v2", {"notes/migrations/0002_slow.py": SLOW_MIGRATION.format(seconds=8)}
+    )
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
     try:
         killed = start_deploy(site)

@@ -44,22 +44,32 @@ def files_for(case: str, site: Site) -> tuple[dict[str, str], dict[str, str]]:
     if case == "bad_requirement":
         requirements = original(site, "requirements.txt") + "nonexistent-zerodeploy-demo-pkg==1.0\n"
         # credentials in an index URL must never reach the record; the index refuses at once
-        env = {"PIP_INDEX_URL": f"https://deployer:{SECRET}@127.0.0.1:9/simple", "PIP_RETRIES": "0",
-               "PIP_TIMEOUT": "5"}
+        env = {
+            "PIP_INDEX_URL": f"https://deployer:{SECRET}@127.0.0.1:9/simple",
+            "PIP_RETRIES": "0",
+            "PIP_TIMEOUT": "5",
+        }
         return {"requirements.txt": requirements}, env
     if case == "settings_import_error":
-        return {"exampleproject/settings.py": original(site, "exampleproject/settings.py")
-                + "\nimport nonexistent_settings_helper  # noqa\n"}, {}
+        return {
+            "exampleproject/settings.py": original(site, "exampleproject/settings.py")
+            + "\nimport nonexistent_settings_helper  # noqa\n"
+        }, {}
     if case == "urlconf_import_error":
-        return {"exampleproject/urls.py": original(site, "exampleproject/urls.py")
-                + "\nfrom notes.views import view_that_does_not_exist  # noqa\n"}, {}
+        return {
+            "exampleproject/urls.py": original(site, "exampleproject/urls.py")
+            + "\nfrom notes.views import view_that_does_not_exist  # noqa\n"
+        }, {}
     if case == "check_error":
         models = original(site, "notes/models.py") + (
             "\n\nclass Label(models.Model):\n    price = models.DecimalField()  # fields.E130: no decimal_places\n"
         )
         return {"notes/models.py": models}, {}
     if case == "failing_migration":
-        return {"notes/migrations/0002_tag.py": CREATE_TAG, "notes/migrations/0003_boom.py": FAILING}, {}
+        return {
+            "notes/migrations/0002_tag.py": CREATE_TAG,
+            "notes/migrations/0003_boom.py": FAILING,
+        }, {}
     if case == "smoke_5xx":
         views = original(site, "notes/views.py").replace(
             "def home(request):\n", "def home(request):\n    raise ValueError('home is broken')\n"
@@ -84,7 +94,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("case", "failing", "status", "words"), CASES, ids=[c[0] for c in CASES])
-def test_broken_release_is_refused_or_rolled_back(site, gunicorn_factory, load_factory, case, failing, status, words):
+def test_broken_release_is_refused_or_rolled_back(
+    site, gunicorn_factory, load_factory, case, failing, status, words
+):
     server = gunicorn_factory(workers=2)
     v1 = site.server_head()
     files, env = files_for(case, site)
@@ -118,7 +130,9 @@ def test_broken_release_is_refused_or_rolled_back(site, gunicorn_factory, load_f
         assert SECRET not in outputs and SECRET not in result.stdout + result.stderr
         assert step(record, "rollback:install")["status"] == "ok"  # previous requirements again
     if case == "failing_migration":
-        applied = db_rows(site, "SELECT name FROM django_migrations WHERE app = 'notes' ORDER BY name")
+        applied = db_rows(
+            site, "SELECT name FROM django_migrations WHERE app = 'notes' ORDER BY name"
+        )
         assert [r[0] for r in applied] == ["0001_initial", "0002_tag"]
         assert record["applied_migrations"] == ["notes.0002_tag"]
         assert "not reversed" in record["message"]

@@ -30,8 +30,13 @@ HOLDER = (
 def hold(path: Path, seconds: float) -> subprocess.Popen[str]:
     """Another process holding the lock (own process group, stopped by pid)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], env=env,
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(seconds)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc
 
@@ -105,7 +110,9 @@ def test_lock_file_is_not_inherited_by_subprocesses(tmp_path):
     """A step's subprocess must not keep the lock alive after the deploy is gone."""
     path = tmp_path / "deploy.lock"
     lock = DeployLock(path).acquire()
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
     try:
         lock.release()
         assert not DeployLock(path).is_held()

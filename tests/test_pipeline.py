@@ -34,12 +34,19 @@ def test_steps_read_top_to_bottom_in_the_documented_order():
 
 def test_extra_steps_go_after_their_anchor_in_settings_order():
     extra = [
-        {"name": "compilemessages", "after": "install", "command": ["python", "manage.py", "compilemessages"]},
+        {
+            "name": "compilemessages",
+            "after": "install",
+            "command": ["python", "manage.py", "compilemessages"],
+        },
         {"name": "npm", "after": "migrate", "command": ["npm", "run", "build"]},
         {"name": "second", "after": "install", "command": ["true"]},
     ]
     names = [s.name for s in default_steps(extra=extra)]
-    assert names[names.index("install") + 1: names.index("install") + 3] == ["compilemessages", "second"]
+    assert names[names.index("install") + 1 : names.index("install") + 3] == [
+        "compilemessages",
+        "second",
+    ]
     assert names[names.index("migrate") + 1] == "npm"
     assert names.index("npm") < names.index("collectstatic")
     assert isinstance(default_steps(extra=extra)[names.index("npm")], ExtraStep)
@@ -51,7 +58,9 @@ def test_requirement_files_follow_includes(tmp_path):
     (tmp_path / "requirements" / "base.txt").write_text("-c constraints.txt\npsutil\n")
     (tmp_path / "requirements" / "constraints.txt").write_text("psutil<99\n")
     assert requirement_files(tmp_path) == [
-        "requirements.txt", "requirements/base.txt", "requirements/constraints.txt",
+        "requirements.txt",
+        "requirements/base.txt",
+        "requirements/constraints.txt",
     ]
 
 
@@ -62,17 +71,21 @@ def test_applied_migrations_are_read_from_either_command():
     )
     assert applied_from_output(django_output) == ["notes.0002_tag"]
     assert applied_from_output("applied notes.0002_tag\napplied shop.0007_price\n") == [
-        "notes.0002_tag", "shop.0007_price",
+        "notes.0002_tag",
+        "shop.0007_price",
     ]
 
 
-@pytest.mark.parametrize("options", [
-    DeployOptions(ref="--upload-pack=touch x"),
-    DeployOptions(ref="-x"),
-    DeployOptions(rollback="--output=x"),
-    DeployOptions(ref="main", rollback=True),
-    DeployOptions(wait_lock=-1),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        DeployOptions(ref="--upload-pack=touch x"),
+        DeployOptions(ref="-x"),
+        DeployOptions(rollback="--output=x"),
+        DeployOptions(ref="main", rollback=True),
+        DeployOptions(wait_lock=-1),
+    ],
+)
 def test_bad_options_are_usage_errors(options):
     with pytest.raises(CommandFailure) as refused:
         validate_options(options)
@@ -86,10 +99,19 @@ def test_good_options_pass():
 
 
 def test_result_as_dict_is_json_ready():
-    result = DeployResult(0, "succeeded", "Deployed", 3, "a" * 40, "b" * 40, mixed_window=1.23456, duration=2.5)
+    result = DeployResult(
+        0, "succeeded", "Deployed", 3, "a" * 40, "b" * 40, mixed_window=1.23456, duration=2.5
+    )
     data = result.as_dict()
     assert data["exit_code"] == 0 and data["deployment_id"] == 3 and data["mixed_window"] == 1.235
-    assert set(data) >= {"exit_code", "status", "message", "deployment_id", "target_sha", "previous_sha"}
+    assert set(data) >= {
+        "exit_code",
+        "status",
+        "message",
+        "deployment_id",
+        "target_sha",
+        "previous_sha",
+    }
 
 
 def test_step_line_has_name_status_and_time():
@@ -115,8 +137,15 @@ def test_subprocess_environment_points_into_the_tree(tmp_path, monkeypatch):
 # -- records -----------------------------------------------------------------------------------
 def make(status: str, sha: str, minutes_ago: int = 0, **extra) -> Deployment:
     when = timezone.now() - timedelta(minutes=minutes_ago)
-    return Deployment.objects.create(status=status, target_sha=sha, created_at=when, started_at=when,
-                                     finished_at=when, host=records.hostname(), **extra)
+    return Deployment.objects.create(
+        status=status,
+        target_sha=sha,
+        created_at=when,
+        started_at=when,
+        finished_at=when,
+        host=records.hostname(),
+        **extra,
+    )
 
 
 @pytest.mark.django_db
@@ -153,7 +182,10 @@ def test_rollback_target_is_the_success_before_the_serving_one():
     make("rolled_back", "2" * 40, 20)
     make("succeeded", "3" * 40, 10)
     assert records.rollback_target(True, {"3" * 40}, None, FakeGit())[0] == "1" * 40
-    assert records.rollback_target(str(first.pk), set(), None, FakeGit()) == ("1" * 40, f"rollback to #{first.pk}")
+    assert records.rollback_target(str(first.pk), set(), None, FakeGit()) == (
+        "1" * 40,
+        f"rollback to #{first.pk}",
+    )
     assert records.rollback_target("cafe", set(), None, FakeGit())[0] == "c" * 40
     failed = make("failed", "4" * 40, 5)
     with pytest.raises(CommandFailure) as refused:
@@ -175,7 +207,10 @@ def test_rollback_without_history_says_what_to_do():
 def test_recorded_output_is_redacted_and_bounded():
     recorder = Recorder(warn=lambda line: None)
     recorder.open({"status": "running", "host": records.hostname()}, ["install"], [])
-    noisy = "x" * 5000 + "\nfetching https://deployer:hunter2secret@pypi.example/simple\nPIP_INDEX_URL=https://a:b@c/simple\n"
+    noisy = (
+        "x" * 5000
+        + "\nfetching https://deployer:hunter2secret@pypi.example/simple\nPIP_INDEX_URL=https://a:b@c/simple\n"
+    )
     recorder.save_step(0, StepResult("install", "failed", "pip install exited 1", 1.0, 1, noisy))
     row = DeploymentStep.objects.get(deployment=recorder.deployment, name="install")
     assert "hunter2secret" not in row.output and "https://***@pypi.example" in row.output
@@ -201,12 +236,26 @@ def test_running_records_are_marked_interrupted():
 @pytest.mark.django_db
 def test_history_objects_newest_first():
     older = make("succeeded", "1" * 40, 10, previous_sha="0" * 40, ref="origin/main", trigger="cli")
-    DeploymentStep.objects.create(deployment=older, position=0, name="fetch", status="ok", duration=0.1)
+    DeploymentStep.objects.create(
+        deployment=older, position=0, name="fetch", status="ok", duration=0.1
+    )
     make("failed", "2" * 40, 1, trigger="admin")
     rows = public_history(limit=5)
     assert [r["target_sha"][0] for r in rows] == ["2", "1"]
-    keys = {"id", "status", "previous_sha", "target_sha", "ref", "trigger", "started_at", "finished_at", "steps"}
+    keys = {
+        "id",
+        "status",
+        "previous_sha",
+        "target_sha",
+        "ref",
+        "trigger",
+        "started_at",
+        "finished_at",
+        "steps",
+    }
     assert keys <= set(rows[0])
-    assert rows[1]["steps"] == [{"name": "fetch", "status": "ok", "duration": 0.1, "detail": "", "returncode": None}]
+    assert rows[1]["steps"] == [
+        {"name": "fetch", "status": "ok", "duration": 0.1, "detail": "", "returncode": None}
+    ]
     assert public_history(limit=1)[0]["id"] == rows[0]["id"]
     assert "succeeded" in records.history_table(rows)

@@ -21,14 +21,27 @@ def live(site, monkeypatch):
     """This process deploys ``site.server``: its subprocesses get the site's environment
     (settings module, database); the records go to the test database."""
     for name, value in site.env().items():
-        if name in ("DJANGO_SETTINGS_MODULE", "EXAMPLE_DB_PATH", "EXAMPLE_STATIC_ROOT",
-                    "ZERODEPLOY_RUNTIME_DIR", "PATH"):
+        if name in (
+            "DJANGO_SETTINGS_MODULE",
+            "EXAMPLE_DB_PATH",
+            "EXAMPLE_STATIC_ROOT",
+            "ZERODEPLOY_RUNTIME_DIR",
+            "PATH",
+        ):
             monkeypatch.setenv(name, value)
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    zerodeploy = {"REPO_DIR": str(site.server), "RUNTIME_DIR": str(site.runtime),
-                  "SMOKE_URLS": ["/"], "NOTIFY_ADMINS": True, "MIN_FREE_DISK_MB": 1}
-    with override_settings(ZERODEPLOY=zerodeploy, STATIC_ROOT=str(site.static_root),
-                           ADMINS=[("Ops", "ops@example.com")]):
+    zerodeploy = {
+        "REPO_DIR": str(site.server),
+        "RUNTIME_DIR": str(site.runtime),
+        "SMOKE_URLS": ["/"],
+        "NOTIFY_ADMINS": True,
+        "MIN_FREE_DISK_MB": 1,
+    }
+    with override_settings(
+        ZERODEPLOY=zerodeploy,
+        STATIC_ROOT=str(site.static_root),
+        ADMINS=[("Ops", "ops@example.com")],
+    ):
         yield site
 
 
@@ -75,19 +88,26 @@ def test_queued_record_is_run_into_and_a_failure_mails_admins(live, signals):
     queued = Deployment.objects.create(status="queued", trigger="webhook", username="github")
     views = live.server / "notes" / "views.py"
     views.write_text(views.read_text() + "# edited on the server\n")
-    result = run_deploy(DeployOptions(no_reload=True, trigger="webhook"), deployment=queued, echo=lambda line: None)
+    result = run_deploy(
+        DeployOptions(no_reload=True, trigger="webhook"), deployment=queued, echo=lambda line: None
+    )
     assert result.exit_code == 2 and result.deployment_id == queued.pk
     queued.refresh_from_db()
     assert queued.status == "failed" and "notes/views.py" in queued.message
     assert queued.finished_at is not None and queued.trigger == "webhook"
-    assert [(s.name, s.status) for s in queued.steps.all()] == [("lock", "ok"), ("environment", "failed")]
+    assert [(s.name, s.status) for s in queued.steps.all()] == [
+        ("lock", "ok"),
+        ("environment", "failed"),
+    ]
     assert signals.seen == [("finished", queued.pk, "failed")]
     assert len(mail.outbox) == 1 and "failed" in mail.outbox[0].subject
 
 
 def test_failed_preflight_is_recorded_and_leaves_the_live_tree(live):
     v1 = live.server_head()
-    broken = live.commit_release("v2", {"exampleproject/urls.py": "raise ImportError('urls are broken')\n"})
+    broken = live.commit_release(
+        "v2", {"exampleproject/urls.py": "raise ImportError('urls are broken')\n"}
+    )
     result = run_deploy(DeployOptions(no_reload=True), echo=lambda line: None)
     assert result.exit_code == 1 and result.status == "failed"
     assert result.target_sha == broken and live.server_head() == v1
@@ -100,7 +120,11 @@ def test_build_plan_is_what_the_admin_shows(live):
     plan = build_plan(DeployOptions(no_reload=True))
     assert plan.target_sha == v2 and not plan.nothing_to_deploy
     decided = {s.name: s.run for s in plan.steps}
-    assert decided["collectstatic"] is True and decided["install"] is False and decided["reload"] is False
+    assert (
+        decided["collectstatic"] is True
+        and decided["install"] is False
+        and decided["reload"] is False
+    )
     assert plan.as_dict()["changed_files"] == ["notes/release.py", "notes/static/notes/site.css"]
     assert "Dry run: nothing was changed." in plan.as_text()
     assert live.server_head() != v2 and Deployment.objects.count() == 0

@@ -106,7 +106,8 @@ def test_systemd_strategy_runs_systemctl_reload_and_verifies(
 
     assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
     assert log.read_text().splitlines() == [
-        f"show -p MainPID --value {UNIT}",
+        f"show -p MainPID --value {UNIT}",  # to find the master
+        f"show -p MainPID --value {UNIT}",  # it is still MainPID right before the reload
         f"reload {UNIT}",
         f"show -p MainPID --value {UNIT}",
     ]

@@ -42,6 +42,7 @@ class Context:
     expected_release: str  # the release the checkout holds ('' when unknown)
     unit: str | None
     recorder: Recorder
+    strategy: str = ""
 
     def result(self, ok: bool, code: int, message: str, **extra: object) -> ReloadResult:
         result = ReloadResult(
@@ -55,8 +56,6 @@ class Context:
         for key, value in extra.items():
             setattr(result, key, value)
         return result
-
-    strategy: str = ""
 
 
 @dataclass
@@ -157,6 +156,16 @@ def refusal(strategy: str, ctx: Context) -> tuple[int, str] | None:
             "The systemd strategy needs the unit: set ZERODEPLOY['GUNICORN_SYSTEMD_UNIT'] "
             "or pass --unit."
         )
+    if strategy == "systemd":
+        try:
+            main = systemd.main_pid(ctx.unit or "")
+        except CommandFailure as exc:
+            return USAGE, exc.message
+        if main != master.pid:
+            return USAGE, (
+                f"{ctx.unit} has MainPID {main}, not this project's Gunicorn master {master.pid}: "
+                "`systemctl reload` would not reach it. Check GUNICORN_SYSTEMD_UNIT / --unit."
+            )
     if strategy == "usr2" and not _reexec_ok(ctx):
         return USAGE, (
             f"Gunicorn master {master.pid} was started with `python -m gunicorn` without "

@@ -84,7 +84,9 @@ def run_deploy(
     if options.dry_run:
         plan = build_plan(options)
         echo(plan.as_text())
-        return DeployResult(plan.exit_code, "dry_run", plan.as_text(), None, plan.target_sha, plan.previous_sha)
+        return DeployResult(
+            plan.exit_code, "dry_run", plan.as_text(), None, plan.target_sha, plan.previous_sha
+        )
     try:
         runner = Runner(options, deployment, echo)
     except exit_codes.CommandFailure as exc:

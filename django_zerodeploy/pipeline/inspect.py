@@ -43,7 +43,9 @@ def _last(exc: BaseException) -> str:
     """``Type: message``, and the root cause when Django wrapped it (ImproperlyConfigured)."""
     text = f"{type(exc).__name__}: {exc}"
     root = exc
-    while (root.__cause__ or root.__context__) is not None and root is not (root.__cause__ or root.__context__):
+    while (root.__cause__ or root.__context__) is not None and root is not (
+        root.__cause__ or root.__context__
+    ):
         root = root.__cause__ or root.__context__  # type: ignore[assignment]
     if root is not exc:
         text += f" (caused by {type(root).__name__}: {root})"
@@ -59,7 +61,9 @@ def _plan(args: dict[str, Any]) -> tuple[int, str]:
         out = io.StringIO()
         extra = ["--allow-unsafe"] if args.get("allow_unsafe") else []
         try:
-            call_command("zerodeploy_migrations", "plan", "--json", *extra, stdout=out, stderr=io.StringIO())
+            call_command(
+                "zerodeploy_migrations", "plan", "--json", *extra, stdout=out, stderr=io.StringIO()
+            )
             code = 0
         except SystemExit as exc:  # the command exits 1 when it refuses
             code = int(exc.code or 0)
@@ -69,8 +73,17 @@ def _plan(args: dict[str, Any]) -> tuple[int, str]:
 
     executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    pending = [{"app": m.app_label, "name": m.name, "stage": "pre", "acknowledged": False,
-                "operations": []} for m, backwards in plan if not backwards]
+    pending = [
+        {
+            "app": m.app_label,
+            "name": m.name,
+            "stage": "pre",
+            "acknowledged": False,
+            "operations": [],
+        }
+        for m, backwards in plan
+        if not backwards
+    ]
     return 0, json.dumps({"pending": pending, "unsafe": [], "errors": []})
 
 
@@ -123,12 +136,23 @@ def main(argv: list[str]) -> int:
     return 0 if result.get("ok") else 1
 
 
-def inspect(python: str, code_dir: Path, env: dict[str, str], *, smoke_urls: list[str],
-            allow_unsafe: bool, timeout: float) -> Inspection:
+def inspect(
+    python: str,
+    code_dir: Path,
+    env: dict[str, str],
+    *,
+    smoke_urls: list[str],
+    allow_unsafe: bool,
+    timeout: float,
+) -> Inspection:
     """Run the inspection of the release in ``code_dir`` in a fresh interpreter."""
     payload = {"code_dir": str(code_dir), "smoke_urls": smoke_urls, "allow_unsafe": allow_unsafe}
-    ran = proc.run([python, "-m", "django_zerodeploy.pipeline.inspect", json.dumps(payload)],
-                   cwd=code_dir, env=env, timeout=timeout)
+    ran = proc.run(
+        [python, "-m", "django_zerodeploy.pipeline.inspect", json.dumps(payload)],
+        cwd=code_dir,
+        env=env,
+        timeout=timeout,
+    )
     before, _, after = ran.stdout.partition(MARK)
     output = proc.redact("\n".join(filter(None, [before.strip(), ran.stderr.strip()])))
     try:
@@ -137,8 +161,9 @@ def inspect(python: str, code_dir: Path, env: dict[str, str], *, smoke_urls: lis
         data = None
     if data is None:
         why = f"timed out after {timeout:g} s" if ran.timed_out else f"exited {ran.returncode}"
-        return Inspection(False, "setup", f"the release's interpreter {why}: {ran.last_lines(1)}",
-                          output)
+        return Inspection(
+            False, "setup", f"the release's interpreter {why}: {ran.last_lines(1)}", output
+        )
     return Inspection(
         ok=bool(data.get("ok")),
         failed=str(data.get("failed") or ""),

@@ -58,8 +58,13 @@ def plan(project: Project, tree: Path, *, allow_unsafe: bool = False) -> Migrati
         timeout=timeout,
     )
     if not result.ok:
-        return MigrationPlan(False, errors=[result.last_lines(15)], output=result.output,
-                             returncode=result.returncode, source="showmigrations")
+        return MigrationPlan(
+            False,
+            errors=[result.last_lines(15)],
+            output=result.output,
+            returncode=result.returncode,
+            source="showmigrations",
+        )
     pending = []
     for line in result.stdout.splitlines():
         match = _SHOW_PLAN.match(line.strip())
@@ -73,15 +78,22 @@ def _parse_safety(result: proc.ProcResult) -> MigrationPlan:
     return parse_plan(result.returncode, result.stdout, result.output)
 
 
-def parse_plan(returncode: int | None, stdout: str, output: str = "", source: str = SAFETY_COMMAND) -> MigrationPlan:
+def parse_plan(
+    returncode: int | None, stdout: str, output: str = "", source: str = SAFETY_COMMAND
+) -> MigrationPlan:
     """The plan from ``zerodeploy_migrations plan --json`` output (or the same JSON shape)."""
     ok_exit = returncode == 0
     last = "\n".join(output.strip().splitlines()[-15:])
     try:
         data = json.loads(stdout)
     except ValueError:
-        return MigrationPlan(False, errors=[last or "no plan printed"], output=output,
-                             returncode=returncode, source=source)
+        return MigrationPlan(
+            False,
+            errors=[last or "no plan printed"],
+            output=output,
+            returncode=returncode,
+            source=source,
+        )
     pending = [
         Migration(
             str(m.get("app", "")),
@@ -97,8 +109,9 @@ def parse_plan(returncode: int | None, stdout: str, output: str = "", source: st
     if not ok_exit and not errors:
         # "message": the whole refusal (app, migration, operation, why, safe sequence)
         errors = [str(data.get("message") or "") or last]
-    return MigrationPlan(ok, pending, errors, list(data.get("unsafe") or []), output or stdout,
-                         returncode, source)
+    return MigrationPlan(
+        ok, pending, errors, list(data.get("unsafe") or []), output or stdout, returncode, source
+    )
 
 
 def applied_from_output(output: str) -> list[str]:
@@ -113,7 +126,7 @@ def applied_from_output(output: str) -> list[str]:
         match = _APPLYING.search(line)
         if not match:
             continue
-        rest = line[match.end():] + (lines[index + 1] if index + 1 < len(lines) else "")
+        rest = line[match.end() :] + (lines[index + 1] if index + 1 < len(lines) else "")
         if "OK" in rest.split("Applying")[0]:
             applied.append(match["label"])
     return applied

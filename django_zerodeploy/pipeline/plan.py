@@ -68,8 +68,10 @@ class DeployPlan:
         short = (self.target_sha or "?")[:10]
         lines = ["Dry run: nothing was changed."]
         if self.branch:
-            lines.append(f"Live checkout on {self.branch} at {(self.head_sha or '?')[:10]}; serving "
-                         f"{', '.join(s[:10] for s in self.serving) or 'unknown'} (from {self.serving_source or '?'}).")
+            lines.append(
+                f"Live checkout on {self.branch} at {(self.head_sha or '?')[:10]}; serving "
+                f"{', '.join(s[:10] for s in self.serving) or 'unknown'} (from {self.serving_source or '?'})."
+            )
         if self.target_sha:
             lines.append(f"Target: {self.ref} = {short} ({self.target_subject})")
         for problem in self.problems:
@@ -94,10 +96,14 @@ class DeployPlan:
             lines.append("Pending migrations:")
             for migration in self.pending_migrations:
                 ack = " (acknowledged)" if migration.get("acknowledged") else ""
-                lines.append(f"  {migration['app']}.{migration['name']} [{migration.get('stage', 'pre')}-deploy]{ack}")
+                lines.append(
+                    f"  {migration['app']}.{migration['name']} [{migration.get('stage', 'pre')}-deploy]{ack}"
+                )
                 for op in migration.get("operations") or []:
-                    lines.append(f"    {op.get('classification', '?'):<8} {op.get('operation', '')}"
-                                 + (f" - {op['reason']}" if op.get("reason") else ""))
+                    lines.append(
+                        f"    {op.get('classification', '?'):<8} {op.get('operation', '')}"
+                        + (f" - {op['reason']}" if op.get("reason") else "")
+                    )
         elif self.target_sha and not self.nothing_to_deploy:
             lines.append("Pending migrations: none")
         for error in self.migration_errors:
@@ -161,10 +167,16 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
         plan.exit_code = exc.exit_code
         return
     plan.ref, plan.target_sha, plan.target_subject = ctx.ref, ctx.target_sha, ctx.target_subject
-    plan.previous_sha, plan.serving, plan.serving_source = ctx.previous_sha, sorted(ctx.serving), ctx.serving_source
+    plan.previous_sha, plan.serving, plan.serving_source = (
+        ctx.previous_sha,
+        sorted(ctx.serving),
+        ctx.serving_source,
+    )
     if plan.nothing_to_deploy:
-        plan.steps = [PlannedStep(s.name, s.name in ("lock", "environment", "fetch"), "nothing to deploy")
-                      for s in steps]
+        plan.steps = [
+            PlannedStep(s.name, s.name in ("lock", "environment", "fetch"), "nothing to deploy")
+            for s in steps
+        ]
         return
     if not ctx.commits and ctx.previous_sha and ctx.target_sha:
         with contextlib.suppress(GitError):
@@ -180,7 +192,9 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
     except GitError as exc:
         plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
     if ctx.worktree is not None:
-        found = migrations.plan(ctx.project, ctx.worktree, allow_unsafe=ctx.options.allow_unsafe_migrations)
+        found = migrations.plan(
+            ctx.project, ctx.worktree, allow_unsafe=ctx.options.allow_unsafe_migrations
+        )
         ctx.pending = found.pending
         plan.pending_migrations = [m.as_dict() for m in found.pending]
         plan.migration_errors = found.errors
@@ -191,7 +205,11 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
 
 def _decide(step: Step, ctx: DeployContext) -> PlannedStep:
     if isinstance(step, PreflightStep):
-        return PlannedStep(step.name, True, "manage.py check, WSGI import, URLconf, migration plan, in the worktree")
+        return PlannedStep(
+            step.name,
+            True,
+            "manage.py check, WSGI import, URLconf, migration plan, in the worktree",
+        )
     if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS and not ctx.pending_pre:
         return PlannedStep(step.name, True, "in the preflight (no migrations to apply first)")
     if isinstance(step, ExtraStep):
@@ -200,4 +218,6 @@ def _decide(step: Step, ctx: DeployContext) -> PlannedStep:
     run, why = step.should_run(ctx)
     if isinstance(step, InstallStep):
         ctx.installed = run  # collectstatic follows a package change
-    return PlannedStep(step.name, run, why or {"checkout": "git reset --keep in the live tree"}.get(step.name, ""))
+    return PlannedStep(
+        step.name, run, why or {"checkout": "git reset --keep in the live tree"}.get(step.name, "")
+    )

@@ -80,7 +80,9 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _settings_module() -> str:
-    return os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(settings, "SETTINGS_MODULE", "") or ""
+    return (
+        os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(settings, "SETTINGS_MODULE", "") or ""
+    )
 
 
 def _project_rel(repo: Path) -> Path:

@@ -30,7 +30,9 @@ from .project import OWNER_ENV
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
 NOT_RELEASE_STEPS = ("lock", "environment", "fetch", "prepare")
-CANCELLED = "Cancelled"  # message prefix of a deploy stopped by the operator (not the release's fault)
+CANCELLED = (
+    "Cancelled"  # message prefix of a deploy stopped by the operator (not the release's fault)
+)
 
 
 def hostname() -> str:
@@ -90,7 +92,9 @@ class Recorder:
                 self.warn(f"  warning: cannot write the deployment record: {exc}")
             return None
 
-    def open(self, values: dict[str, Any], planned: list[str], done: list[StepResult]) -> Deployment | None:
+    def open(
+        self, values: dict[str, Any], planned: list[str], done: list[StepResult]
+    ) -> Deployment | None:
         """Create (or take over a queued) record, status running, with one pending row per
         planned step, and the rows of the steps already done."""
 
@@ -105,7 +109,10 @@ class Recorder:
                     deployment.save()
                     deployment.steps.all().delete()
                 rows = DeploymentStep.objects.bulk_create(
-                    [DeploymentStep(deployment=deployment, position=i, name=n) for i, n in enumerate(planned)]
+                    [
+                        DeploymentStep(deployment=deployment, position=i, name=n)
+                        for i, n in enumerate(planned)
+                    ]
                 )
             self.deployment = deployment
             self.rows = dict(enumerate(rows))
@@ -143,7 +150,9 @@ class Recorder:
         def write() -> None:
             nonlocal row
             if row is None or row.pk is None:
-                row = DeploymentStep.objects.create(deployment=self.deployment, position=position, **values)
+                row = DeploymentStep.objects.create(
+                    deployment=self.deployment, position=position, **values
+                )
                 self.rows[position] = row
             else:
                 for key, value in values.items():
@@ -166,7 +175,9 @@ def interrupted_candidates(exclude: int | None) -> list[Deployment]:
     query = Deployment.objects.filter(status=Status.RUNNING, host=hostname())
     if exclude:
         query = query.exclude(pk=exclude)
-    return list(query)
+    # another checkout on this host (sharing the database) has its own lock: not ours to judge
+    lock = str(app_settings.runtime_dir / "deploy.lock")
+    return [d for d in query if (d.options or {}).get("lock", lock) == lock]
 
 
 def orphan_steps(pids: Iterable[int]) -> list[psutil.Process]:
@@ -258,9 +269,11 @@ def cleanup_worktrees(git: Git) -> list[str]:
 # -- the bad-release rule and --rollback ----------------------------------------------------------
 def bad_release(sha: str) -> Deployment | None:
     """The deployment that rolled ``sha`` back, unless a later deploy of it succeeded (--force)."""
-    finished = Deployment.objects.filter(target_sha=sha).exclude(
-        status__in=[Status.QUEUED, Status.RUNNING, Status.NOTHING, Status.INTERRUPTED]
-    ).order_by("-created_at", "-id")
+    finished = (
+        Deployment.objects.filter(target_sha=sha)
+        .exclude(status__in=[Status.QUEUED, Status.RUNNING, Status.NOTHING, Status.INTERRUPTED])
+        .order_by("-created_at", "-id")
+    )
     for deployment in finished[:50]:
         if deployment.status == Status.SUCCEEDED:
             return None
@@ -268,21 +281,28 @@ def bad_release(sha: str) -> Deployment | None:
             continue
         if deployment.status == Status.ROLLED_BACK:
             return deployment
-        failed_release_step = deployment.steps.filter(status=StepStatus.FAILED).exclude(
-            name__in=NOT_RELEASE_STEPS
-        ).exclude(name__startswith="rollback").exists()
+        failed_release_step = (
+            deployment.steps.filter(status=StepStatus.FAILED)
+            .exclude(name__in=NOT_RELEASE_STEPS)
+            .exclude(name__startswith="rollback")
+            .exists()
+        )
         if failed_release_step:
             return deployment
     return None
 
 
-def rollback_target(spec: str | bool, serving: set[str], head: str | None, git: Git) -> tuple[str, str]:
+def rollback_target(
+    spec: str | bool, serving: set[str], head: str | None, git: Git
+) -> tuple[str, str]:
     """(commit, label) that ``--rollback [ID|COMMIT]`` names: a deployment id, a commit, or
     (True) the release that succeeded before the one serving now."""
     if spec is True or spec in ("", None):
         current = serving if serving else ({head} if head else set())
         seen_current = False
-        for deployment in Deployment.objects.filter(status=Status.SUCCEEDED).order_by("-created_at", "-id")[:200]:
+        for deployment in Deployment.objects.filter(status=Status.SUCCEEDED).order_by(
+            "-created_at", "-id"
+        )[:200]:
             if deployment.target_sha in current:
                 seen_current = True
                 continue
@@ -292,8 +312,11 @@ def rollback_target(spec: str | bool, serving: set[str], head: str | None, git: 
         latest = Deployment.objects.filter(status=Status.SUCCEEDED, target_sha__in=current).first()
         if latest and latest.previous_sha:
             return latest.previous_sha, f"rollback to the release before #{latest.pk}"
-        raise CommandFailure("No earlier successful release is recorded: name one with "
-                             "--rollback ID or --rollback COMMIT.", exit_codes.USAGE)
+        raise CommandFailure(
+            "No earlier successful release is recorded: name one with "
+            "--rollback ID or --rollback COMMIT.",
+            exit_codes.USAGE,
+        )
     text = str(spec)
     if text.isdigit() and len(text) < 12:
         deployment = Deployment.objects.filter(pk=int(text)).first()
@@ -301,13 +324,16 @@ def rollback_target(spec: str | bool, serving: set[str], head: str | None, git: 
             if deployment.status != Status.SUCCEEDED or not deployment.target_sha:
                 raise CommandFailure(
                     f"Deployment #{deployment.pk} did not succeed ({deployment.status}): roll back to "
-                    "a release that served.", exit_codes.USAGE)
+                    "a release that served.",
+                    exit_codes.USAGE,
+                )
             return deployment.target_sha, f"rollback to #{deployment.pk}"
     try:
         return git.resolve(text), f"rollback to {text}"
     except GitError as exc:
-        raise CommandFailure(f"--rollback {text!r}: no such deployment id or commit ({exc}).",
-                             exit_codes.USAGE) from None
+        raise CommandFailure(
+            f"--rollback {text!r}: no such deployment id or commit ({exc}).", exit_codes.USAGE
+        ) from None
 
 
 # -- history ----------------------------------------------------------------------------------------
@@ -315,7 +341,9 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def deployment_dict(deployment: Deployment, steps: list[DeploymentStep] | None = None) -> dict[str, Any]:
+def deployment_dict(
+    deployment: Deployment, steps: list[DeploymentStep] | None = None
+) -> dict[str, Any]:
     steps = list(deployment.steps.all()) if steps is None else steps
     return {
         "id": deployment.pk,
@@ -351,14 +379,18 @@ def deployment_dict(deployment: Deployment, steps: list[DeploymentStep] | None =
 
 def history(limit: int = 20) -> list[dict[str, Any]]:
     """Deployments, newest first, as the objects ``deploy --history --json`` prints."""
-    deployments = list(Deployment.objects.order_by("-created_at", "-id").prefetch_related("steps")[: max(limit, 0)])
+    deployments = list(
+        Deployment.objects.order_by("-created_at", "-id").prefetch_related("steps")[: max(limit, 0)]
+    )
     return [deployment_dict(d, list(d.steps.all())) for d in deployments]
 
 
 def history_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "No deployments recorded yet."
-    lines = [f"{'id':>5}  {'status':<12} {'started (UTC)':<20} {'duration':>8}  {'from':<10} {'to':<10} {'trigger':<8} message"]
+    lines = [
+        f"{'id':>5}  {'status':<12} {'started (UTC)':<20} {'duration':>8}  {'from':<10} {'to':<10} {'trigger':<8} message"
+    ]
     for row in rows:
         started = (row["started_at"] or row["created_at"] or "")[:19].replace("T", " ")
         duration = f"{row['duration']:.1f} s" if row["duration"] is not None else "-"
@@ -391,6 +423,7 @@ def options_dict(options: Any) -> dict[str, Any]:
     data.pop("user_id", None)
     data.pop("username", None)
     data["argv"] = [proc.redact(a) for a in sys.argv[1:]][:30] if options.trigger == "cli" else []
+    data["lock"] = str(app_settings.runtime_dir / "deploy.lock")  # which checkout ran it
     return data
 
 

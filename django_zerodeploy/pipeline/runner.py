@@ -65,7 +65,9 @@ class Runner:
         self.echo = echo
         self.project = Project.current()
         git = Git(self.project.repo_dir, timeout=float(app_settings.STEP_TIMEOUT))
-        self.ctx = DeployContext(options, self.project, git, echo, lock=deploy_lock(app_settings.runtime_dir))
+        self.ctx = DeployContext(
+            options, self.project, git, echo, lock=deploy_lock(app_settings.runtime_dir)
+        )
         self.recorder = Recorder(deployment, warn=echo)
         self.opened = False
         self.steps = steps if steps is not None else default_steps()
@@ -94,7 +96,9 @@ class Runner:
             return self._failed(StepFailed(f"{records.CANCELLED} by the operator (interrupt)."))
         except Exception as exc:  # noqa: BLE001 - a bug must still roll back and be recorded
             text = "".join(traceback.format_exception(exc))
-            return self._failed(StepFailed(f"Unexpected error: {type(exc).__name__}: {exc}", output=text))
+            return self._failed(
+                StepFailed(f"Unexpected error: {type(exc).__name__}: {exc}", output=text)
+            )
         finally:
             self._cleanup()
 
@@ -156,15 +160,20 @@ class Runner:
         own = self.recorder.deployment.pk if self.recorder.deployment is not None else None
         stale = records.interrupted_candidates(exclude=own) if self.ctx.lock.held else []
         if stale:
-            records.wait_for_orphans([d.pid for d in stale if d.pid], float(app_settings.STEP_TIMEOUT), self.echo)
+            records.wait_for_orphans(
+                [d.pid for d in stale if d.pid], float(app_settings.STEP_TIMEOUT), self.echo
+            )
         values = records.new_record_values(self.options, self.started_at)
         planned = [s.name for s in self.steps]
         self.recorder.open(values, planned, self.results)
         self.opened = True
         if self.recorder.deployment is not None and self.recorder.deployment.pk:
             self.ctx.deployment = self.recorder.deployment
-            self.ctx.lock.update(deployment_id=self.recorder.deployment.pk, trigger=self.options.trigger,
-                                 ref=self.options.ref or "")
+            self.ctx.lock.update(
+                deployment_id=self.recorder.deployment.pk,
+                trigger=self.options.trigger,
+                ref=self.options.ref or "",
+            )
         if stale:
             self.ctx.interrupted = records.mark_interrupted(stale, self.recorder.deployment)
             self.echo(
@@ -193,7 +202,9 @@ class Runner:
     def _succeeded(self) -> DeployResult:
         ctx = self.ctx
         window = f"; mixed window {ctx.mixed_window:.2f} s" if ctx.mixed_window is not None else ""
-        migrated = f"; applied {', '.join(ctx.applied_migrations)}" if ctx.applied_migrations else ""
+        migrated = (
+            f"; applied {', '.join(ctx.applied_migrations)}" if ctx.applied_migrations else ""
+        )
         reload_note = " (not reloaded: --no-reload)" if self.options.no_reload else ""
         message = (
             f"Deployed {(ctx.target_sha or '')[:10]} ({ctx.target_subject}) in "
@@ -255,7 +266,11 @@ class Runner:
                 return False, result.detail
             if outcome is None:
                 continue
-            result.status, result.detail, result.output = StepStatus.OK, outcome.detail, outcome.output
+            result.status, result.detail, result.output = (
+                StepStatus.OK,
+                outcome.detail,
+                outcome.output,
+            )
             result.duration = time.monotonic() - began
             self._record(position, result)
             self._mark_rolled_back(name)
@@ -274,8 +289,11 @@ class Runner:
         message = proc.redact(message)
         if self.recorder.deployment is not None and not self.opened:
             # a queued record (admin, webhook) that failed before it could start
-            self.recorder.open(records.new_record_values(self.options, self.started_at),
-                               [r.name for r in self.results], self.results)
+            self.recorder.open(
+                records.new_record_values(self.options, self.started_at),
+                [r.name for r in self.results],
+                self.results,
+            )
             self.opened = True
         target = {}
         if ctx.target_sha:
@@ -301,7 +319,11 @@ class Runner:
         if status in (Status.FAILED, Status.ROLLED_BACK) and app_settings.NOTIFY_ADMINS:
             with contextlib.suppress(Exception):
                 ident = f"#{deployment.pk} " if deployment is not None and deployment.pk else ""
-                mail_admins(f"Deploy {ident}{status}: {(ctx.target_sha or '')[:10]}", message, fail_silently=True)
+                mail_admins(
+                    f"Deploy {ident}{status}: {(ctx.target_sha or '')[:10]}",
+                    message,
+                    fail_silently=True,
+                )
         self.echo(message)
         return DeployResult(
             exit_code=exit_code,

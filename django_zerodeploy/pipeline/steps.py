@@ -28,7 +28,9 @@ from . import migrations, records, serving
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
 from .inspect import inspect
 
-_CHECK_ERROR = re.compile(r"\(\w+\.E\d+\)")  # a system check error line: "app.Model.f: (fields.E130) ..."
+_CHECK_ERROR = re.compile(
+    r"\(\w+\.E\d+\)"
+)  # a system check error line: "app.Model.f: (fields.E130) ..."
 
 # Steps before these change nothing of the release; a failure from here on is the release's.
 RELEASE_STEPS_START = "install"
@@ -76,7 +78,9 @@ class LockStep(Step):
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.lock.acquire(
             wait=ctx.options.wait_lock,
-            on_wait=lambda holder: ctx.echo(f"  waiting up to {ctx.options.wait_lock:g} s for {holder.describe()}"),
+            on_wait=lambda holder: ctx.echo(
+                f"  waiting up to {ctx.options.wait_lock:g} s for {holder.describe()}"
+            ),
         )
         return Outcome(f"taken by pid {os.getpid()} ({ctx.lock.path})")
 
@@ -92,7 +96,9 @@ class EnvironmentStep(Step):
             ctx.git.toplevel()
             ctx.head_sha = ctx.git.head()
         except GitError as exc:
-            raise CommandFailure(f"{ctx.live} is not a git checkout with a commit: {exc}", exit_codes.USAGE) from None
+            raise CommandFailure(
+                f"{ctx.live} is not a git checkout with a commit: {exc}", exit_codes.USAGE
+            ) from None
         ctx.branch = ctx.git.current_branch()
         if not ctx.branch:
             raise CommandFailure(
@@ -119,10 +125,14 @@ class EnvironmentStep(Step):
                 validate_ref(ctx.remote_branch)
         except GitError as exc:
             raise CommandFailure(f"Bad REMOTE or BRANCH setting: {exc}", exit_codes.USAGE) from None
-        details.append(f"branch {ctx.branch} -> {ctx.remote}/{ctx.remote_branch or ctx.options.ref}")
+        details.append(
+            f"branch {ctx.branch} -> {ctx.remote}/{ctx.remote_branch or ctx.options.ref}"
+        )
         modified = ctx.git.modified_tracked_files()
         if modified:
-            shown = ", ".join(modified[:20]) + (f" and {len(modified) - 20} more" if len(modified) > 20 else "")
+            shown = ", ".join(modified[:20]) + (
+                f" and {len(modified) - 20} more" if len(modified) > 20 else ""
+            )
             raise CommandFailure(
                 f"Tracked files are modified in {ctx.live}: {shown}. Commit them upstream or "
                 "restore them (git restore FILE) before deploying; the deploy never overwrites them.",
@@ -131,7 +141,8 @@ class EnvironmentStep(Step):
         details.append("clean")
         details += _location_problems(ctx)
         free_mb = min(
-            psutil.disk_usage(str(ctx.live)).free, psutil.disk_usage(str(app_settings.runtime_dir)).free
+            psutil.disk_usage(str(ctx.live)).free,
+            psutil.disk_usage(str(app_settings.runtime_dir)).free,
         ) // (1024 * 1024)
         if free_mb < app_settings.MIN_FREE_DISK_MB:
             raise CommandFailure(
@@ -152,8 +163,13 @@ def _location_problems(ctx: DeployContext) -> list[str]:
     notes = []
     for alias, config in settings.DATABASES.items():
         name = str(config.get("NAME") or "")
-        if "sqlite" in str(config.get("ENGINE", "")) and name and not name.startswith(":memory:") \
-                and "mode=memory" not in name and _inside_live(ctx, Path(name)):
+        if (
+            "sqlite" in str(config.get("ENGINE", ""))
+            and name
+            and not name.startswith(":memory:")
+            and "mode=memory" not in name
+            and _inside_live(ctx, Path(name))
+        ):
             raise CommandFailure(
                 f"DATABASES[{alias!r}]['NAME'] ({name}) lies inside the checkout {ctx.live}: the "
                 "preflight runs the new release from a worktree elsewhere and would open another "
@@ -188,7 +204,9 @@ class FetchStep(Step):
                 if not options.rollback:
                     raise StepFailed(f"Cannot fetch {ctx.remote}: {exc}") from None
                 # a rollback goes back to a commit the checkout already has: no network needed
-                ctx.echo(f"  warning: cannot fetch {ctx.remote} ({exc}); rolling back with local commits")
+                ctx.echo(
+                    f"  warning: cannot fetch {ctx.remote} ({exc}); rolling back with local commits"
+                )
         if ctx.options.no_reload:
             ctx.serving, ctx.serving_source = ({ctx.head_sha} if ctx.head_sha else set()), "HEAD"
         else:
@@ -196,7 +214,9 @@ class FetchStep(Step):
         ctx.target_sha, ctx.ref = self._target(ctx)
         ctx.target_subject = ctx.git.commit(ctx.target_sha).subject
         ctx.previous_sha = self._previous(ctx)
-        ctx.baselines = {s for s in (*ctx.serving, ctx.head_sha, *records.interrupted_shas(ctx.interrupted)) if s}
+        ctx.baselines = {
+            s for s in (*ctx.serving, ctx.head_sha, *records.interrupted_shas(ctx.interrupted)) if s
+        }
         short = ctx.target_sha[:10]
         if (
             not options.force
@@ -231,7 +251,9 @@ class FetchStep(Step):
     def _target(self, ctx: DeployContext) -> tuple[str, str]:
         options = ctx.options
         if options.rollback:
-            sha, label = records.rollback_target(options.rollback, ctx.serving, ctx.head_sha, ctx.git)
+            sha, label = records.rollback_target(
+                options.rollback, ctx.serving, ctx.head_sha, ctx.git
+            )
             return sha, label
         if options.ref:
             for candidate in (f"{ctx.remote}/{options.ref}", options.ref):
@@ -364,15 +386,22 @@ class PreflightStep(Step):
         smoke_urls = list(app_settings.SMOKE_URLS)
         # One fresh interpreter running the new code: checks, WSGI import, URLconf, migration
         # plan, smoke URLs (see inspect.py: one Django start instead of one per check).
-        found = inspect(ctx.project.python, ctx.project.code_dir(tree), ctx.project.env(tree),
-                        smoke_urls=smoke_urls, allow_unsafe=ctx.options.allow_unsafe_migrations,
-                        timeout=_timeout())
+        found = inspect(
+            ctx.project.python,
+            ctx.project.code_dir(tree),
+            ctx.project.env(tree),
+            smoke_urls=smoke_urls,
+            allow_unsafe=ctx.options.allow_unsafe_migrations,
+            timeout=_timeout(),
+        )
         output = found.output
         if not found.ok:
             message = f"Preflight ({found.failed}): {found.message}"
             if found.failed == "check":
                 errors = [ln.strip() for ln in output.splitlines() if _CHECK_ERROR.search(ln)]
-                message = "Preflight (check): manage.py check failed: " + ("; ".join(errors[:5]) or found.message)
+                message = "Preflight (check): manage.py check failed: " + (
+                    "; ".join(errors[:5]) or found.message
+                )
             raise StepFailed(message, output=output)
         plan = migrations.parse_plan(found.plan_returncode, found.plan_stdout, found.plan_stdout)
         ctx.pending = plan.pending
@@ -380,7 +409,8 @@ class PreflightStep(Step):
         if not plan.ok:
             raise StepFailed(
                 "Migration plan refused: " + " ".join(plan.errors)[:1500],
-                output=plan.output, returncode=plan.returncode,
+                output=plan.output,
+                returncode=plan.returncode,
             )
         # plan.unsafe lists only UNacknowledged operations (empty once acknowledged): look at
         # the acknowledged migrations, by --allow-unsafe-migrations or by their own marker
@@ -399,7 +429,9 @@ class PreflightStep(Step):
         parts = ["check, WSGI import, URLconf"]
         if ctx.smoke_done:
             parts.append(f"{len(smoke_urls)} smoke URL(s)")
-        pending = ", ".join(f"{m.label}{' (post)' if m.stage == 'post' else ''}" for m in ctx.pending)
+        pending = ", ".join(
+            f"{m.label}{' (post)' if m.stage == 'post' else ''}" for m in ctx.pending
+        )
         parts.append(f"pending migrations: {pending or 'none'}")
         parts[0] += f" ({found.patterns} URL patterns)"
         return Outcome("; ".join(parts), "\n".join(filter(None, [output, plan.output])), 0)
@@ -429,8 +461,9 @@ class CheckoutStep(Step):
             if head != ctx.previous_sha:
                 ctx.git.move_branch_to(ctx.previous_sha)
         except GitError as exc:
-            raise StepFailed(f"Cannot check out {ctx.previous_sha[:10]} again: {exc}",
-                             exit_code=exit_codes.DOWN) from None
+            raise StepFailed(
+                f"Cannot check out {ctx.previous_sha[:10]} again: {exc}", exit_code=exit_codes.DOWN
+            ) from None
         return Outcome(f"{ctx.branch} back at {ctx.previous_sha[:10]}")
 
 
@@ -447,19 +480,28 @@ class MigrateStep(Step):
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         pending = self.pending(ctx)
         if not pending:
-            return False, "no unapplied migrations" if self.stage == "pre" else "no post-deploy migrations"
+            return (
+                False,
+                "no unapplied migrations" if self.stage == "pre" else "no post-deploy migrations",
+            )
         return True, f"{len(pending)} unapplied: " + ", ".join(m.label for m in pending)[:300]
 
     def command(self, ctx: DeployContext) -> list[str]:
         """The migrate command, run in the live tree (holding the new code by now)."""
         if migrations.safety_available():
-            return ctx.project.manage(ctx.live, migrations.SAFETY_COMMAND, "apply", "--stage", self.stage)
+            return ctx.project.manage(
+                ctx.live, migrations.SAFETY_COMMAND, "apply", "--stage", self.stage
+            )
         return ctx.project.manage(ctx.live, "migrate", "--noinput")
 
     def run(self, ctx: DeployContext) -> Outcome:
         pending = self.pending(ctx)
-        result = proc.run(self.command(ctx), cwd=ctx.project.live_dir, env=ctx.project.env(ctx.live),
-                          timeout=_timeout())
+        result = proc.run(
+            self.command(ctx),
+            cwd=ctx.project.live_dir,
+            env=ctx.project.env(ctx.live),
+            timeout=_timeout(),
+        )
         applied = migrations.applied_from_output(result.stdout)
         if not result.ok:
             applied = self._applied_after_failure(ctx, pending, applied)
@@ -468,7 +510,9 @@ class MigrateStep(Step):
             raise _fail_from(result, "migrate")  # the applied ones are listed in the outcome
         return Outcome(f"applied {', '.join(applied) or 'none'}", result.output, 0)
 
-    def _applied_after_failure(self, ctx: DeployContext, pending: list[Any], seen: list[str]) -> list[str]:
+    def _applied_after_failure(
+        self, ctx: DeployContext, pending: list[Any], seen: list[str]
+    ) -> list[str]:
         """Which of the pending migrations the database holds now (asked, not guessed)."""
         after = migrations.plan(ctx.project, ctx.live, allow_unsafe=True)
         if not after.ok:
@@ -512,7 +556,8 @@ class CollectStaticStep(Step):
             return True, "the serving release is unknown to git"
         sources = _static_sources(ctx)
         changed = [
-            f for f in ctx.changed_files
+            f
+            for f in ctx.changed_files
             if "static" in PurePosixPath(f).parts[:-1]
             or any(f.startswith(s.rstrip("/") + "/") for s in sources)
         ]
@@ -522,8 +567,12 @@ class CollectStaticStep(Step):
         return False, "static sources unchanged"
 
     def _collect(self, ctx: DeployContext) -> proc.ProcResult:
-        return proc.run(ctx.project.manage(ctx.live, "collectstatic", "--noinput"),
-                        cwd=ctx.project.live_dir, env=ctx.project.env(ctx.live), timeout=_timeout())
+        return proc.run(
+            ctx.project.manage(ctx.live, "collectstatic", "--noinput"),
+            cwd=ctx.project.live_dir,
+            env=ctx.project.env(ctx.live),
+            timeout=_timeout(),
+        )
 
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.collected = True
@@ -557,9 +606,13 @@ class SmokeStep(Step):
         from ..preflight import preflight
 
         tree = ctx.new_code
-        result = preflight(ctx.project.code_dir(tree), python=ctx.project.python,
-                           env=ctx.project.env(tree), smoke_urls=list(app_settings.SMOKE_URLS),
-                           timeout=_timeout())
+        result = preflight(
+            ctx.project.code_dir(tree),
+            python=ctx.project.python,
+            env=ctx.project.env(tree),
+            smoke_urls=list(app_settings.SMOKE_URLS),
+            timeout=_timeout(),
+        )
         if not result.ok:
             raise StepFailed(f"Smoke ({result.step}): {result.message}", output=result.output)
         ctx.smoke_done = True
@@ -595,20 +648,31 @@ class ReloadStep(Step):
         try:
             result = self._reload(ctx, lines)
         except CommandFailure as exc:
-            raise StepFailed(f"Reload refused: {exc.message}", output="\n".join(lines),
-                             exit_code=exc.exit_code if exc.exit_code == exit_codes.DOWN else exit_codes.FAILED) from None
+            raise StepFailed(
+                f"Reload refused: {exc.message}",
+                output="\n".join(lines),
+                exit_code=exc.exit_code if exc.exit_code == exit_codes.DOWN else exit_codes.FAILED,
+            ) from None
         output = "\n".join(lines)
         if not result.ok:
             code = exit_codes.DOWN if result.exit_code == exit_codes.DOWN else exit_codes.FAILED
-            raise StepFailed(f"Reload failed: {result.message}", output=output,
-                             returncode=result.exit_code, exit_code=code)
+            raise StepFailed(
+                f"Reload failed: {result.message}",
+                output=output,
+                returncode=result.exit_code,
+                exit_code=code,
+            )
         ctx.reloaded = True
         if ctx.mixed_window_started is not None:
             ctx.mixed_window = time.monotonic() - ctx.mixed_window_started
         ready = f"{result.workers_ready}/{result.workers_expected} workers ready"
         window = f"; mixed window {ctx.mixed_window:.2f} s" if ctx.mixed_window is not None else ""
-        return Outcome(f"{result.strategy}: master {result.old_master_pid} -> {result.new_master_pid}, "
-                       f"{ready}{window}", output, 0)
+        return Outcome(
+            f"{result.strategy}: master {result.old_master_pid} -> {result.new_master_pid}, "
+            f"{ready}{window}",
+            output,
+            0,
+        )
 
     def undo(self, ctx: DeployContext) -> Outcome | None:
         if not ctx.reloaded:
@@ -617,13 +681,22 @@ class ReloadStep(Step):
         try:
             result = self._reload(ctx, lines)
         except CommandFailure as exc:
-            raise StepFailed(f"Reload of the previous release refused: {exc.message}",
-                             output="\n".join(lines), exit_code=exit_codes.DOWN) from None
+            raise StepFailed(
+                f"Reload of the previous release refused: {exc.message}",
+                output="\n".join(lines),
+                exit_code=exit_codes.DOWN,
+            ) from None
         if not result.ok:
-            raise StepFailed(f"Reload of the previous release failed: {result.message}",
-                             output="\n".join(lines), exit_code=exit_codes.DOWN)
-        return Outcome(f"previous release serving again ({result.workers_ready}/{result.workers_expected} workers ready)",
-                       "\n".join(lines), 0)
+            raise StepFailed(
+                f"Reload of the previous release failed: {result.message}",
+                output="\n".join(lines),
+                exit_code=exit_codes.DOWN,
+            )
+        return Outcome(
+            f"previous release serving again ({result.workers_ready}/{result.workers_expected} workers ready)",
+            "\n".join(lines),
+            0,
+        )
 
 
 class VerifyStep(Step):
@@ -691,11 +764,14 @@ class ExtraStep(Step):
         if argv[0] in ("python", "python3"):
             argv[0] = ctx.project.python  # the project's own interpreter
         tree = ctx.new_code
-        env = ctx.project.env(tree, {
-            "ZERODEPLOY_TARGET_SHA": ctx.target_sha or "",
-            "ZERODEPLOY_PREVIOUS_SHA": ctx.previous_sha or "",
-            "ZERODEPLOY_CODE_DIR": str(ctx.project.code_dir(tree)),
-        })
+        env = ctx.project.env(
+            tree,
+            {
+                "ZERODEPLOY_TARGET_SHA": ctx.target_sha or "",
+                "ZERODEPLOY_PREVIOUS_SHA": ctx.previous_sha or "",
+                "ZERODEPLOY_CODE_DIR": str(ctx.project.code_dir(tree)),
+            },
+        )
         result = proc.run(argv, cwd=ctx.project.code_dir(tree), env=env, timeout=_timeout())
         if not result.ok:
             raise _fail_from(result, f"{self.name} ({' '.join(self.command)})")
@@ -724,7 +800,11 @@ def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
         anchor = item["after"]
         # after the anchor and the extra steps already placed after it, in settings order
         index = names.index(anchor) + 1 if anchor in names else len(steps)
-        while index < len(steps) and isinstance(steps[index], ExtraStep) and steps[index].after == anchor:
+        while (
+            index < len(steps)
+            and isinstance(steps[index], ExtraStep)
+            and steps[index].after == anchor
+        ):
             index += 1
         steps.insert(index, ExtraStep(item["name"], anchor, item["command"]))
     return steps

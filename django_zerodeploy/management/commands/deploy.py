@@ -47,31 +47,74 @@ class Command(BaseCommand):
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--ref", help="Branch, tag or commit to deploy (default: REMOTE/BRANCH).")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Show commits, changed files, steps and pending migrations; change nothing.")
-        parser.add_argument("--rollback", nargs="?", const=True, default=None, metavar="ID|COMMIT",
-                            help="Deploy an earlier successful release (default: the one before the current).")
-        parser.add_argument("--force", action="store_true",
-                            help="Deploy even if the target already serves or was rolled back before.")
-        parser.add_argument("--install", action="store_true", help="Install requirements even if unchanged.")
-        parser.add_argument("--collectstatic", action="store_true",
-                            help="Collect static files even if unchanged.")
-        parser.add_argument("--no-reload", action="store_true",
-                            help="Everything but the reload and verify (e.g. before Gunicorn first runs).")
-        parser.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
-                            help="Wait this long for a running deploy instead of exiting 4 at once.")
-        parser.add_argument("--no-input", "--noinput", action="store_false", dest="interactive",
-                            help="Never prompt (scripts, CI).")
-        parser.add_argument("--json", action="store_true",
-                            help="Print the result (or the plan, or the history) as JSON on stdout.")
-        parser.add_argument("--history", action="store_true", help="List past deploys, newest first.")
-        parser.add_argument("--limit", type=int, default=20, help="How many deploys --history lists.")
-        parser.add_argument("--allow-unsafe-migrations", action="store_true",
-                            help="Acknowledge migrations the previous release cannot run against.")
-        parser.add_argument("--check-migrations", action="store_true",
-                            help="Only classify the pending migrations of the current code (for CI) "
-                                 "and exit with that check's code.")
+        parser.add_argument(
+            "--ref", help="Branch, tag or commit to deploy (default: REMOTE/BRANCH)."
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show commits, changed files, steps and pending migrations; change nothing.",
+        )
+        parser.add_argument(
+            "--rollback",
+            nargs="?",
+            const=True,
+            default=None,
+            metavar="ID|COMMIT",
+            help="Deploy an earlier successful release (default: the one before the current).",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Deploy even if the target already serves or was rolled back before.",
+        )
+        parser.add_argument(
+            "--install", action="store_true", help="Install requirements even if unchanged."
+        )
+        parser.add_argument(
+            "--collectstatic", action="store_true", help="Collect static files even if unchanged."
+        )
+        parser.add_argument(
+            "--no-reload",
+            action="store_true",
+            help="Everything but the reload and verify (e.g. before Gunicorn first runs).",
+        )
+        parser.add_argument(
+            "--wait-lock",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="Wait this long for a running deploy instead of exiting 4 at once.",
+        )
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Never prompt (scripts, CI).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the result (or the plan, or the history) as JSON on stdout.",
+        )
+        parser.add_argument(
+            "--history", action="store_true", help="List past deploys, newest first."
+        )
+        parser.add_argument(
+            "--limit", type=int, default=20, help="How many deploys --history lists."
+        )
+        parser.add_argument(
+            "--allow-unsafe-migrations",
+            action="store_true",
+            help="Acknowledge migrations the previous release cannot run against.",
+        )
+        parser.add_argument(
+            "--check-migrations",
+            action="store_true",
+            help="Only classify the pending migrations of the current code (for CI) "
+            "and exit with that check's code.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -113,8 +156,17 @@ class Command(BaseCommand):
             plan = build_plan(deploy)
             self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())
             return plan.exit_code if plan.problems or plan.refused else exit_codes.OK
-        if (deploy.force or deploy.rollback) and options["interactive"] and sys.stdin.isatty() and not as_json:
-            what = "roll back" if deploy.rollback else "deploy with --force (even a release rolled back before)"
+        if (
+            (deploy.force or deploy.rollback)
+            and options["interactive"]
+            and sys.stdin.isatty()
+            and not as_json
+        ):
+            what = (
+                "roll back"
+                if deploy.rollback
+                else "deploy with --force (even a release rolled back before)"
+            )
             answer = input(f"Really {what}? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 self.stderr.write("Cancelled; nothing was changed.")
@@ -137,15 +189,19 @@ class Command(BaseCommand):
         from ...pipeline.project import Project
 
         if not safety_available():
-            raise CommandFailure(f"The migration safety command ({SAFETY_COMMAND}) is not installed.",
-                                 exit_codes.USAGE)
+            raise CommandFailure(
+                f"The migration safety command ({SAFETY_COMMAND}) is not installed.",
+                exit_codes.USAGE,
+            )
         project = Project.current()
         args = project.manage(project.repo_dir, SAFETY_COMMAND, "plan")
         if options["json"]:
             args.append("--json")
         if options["allow_unsafe_migrations"]:
             args.append("--allow-unsafe")
-        result = proc.run(args, cwd=project.live_dir, env=project.env(project.repo_dir), timeout=None)
+        result = proc.run(
+            args, cwd=project.live_dir, env=project.env(project.repo_dir), timeout=None
+        )
         if result.stdout:
             self.stdout.write(result.stdout.rstrip("\n"))
         if result.stderr:
