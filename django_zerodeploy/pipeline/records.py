@@ -81,6 +81,7 @@ class Recorder:
     deployment: Deployment | None = None
     warn: Callable[[str], None] = print
     rows: dict[int, DeploymentStep] = field(default_factory=dict)
+    opened: bool = False
     _warned: bool = False
 
     def _safe(self, action: Callable[[], Any]) -> Any:
@@ -95,8 +96,8 @@ class Recorder:
     def open(
         self, values: dict[str, Any], planned: list[str], done: list[StepResult]
     ) -> Deployment | None:
-        """Create (or take over a queued) record, status running, with one pending row per
-        planned step, and the rows of the steps already done."""
+        """Create (or take over a queued) record with one row per planned step: the steps
+        already done as they ended, the others pending. One transaction."""
 
         def write() -> Deployment:
             with transaction.atomic():
@@ -108,35 +109,43 @@ class Recorder:
                         setattr(deployment, key, value)
                     deployment.save()
                     deployment.steps.all().delete()
-                rows = DeploymentStep.objects.bulk_create(
-                    [
-                        DeploymentStep(deployment=deployment, position=i, name=n)
-                        for i, n in enumerate(planned)
-                    ]
-                )
+                made = []
+                for position, name in enumerate(planned):
+                    if position < len(done):
+                        made.append(
+                            DeploymentStep(
+                                deployment=deployment,
+                                position=position,
+                                **self._values(done[position]),
+                            )
+                        )
+                    else:
+                        made.append(
+                            DeploymentStep(deployment=deployment, position=position, name=name)
+                        )
+                rows = DeploymentStep.objects.bulk_create(made)
             self.deployment = deployment
             self.rows = dict(enumerate(rows))
             return deployment
 
         result = self._safe(write)
-        for position, step in enumerate(done):
-            self.save_step(position, step)
+        self.opened = result is not None
+        for position in range(len(planned), len(done)):
+            self.save_step(position, done[position])
         return result
 
     def update(self, **values: Any) -> None:
         deployment = self.deployment
-        if deployment is None or deployment.pk is None:
+        if not self.opened or deployment is None or deployment.pk is None:
             return
         for key, value in values.items():
             setattr(deployment, key, value)
         self._safe(lambda: deployment.save(update_fields=list(values)))
 
-    def save_step(self, position: int, step: StepResult) -> None:
-        """Create or update the row of the step at ``position``."""
-        if self.deployment is None or self.deployment.pk is None:
-            return
+    @staticmethod
+    def _values(step: StepResult) -> dict[str, Any]:
         keep = int(app_settings.KEEP_OUTPUT_BYTES)
-        values = {
+        return {
             "name": step.name[:64],
             "status": step.status,
             "detail": proc.redact(step.detail)[:500],
@@ -145,6 +154,12 @@ class Recorder:
             "output": proc.tail(proc.redact(step.output), keep),
             "started_at": step.started_at,
         }
+
+    def save_step(self, position: int, step: StepResult) -> None:
+        """Create or update the row of the step at ``position`` (once the record is open)."""
+        if not self.opened or self.deployment is None or self.deployment.pk is None:
+            return
+        values = self._values(step)
         row = self.rows.get(position)
 
         def write() -> None:
@@ -163,7 +178,7 @@ class Recorder:
 
     def drop_pending(self) -> None:
         """Steps that never ran (nothing to deploy, or a failure before them) are removed."""
-        if self.deployment is None or self.deployment.pk is None:
+        if not self.opened or self.deployment is None or self.deployment.pk is None:
             return
         self._safe(lambda: self.deployment.steps.filter(status=StepStatus.PENDING).delete())
 
@@ -220,10 +235,10 @@ def _cmdline(process: psutil.Process) -> list[str]:
     return []
 
 
-def mark_interrupted(stale: list[Deployment], by: Deployment | None) -> list[int]:
+def mark_interrupted(stale: list[Deployment], by_pid: int) -> list[int]:
     ids = []
     for deployment in stale:
-        note = f"by deployment #{by.pk}" if by is not None and by.pk else "by the next deploy"
+        note = f"by the next deploy (pid {by_pid})"
         try:
             with transaction.atomic():
                 DeploymentStep.objects.filter(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
-PRE_RECORD_STEPS = ("lock", "environment")
 
 
 def validate_options(options: DeployOptions) -> None:
@@ -82,11 +82,12 @@ class Runner:
         try:
             validate_options(self.options)
             for step in self.steps:
-                if step.name not in PRE_RECORD_STEPS and not self.opened:
-                    self._open_record()
                 self._run_step(step)
-                if step.name == "fetch":
-                    self._after_fetch()
+                if step.name == "environment":
+                    self._recover_interrupted()
+                if step.name == "fetch":  # nothing changed so far: the record starts here
+                    self._open_record()
+                    self._announce()
             return self._succeeded()
         except NothingToDeploy as nothing:
             return self._finish(Status.NOTHING, exit_codes.OK, str(nothing))
@@ -154,46 +155,50 @@ class Runner:
         self.echo(format_line(result))
 
     # -- the record ----------------------------------------------------------------------------
-    def _open_record(self) -> None:
-        """Take over the queued record or create one, once the lock is held; mark deploys that
-        died mid-way as interrupted and wait for steps they left running."""
+    def _recover_interrupted(self) -> None:
+        """With the lock held: deploys still ``running`` died mid-way. Wait for steps they left
+        running, mark them interrupted; this deploy then brings the site to a consistent release."""
+        if not self.ctx.lock.held:
+            return
         own = self.recorder.deployment.pk if self.recorder.deployment is not None else None
-        stale = records.interrupted_candidates(exclude=own) if self.ctx.lock.held else []
+        stale = records.interrupted_candidates(exclude=own)
         if stale:
             records.wait_for_orphans(
                 [d.pid for d in stale if d.pid], float(app_settings.STEP_TIMEOUT), self.echo
             )
-        values = records.new_record_values(self.options, self.started_at)
-        planned = [s.name for s in self.steps]
-        self.recorder.open(values, planned, self.results)
-        self.opened = True
-        if self.recorder.deployment is not None and self.recorder.deployment.pk:
-            self.ctx.deployment = self.recorder.deployment
-            self.ctx.lock.update(
-                deployment_id=self.recorder.deployment.pk,
-                trigger=self.options.trigger,
-                ref=self.options.ref or "",
-            )
-        if stale:
-            self.ctx.interrupted = records.mark_interrupted(stale, self.recorder.deployment)
+            self.ctx.interrupted = records.mark_interrupted(stale, os.getpid())
             self.echo(
                 "  found interrupted deploy(s) "
                 + ", ".join(f"#{i}" for i in self.ctx.interrupted)
                 + ": marked interrupted; this deploy brings the site to a consistent release"
             )
-        if self.ctx.lock.held:
-            with contextlib.suppress(GitError, OSError):
-                records.cleanup_worktrees(self.ctx.git)
+        with contextlib.suppress(GitError, OSError):
+            records.cleanup_worktrees(self.ctx.git)
 
-    def _after_fetch(self) -> None:
+    def _open_record(self) -> None:
+        """Create the record (or take over the queued one), with the steps done so far."""
         ctx = self.ctx
-        self.recorder.update(
-            ref=(ctx.ref or "")[:255],
-            previous_sha=ctx.previous_sha or "",
-            target_sha=ctx.target_sha or "",
-            subject=(ctx.target_subject or "")[:500],
-            commits=[[c.sha, c.subject] for c in ctx.commits],
-        )
+        values = records.new_record_values(self.options, self.started_at)
+        if ctx.target_sha:
+            values.update(
+                ref=(ctx.ref or "")[:255],
+                previous_sha=ctx.previous_sha or "",
+                target_sha=ctx.target_sha,
+                subject=(ctx.target_subject or "")[:500],
+                commits=[[c.sha, c.subject] for c in ctx.commits],
+            )
+        self.recorder.open(values, [s.name for s in self.steps], self.results)
+        self.opened = True
+        deployment = self.recorder.deployment
+        if deployment is not None and deployment.pk:
+            ctx.deployment = deployment
+            ctx.lock.update(
+                deployment_id=deployment.pk,
+                trigger=self.options.trigger,
+                ref=self.options.ref or "",
+            )
+
+    def _announce(self) -> None:
         if self.recorder.deployment is not None and self.recorder.deployment.pk:
             deploy_started.send_robust(sender=Deployment, deployment=self.recorder.deployment)
             self.announced = True
@@ -287,14 +292,11 @@ class Runner:
 
         ctx = self.ctx
         message = proc.redact(message)
-        if self.recorder.deployment is not None and not self.opened:
-            # a queued record (admin, webhook) that failed before it could start
-            self.recorder.open(
-                records.new_record_values(self.options, self.started_at),
-                [r.name for r in self.results],
-                self.results,
-            )
-            self.opened = True
+        reached_fetch = any(r.name == "fetch" for r in self.results)
+        if not self.opened and (self.recorder.deployment is not None or reached_fetch):
+            # a queued record (admin, webhook) that failed before it could start, or a deploy
+            # that ended at the fetch (nothing to deploy, a refused release)
+            self._open_record()
         target = {}
         if ctx.target_sha:
             target = {

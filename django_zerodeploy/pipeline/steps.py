@@ -645,6 +645,7 @@ class ReloadStep(Step):
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.reload_attempted = True
         lines: list[str] = []
+        began = time.monotonic()
         try:
             result = self._reload(ctx, lines)
         except CommandFailure as exc:
@@ -663,10 +664,18 @@ class ReloadStep(Step):
                 exit_code=code,
             )
         ctx.reloaded = True
+        retired = time.monotonic() - began
         if ctx.mixed_window_started is not None:
-            ctx.mixed_window = time.monotonic() - ctx.mixed_window_started
+            ctx.mixed_window = (began - ctx.mixed_window_started) + _until_new_generation(
+                result, retired
+            )
         ready = f"{result.workers_ready}/{result.workers_expected} workers ready"
-        window = f"; mixed window {ctx.mixed_window:.2f} s" if ctx.mixed_window is not None else ""
+        window = ""
+        if ctx.mixed_window is not None:
+            later = _old_gone(result, retired) - _until_new_generation(result, retired)
+            window = (
+                f"; mixed window {ctx.mixed_window:.2f} s (old master gone {later:.2f} s later)"
+            )
         return Outcome(
             f"{result.strategy}: master {result.old_master_pid} -> {result.new_master_pid}, "
             f"{ready}{window}",
@@ -697,6 +706,27 @@ class ReloadStep(Step):
             "\n".join(lines),
             0,
         )
+
+
+def _until_new_generation(result: Any, total: float) -> float:
+    """Seconds from the start of the reload until only the new generation takes requests: the
+    end of its "new generation ready" phase (and of the systemd announcement), after which the
+    old master is told to stop (its workers stop accepting and finish what they hold)."""
+    return _phases_until(result, total, stop_before=True)
+
+
+def _old_gone(result: Any, total: float) -> float:
+    """Seconds from the start of the reload until the old master has exited."""
+    return _phases_until(result, total, stop_before=False)
+
+
+def _phases_until(result: Any, total: float, stop_before: bool) -> float:
+    elapsed = 0.0
+    for phase in getattr(result, "phases", None) or []:
+        if phase.name == "old retired":
+            return elapsed if stop_before else elapsed + phase.seconds
+        elapsed += phase.seconds
+    return total
 
 
 class VerifyStep(Step):
