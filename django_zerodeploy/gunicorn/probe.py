@@ -64,12 +64,14 @@ def probe_config(
     python: str, args: list[str], cwd: Path, env: Mapping[str, str], timeout: float = 60
 ) -> GunicornConfig:
     """Gunicorn's configuration for ``args``, read by ``python`` in ``cwd``."""
-    from ..preflight import child_env
+    from ..preflight import child_env, niced
 
     child = child_env(Path(cwd), env)
     # -c, not -m: the package imports this module, and runpy would warn about running it twice
     code = "import sys; from django_zerodeploy.gunicorn.probe import main; sys.exit(main(sys.argv[1:]))"
-    ran = proc.run([python, "-c", code, json.dumps(args)], cwd=cwd, env=child, timeout=timeout)
+    ran = proc.run(
+        niced([python, "-c", code, json.dumps(args)]), cwd=cwd, env=child, timeout=timeout
+    )
     if _MARK in ran.stdout:
         try:
             data = json.loads(ran.stdout.split(_MARK, 1)[1].splitlines()[0])

@@ -93,7 +93,6 @@ class EnvironmentStep(Step):
             raise CommandFailure("git is not on PATH: install git.", exit_codes.USAGE)
         details = []
         try:
-            ctx.git.toplevel()
             ctx.head_sha = ctx.git.head()
         except GitError as exc:
             raise CommandFailure(
