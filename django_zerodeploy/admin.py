@@ -24,7 +24,11 @@ TRIGGER_PERMISSION = "django_zerodeploy.trigger_deploy"
 
 def can_trigger(request: HttpRequest) -> bool:
     """Only users granted ``trigger_deploy`` (superusers have every permission)."""
-    return bool(request.user.is_active and request.user.is_staff and request.user.has_perm(TRIGGER_PERMISSION))
+    return bool(
+        request.user.is_active
+        and request.user.is_staff
+        and request.user.has_perm(TRIGGER_PERMISSION)
+    )
 
 
 def status_badge(status: str, label: str | None = None) -> str:
@@ -45,8 +49,15 @@ def format_seconds(seconds: float | None) -> str:
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
     list_display = (
-        "number", "status_display", "commit_display", "ref_display", "trigger", "who", "host",
-        "started_display", "duration_display",
+        "number",
+        "status_display",
+        "commit_display",
+        "ref_display",
+        "trigger",
+        "who",
+        "host",
+        "started_display",
+        "duration_display",
     )
     list_display_links = ("number", "commit_display")
     list_filter = ("status", "trigger", "host", ("created_at", admin.DateFieldListFilter))
@@ -59,17 +70,40 @@ class DeploymentAdmin(admin.ModelAdmin):
     change_list_template = "admin/django_zerodeploy/deployment/change_list.html"
     # Status, target and message are in the live panel above the fieldsets (detail.html).
     fieldsets = (
-        ("Release", {"fields": ("ref_display", "previous_display", "applied_migrations",
-                                "mixed_window_display")}),
+        (
+            "Release",
+            {
+                "fields": (
+                    "ref_display",
+                    "previous_display",
+                    "applied_migrations",
+                    "mixed_window_display",
+                )
+            },
+        ),
         ("Who and where", {"fields": ("trigger", "who", "host", "pid", "task_id")}),
         ("When", {"fields": ("created_at", "started_at", "finished_at", "duration_display")}),
-        ("Options", {"fields": ("options", "unsafe_migrations_acknowledged"),
-                     "classes": ("collapse",)}),
+        (
+            "Options",
+            {"fields": ("options", "unsafe_migrations_acknowledged"), "classes": ("collapse",)},
+        ),
     )
     readonly_fields = (
-        "ref_display", "previous_display", "applied_migrations", "mixed_window_display",
-        "trigger", "who", "host", "pid", "task_id", "created_at", "started_at", "finished_at",
-        "duration_display", "options", "unsafe_migrations_acknowledged",
+        "ref_display",
+        "previous_display",
+        "applied_migrations",
+        "mixed_window_display",
+        "trigger",
+        "who",
+        "host",
+        "pid",
+        "task_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "options",
+        "unsafe_migrations_acknowledged",
     )
 
     class Media:
@@ -104,7 +138,10 @@ class DeploymentAdmin(admin.ModelAdmin):
             return format_html('<span class="zd-muted">{}</span>', "not resolved yet")
         return format_html(
             '<code class="zd-sha" title="{}">{}</code> <span title="{}">{}</span>',
-            obj.target_sha, obj.short_sha, obj.subject, Truncator(obj.subject).chars(60),
+            obj.target_sha,
+            obj.short_sha,
+            obj.subject,
+            Truncator(obj.subject).chars(60),
         )
 
     @admin.display(description="started", ordering="started_at")
@@ -113,8 +150,11 @@ class DeploymentAdmin(admin.ModelAdmin):
         if not when:
             return "—"
         local = localtime(when)
-        return format_html('<span class="zd-nowrap">{}</span><br><span class="zd-nowrap zd-muted">{}</span>',
-                           local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S"))
+        return format_html(
+            '<span class="zd-nowrap">{}</span><br><span class="zd-nowrap zd-muted">{}</span>',
+            local.strftime("%Y-%m-%d"),
+            local.strftime("%H:%M:%S"),
+        )
 
     @admin.display(description="ref", ordering="ref")
     def ref_display(self, obj: Deployment) -> str:
@@ -127,7 +167,9 @@ class DeploymentAdmin(admin.ModelAdmin):
     def previous_display(self, obj: Deployment) -> str:
         if not obj.previous_sha:
             return "—"
-        return format_html('<code class="zd-sha" title="{}">{}</code>', obj.previous_sha, obj.previous_sha[:10])
+        return format_html(
+            '<code class="zd-sha" title="{}">{}</code>', obj.previous_sha, obj.previous_sha[:10]
+        )
 
     @admin.display(description="user", ordering="username")
     def who(self, obj: Deployment) -> str:
@@ -146,13 +188,26 @@ class DeploymentAdmin(admin.ModelAdmin):
         info = self.opts.app_label, self.opts.model_name
         wrap = self.admin_site.admin_view
         custom = [
-            path("deploy/", wrap(self._view(admin_views.deploy_view)), name="{}_{}_deploy".format(*info)),
-            path("<int:object_id>/rollback/", wrap(self._view(admin_views.rollback_view)),
-                 name="{}_{}_rollback".format(*info)),
-            path("<int:object_id>/cancel/", wrap(self._view(admin_views.cancel_view)),
-                 name="{}_{}_cancel".format(*info)),
-            path("<int:object_id>/progress/", wrap(self._view(admin_views.progress_view)),
-                 name="{}_{}_progress".format(*info)),
+            path(
+                "deploy/",
+                wrap(self._view(admin_views.deploy_view)),
+                name="{}_{}_deploy".format(*info),
+            ),
+            path(
+                "<int:object_id>/rollback/",
+                wrap(self._view(admin_views.rollback_view)),
+                name="{}_{}_rollback".format(*info),
+            ),
+            path(
+                "<int:object_id>/cancel/",
+                wrap(self._view(admin_views.cancel_view)),
+                name="{}_{}_cancel".format(*info),
+            ),
+            path(
+                "<int:object_id>/progress/",
+                wrap(self._view(admin_views.progress_view)),
+                name="{}_{}_progress".format(*info),
+            ),
         ]
         return custom + super().get_urls()
 
@@ -163,12 +218,23 @@ class DeploymentAdmin(admin.ModelAdmin):
         view.__name__ = func.__name__
         return view
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        context = {"title": "Deploy history", **admin_views.console_context(request), **(extra_context or {})}
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {
+            "title": "Deploy history",
+            **admin_views.console_context(request),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         context = dict(extra_context or {})
         obj = self.get_object(request, object_id)
         if obj is not None:

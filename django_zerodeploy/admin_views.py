@@ -43,7 +43,9 @@ def _can_trigger(request: HttpRequest) -> bool:
 
 def _require_trigger(request: HttpRequest) -> None:
     if not _can_trigger(request):
-        raise PermissionDenied("Starting deploys needs the django_zerodeploy.trigger_deploy permission.")
+        raise PermissionDenied(
+            "Starting deploys needs the django_zerodeploy.trigger_deploy permission."
+        )
 
 
 # -- context shared by the pages --------------------------------------------------------------
@@ -56,7 +58,9 @@ def console_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def detail_context(model_admin: DeploymentAdmin, request: HttpRequest, obj: Deployment) -> dict[str, Any]:
+def detail_context(
+    model_admin: DeploymentAdmin, request: HttpRequest, obj: Deployment
+) -> dict[str, Any]:
     previous = Deployment.objects.filter(pk__lt=obj.pk).order_by("-pk").first()
     following = Deployment.objects.filter(pk__gt=obj.pk).order_by("pk").first()
     can = _can_trigger(request)
@@ -65,7 +69,9 @@ def detail_context(model_admin: DeploymentAdmin, request: HttpRequest, obj: Depl
         "subtitle": None,  # the live panel says what str(obj) would, and stays current
         "zd_obj": obj,
         "zd_steps": list(obj.steps.all()),
-        "zd_commits": [(c[0], c[0][:10], c[1] if len(c) > 1 else "") for c in obj.commits or [] if c],
+        "zd_commits": [
+            (c[0], c[0][:10], c[1] if len(c) > 1 else "") for c in obj.commits or [] if c
+        ],
         "zd_previous": previous,
         "zd_next": following,
         "zd_previous_url": model_admin.detail_url(previous) if previous else None,
@@ -74,9 +80,11 @@ def detail_context(model_admin: DeploymentAdmin, request: HttpRequest, obj: Depl
         "zd_finished": obj.is_finished,
         "zd_can_trigger": can,
         "zd_rollback_url": _url(model_admin, "rollback", obj.pk)
-        if can and obj.status == Deployment.Status.SUCCEEDED and obj.target_sha else None,
+        if can and obj.status == Deployment.Status.SUCCEEDED and obj.target_sha
+        else None,
         "zd_cancel_url": _url(model_admin, "cancel", obj.pk)
-        if can and obj.status == Deployment.Status.QUEUED else None,
+        if can and obj.status == Deployment.Status.QUEUED
+        else None,
         "zd_cluster": cluster_status() if obj.status == Deployment.Status.QUEUED else None,
     }
 
@@ -107,7 +115,9 @@ def preview_plan(**options: Any) -> PlanPreview:
     return PlanPreview(text=plan.as_text(), data=data)
 
 
-def _confirm_page(model_admin: DeploymentAdmin, request: HttpRequest, **context: Any) -> TemplateResponse:
+def _confirm_page(
+    model_admin: DeploymentAdmin, request: HttpRequest, **context: Any
+) -> TemplateResponse:
     opts = model_admin.opts
     base = {
         **model_admin.admin_site.each_context(request),
@@ -120,7 +130,10 @@ def _confirm_page(model_admin: DeploymentAdmin, request: HttpRequest, **context:
     }
     status = context.pop("status", 200)
     return TemplateResponse(
-        request, "admin/django_zerodeploy/deployment/confirm.html", {**base, **context}, status=status
+        request,
+        "admin/django_zerodeploy/deployment/confirm.html",
+        {**base, **context},
+        status=status,
     )
 
 
@@ -161,14 +174,19 @@ def deploy_view(request: HttpRequest, model_admin: DeploymentAdmin) -> HttpRespo
 
 
 @require_http_methods(["GET", "POST"])
-def rollback_view(request: HttpRequest, model_admin: DeploymentAdmin, object_id: int) -> HttpResponse:
+def rollback_view(
+    request: HttpRequest, model_admin: DeploymentAdmin, object_id: int
+) -> HttpResponse:
     """Deploy the release of an earlier succeeded deploy again, through the same pipeline."""
     _require_trigger(request)
     target = Deployment.objects.filter(pk=object_id).first()
     if target is None:
         raise Http404("No such deploy.")
     if target.status != Deployment.Status.SUCCEEDED or not target.target_sha:
-        messages.error(request, f"Deploy #{target.pk} did not succeed: only a succeeded release can be rolled back to.")
+        messages.error(
+            request,
+            f"Deploy #{target.pk} did not succeed: only a succeeded release can be rolled back to.",
+        )
         return HttpResponseRedirect(model_admin.detail_url(target))
     rollback = str(target.pk)
     if request.method == "POST":
@@ -180,7 +198,10 @@ def rollback_view(request: HttpRequest, model_admin: DeploymentAdmin, object_id:
             subject=target.subject,
             options={"rollback": rollback, "force": request.POST.get("force") == "1"},
         )
-        messages.success(request, f"Rollback to the release of deploy #{target.pk} is queued as deploy #{record.pk}.")
+        messages.success(
+            request,
+            f"Rollback to the release of deploy #{target.pk} is queued as deploy #{record.pk}.",
+        )
         return HttpResponseRedirect(model_admin.detail_url(record))
     return _confirm_page(
         model_admin,
@@ -209,12 +230,17 @@ def cancel_view(request: HttpRequest, model_admin: DeploymentAdmin, object_id: i
     if cancelled:
         messages.success(request, f"Deploy #{record.pk} was cancelled.")
     else:
-        messages.error(request, f"Deploy #{record.pk} is {record.get_status_display()}: only a queued deploy can be cancelled.")
+        messages.error(
+            request,
+            f"Deploy #{record.pk} is {record.get_status_display()}: only a queued deploy can be cancelled.",
+        )
     return HttpResponseRedirect(model_admin.detail_url(record))
 
 
 @require_GET
-def progress_view(request: HttpRequest, model_admin: DeploymentAdmin, object_id: int) -> JsonResponse:
+def progress_view(
+    request: HttpRequest, model_admin: DeploymentAdmin, object_id: int
+) -> JsonResponse:
     """Staff-only JSON of one deploy and its steps, polled by the detail page."""
     record = Deployment.objects.filter(pk=object_id).first()
     if record is None:
@@ -240,7 +266,8 @@ def progress_data(record: Deployment) -> dict[str, Any]:
         "finished_at": _iso(record.finished_at),
         "duration": record.duration,
         "elapsed": (timezone.now() - record.started_at).total_seconds()
-        if record.started_at and not record.finished_at else record.duration,
+        if record.started_at and not record.finished_at
+        else record.duration,
         "steps": steps,
     }
 

@@ -11,10 +11,12 @@ class ZeroDeployConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
-        from . import qcluster_checks  # noqa: F401  (Q_CLUSTER warnings)
+        from . import (
+            checks,  # noqa: F401  (registers the checks)
+            qcluster_checks,  # noqa: F401  (Q_CLUSTER warnings)
+            release,
+        )
         from .health import checks_config  # noqa: F401  (HEALTH_CHECKS entries)
-        from . import release
 
         # Pin the release now, at boot: /healthz/ must report what this process loaded,
         # not whatever the checkout holds later.

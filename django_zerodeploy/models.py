@@ -22,19 +22,25 @@ class Deployment(models.Model):
         ADMIN = "admin", "admin"
         WEBHOOK = "webhook", "webhook"
 
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.CLI)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    username = models.CharField(max_length=150, blank=True, help_text="Who started it (OS user for the CLI).")
+    username = models.CharField(
+        max_length=150, blank=True, help_text="Who started it (OS user for the CLI)."
+    )
     host = models.CharField(max_length=255, blank=True, db_index=True)
     pid = models.IntegerField(null=True, blank=True)
     ref = models.CharField(max_length=255, blank=True)
     previous_sha = models.CharField(max_length=40, blank=True)
     target_sha = models.CharField(max_length=40, blank=True, db_index=True)
     subject = models.CharField(max_length=500, blank=True)
-    commits = models.JSONField(default=list, blank=True, help_text="[[sha, subject], ...] from previous to target.")
+    commits = models.JSONField(
+        default=list, blank=True, help_text="[[sha, subject], ...] from previous to target."
+    )
     options = models.JSONField(default=dict, blank=True)
     message = models.TextField(blank=True, help_text="Outcome in one sentence.")
     applied_migrations = models.JSONField(default=list, blank=True)
@@ -99,11 +105,15 @@ class WebhookDelivery(models.Model):
     provider = models.CharField(max_length=20)
     delivery_id = models.CharField(max_length=200)
     received_at = models.DateTimeField(default=timezone.now)
-    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["provider", "delivery_id"], name="zerodeploy_unique_delivery")
+            models.UniqueConstraint(
+                fields=["provider", "delivery_id"], name="zerodeploy_unique_delivery"
+            )
         ]
 
     def __str__(self) -> str:

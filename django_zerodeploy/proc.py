@@ -25,7 +25,9 @@ SECRET_ENV_HINTS = ("TOKEN", "PASSWORD", "SECRET", "PASSWD", "INDEX_URL", "API_K
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     """Values of secret-looking environment variables, to scrub wherever they appear."""
     env = os.environ if env is None else env
-    return [v for k, v in env.items() if len(v) >= 6 and any(h in k.upper() for h in SECRET_ENV_HINTS)]
+    return [
+        v for k, v in env.items() if len(v) >= 6 and any(h in k.upper() for h in SECRET_ENV_HINTS)
+    ]
 
 
 def redact(text: str, extra: Sequence[str] = ()) -> str:
@@ -43,7 +45,7 @@ def tail(text: str, limit: int) -> str:
     data = text.encode("utf-8", "replace")
     if len(data) <= limit:
         return text
-    return "[... output cut, last %d bytes kept ...]\n" % limit + data[-limit:].decode(
+    return f"[... output cut, last {limit} bytes kept ...]\n" + data[-limit:].decode(
         "utf-8", "ignore"
     )
 
@@ -117,9 +119,7 @@ def run(
         _kill_group(popen.pid)
         popen.wait()
         raise
-    return ProcResult(
-        argv, popen.returncode, stdout, stderr, time.monotonic() - started, timed_out
-    )
+    return ProcResult(argv, popen.returncode, stdout, stderr, time.monotonic() - started, timed_out)
 
 
 def _kill_group(pid: int) -> None:

@@ -68,66 +68,82 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         where = f"Q_CLUSTER (with ALT_CLUSTERS[{app_settings.Q_CLUSTER_NAME!r}])"
 
     if conf.get("max_attempts", 0) != 1:
-        found.append(_warning(
-            "zerodeploy.W060",
-            f"{where}['max_attempts'] is {conf.get('max_attempts', 0)!r}: django-q2 would run a "
-            "failed deploy again (0 means forever).",
-            "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W060",
+                f"{where}['max_attempts'] is {conf.get('max_attempts', 0)!r}: django-q2 would run a "
+                "failed deploy again (0 means forever).",
+                "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
+            )
+        )
     if conf.get("ack_failures", False) is not True:
-        found.append(_warning(
-            "zerodeploy.W061",
-            f"{where}['ack_failures'] is {conf.get('ack_failures', False)!r}: a failed deploy is "
-            "not acknowledged and stays on the queue to be handed out again.",
-            "Set Q_CLUSTER['ack_failures'] = True.",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W061",
+                f"{where}['ack_failures'] is {conf.get('ack_failures', False)!r}: a failed deploy is "
+                "not acknowledged and stays on the queue to be handed out again.",
+                "Set Q_CLUSTER['ack_failures'] = True.",
+            )
+        )
     timeout = conf.get("timeout")
     step_timeout = app_settings.STEP_TIMEOUT
     if not isinstance(timeout, (int, float)) or timeout < step_timeout:
-        found.append(_warning(
-            "zerodeploy.W062",
-            f"{where}['timeout'] is {timeout!r}: a deploy runs several steps of up to "
-            f"STEP_TIMEOUT ({step_timeout:g} s) each and must not be killed halfway.",
-            "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
-            "greater than it.",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W062",
+                f"{where}['timeout'] is {timeout!r}: a deploy runs several steps of up to "
+                f"STEP_TIMEOUT ({step_timeout:g} s) each and must not be killed halfway.",
+                "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
+                "greater than it.",
+            )
+        )
     retry = conf.get("retry", 60)
     if isinstance(timeout, (int, float)) and isinstance(retry, (int, float)) and retry <= timeout:
-        found.append(_warning(
-            "zerodeploy.W063",
-            f"{where}['retry'] ({retry!r}) is not greater than 'timeout' ({timeout!r}): the broker "
-            "would hand a long deploy to a second worker while the first still runs it.",
-            "Set Q_CLUSTER['retry'] greater than 'timeout' (e.g. timeout 1800, retry 1900).",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W063",
+                f"{where}['retry'] ({retry!r}) is not greater than 'timeout' ({timeout!r}): the broker "
+                "would hand a long deploy to a second worker while the first still runs it.",
+                "Set Q_CLUSTER['retry'] greater than 'timeout' (e.g. timeout 1800, retry 1900).",
+            )
+        )
     elif not isinstance(timeout, (int, float)) and isinstance(retry, (int, float)):
-        found.append(_warning(
-            "zerodeploy.W063",
-            f"{where} has no 'timeout', so a deploy running longer than 'retry' ({retry!r} s) "
-            "is handed to a second worker while the first still runs it.",
-            "Set Q_CLUSTER['timeout'] and a greater 'retry'.",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W063",
+                f"{where} has no 'timeout', so a deploy running longer than 'retry' ({retry!r} s) "
+                "is handed to a second worker while the first still runs it.",
+                "Set Q_CLUSTER['timeout'] and a greater 'retry'.",
+            )
+        )
     if app_settings.Q_CLUSTER_NAME and "ALT_CLUSTERS" not in raw:
-        found.append(_warning(
-            "zerodeploy.W064",
-            f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.Q_CLUSTER_NAME!r} but Q_CLUSTER has no "
-            "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
-            "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W064",
+                f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.Q_CLUSTER_NAME!r} but Q_CLUSTER has no "
+                "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
+                "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
+            )
+        )
     cache_problem = _cache_problem(conf.get("cache", "default"))
     if cache_problem:
-        found.append(_warning(
-            "zerodeploy.W065",
-            cache_problem,
-            "Point Q_CLUSTER['cache'] at a cache every process shares (Redis, database or "
-            "file-based); see docs/admin.md.",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W065",
+                cache_problem,
+                "Point Q_CLUSTER['cache'] at a cache every process shares (Redis, database or "
+                "file-based); see docs/admin.md.",
+            )
+        )
     if conf.get("sync"):
-        found.append(_warning(
-            "zerodeploy.W066",
-            f"{where}['sync'] is True: admin and webhook deploys would run inside the web "
-            "request, and a reload would kill the worker that runs them.",
-            "Remove 'sync' outside tests.",
-        ))
+        found.append(
+            _warning(
+                "zerodeploy.W066",
+                f"{where}['sync'] is True: admin and webhook deploys would run inside the web "
+                "request, and a reload would kill the worker that runs them.",
+                "Remove 'sync' outside tests.",
+            )
+        )
     return found
 
 
@@ -136,8 +152,10 @@ def _cache_problem(alias: str) -> str | None:
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     }
     if alias not in caches:
-        return f"Q_CLUSTER['cache'] is {alias!r}, which is not in CACHES: django-q2 cannot save " \
+        return (
+            f"Q_CLUSTER['cache'] is {alias!r}, which is not in CACHES: django-q2 cannot save "
             "cluster heartbeats and the admin cannot see whether a cluster runs."
+        )
     backend = caches[alias].get("BACKEND", "")
     if backend in _PROCESS_LOCAL_CACHES:
         return (

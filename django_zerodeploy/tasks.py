@@ -141,7 +141,9 @@ def run_queued_deployment(deployment_id: int) -> dict[str, Any]:
     """The django-q2 task. Runs the deploy of one queued record, at most once."""
     record = claim_deployment(deployment_id)
     if record is None:
-        current = Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first()
+        current = (
+            Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first()
+        )
         logger.warning(
             "Deployment %s is %s, not queued: this delivery of its task does nothing.",
             deployment_id,

@@ -56,15 +56,39 @@ class Provider:
 # Detection order matters: Forgejo also sends X-Gitea-* headers, and Gitea/Forgejo also send
 # GitHub-compatible ones, so the most specific forge is tried first.
 PROVIDERS: tuple[Provider, ...] = (
-    Provider("forgejo", "X-Forgejo-Event", ("X-Forgejo-Delivery",), "X-Forgejo-Signature",
-             "hmac-sha256-hex", ("push",)),
-    Provider("gitea", "X-Gitea-Event", ("X-Gitea-Delivery",), "X-Gitea-Signature",
-             "hmac-sha256-hex", ("push",)),
-    Provider("gitlab", "X-Gitlab-Event", ("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID",
-                                          "Idempotency-Key"), "X-Gitlab-Token",
-             "token", ("Push Hook",)),
-    Provider("github", "X-GitHub-Event", ("X-GitHub-Delivery",), "X-Hub-Signature-256",
-             "hmac-sha256-prefixed", ("push",), ("ping",)),
+    Provider(
+        "forgejo",
+        "X-Forgejo-Event",
+        ("X-Forgejo-Delivery",),
+        "X-Forgejo-Signature",
+        "hmac-sha256-hex",
+        ("push",),
+    ),
+    Provider(
+        "gitea",
+        "X-Gitea-Event",
+        ("X-Gitea-Delivery",),
+        "X-Gitea-Signature",
+        "hmac-sha256-hex",
+        ("push",),
+    ),
+    Provider(
+        "gitlab",
+        "X-Gitlab-Event",
+        ("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "Idempotency-Key"),
+        "X-Gitlab-Token",
+        "token",
+        ("Push Hook",),
+    ),
+    Provider(
+        "github",
+        "X-GitHub-Event",
+        ("X-GitHub-Delivery",),
+        "X-Hub-Signature-256",
+        "hmac-sha256-prefixed",
+        ("push",),
+        ("ping",),
+    ),
 )
 
 
@@ -91,8 +115,11 @@ def detect_provider(headers: Any) -> Provider:
     for provider in PROVIDERS:
         if provider.signature_header in headers or provider.event_header in headers:
             return provider
-    raise WebhookError(403, "No webhook signature: expected X-Hub-Signature-256, X-Gitlab-Token, "
-                            "X-Gitea-Signature or X-Forgejo-Signature.")
+    raise WebhookError(
+        403,
+        "No webhook signature: expected X-Hub-Signature-256, X-Gitlab-Token, "
+        "X-Gitea-Signature or X-Forgejo-Signature.",
+    )
 
 
 def verify_signature(provider: Provider, headers: Any, body: bytes, secret: str) -> None:
@@ -109,8 +136,11 @@ def verify_signature(provider: Provider, headers: Any, body: bytes, secret: str)
         expected = f"sha256={digest}" if provider.scheme == "hmac-sha256-prefixed" else digest
         ok = hmac.compare_digest(given_bytes.lower(), expected.encode())
     if not ok:
-        raise WebhookError(403, f"Bad {provider.signature_header}: the delivery is not signed "
-                                "with this site's WEBHOOK_SECRET.")
+        raise WebhookError(
+            403,
+            f"Bad {provider.signature_header}: the delivery is not signed "
+            "with this site's WEBHOOK_SECRET.",
+        )
 
 
 def delivery_id(provider: Provider, headers: Any) -> str:
@@ -120,8 +150,11 @@ def delivery_id(provider: Provider, headers: Any) -> str:
             if len(value) > 200:
                 raise WebhookError(400, f"{name} is longer than 200 characters.")
             return value
-    raise WebhookError(400, f"Missing delivery id ({' or '.join(provider.delivery_headers)}): "
-                            "it is needed to refuse replayed deliveries.")
+    raise WebhookError(
+        400,
+        f"Missing delivery id ({' or '.join(provider.delivery_headers)}): "
+        "it is needed to refuse replayed deliveries.",
+    )
 
 
 def parse_payload(body: bytes, content_type: str) -> dict[str, Any]:
@@ -156,7 +189,9 @@ def parse_push(provider: Provider, payload: dict[str, Any]) -> Push:
         pusher = str(who.get("name") or who.get("login") or who.get("username") or "")
     if payload.get("deleted") is True:
         after = NULL_SHA
-    return Push(ref=ref, after=after.lower(), subject=subject.split("\n", 1)[0][:500], pusher=pusher)
+    return Push(
+        ref=ref, after=after.lower(), subject=subject.split("\n", 1)[0][:500], pusher=pusher
+    )
 
 
 def deploy_branch() -> str | None:
@@ -185,7 +220,9 @@ def read_body(request: HttpRequest, limit: int) -> bytes:
     except ValueError as exc:
         raise WebhookError(400, "Bad Content-Length.") from exc
     if length > limit:
-        raise WebhookError(413, f"Body of {length} bytes is larger than WEBHOOK_MAX_BYTES ({limit}).")
+        raise WebhookError(
+            413, f"Body of {length} bytes is larger than WEBHOOK_MAX_BYTES ({limit})."
+        )
     body = request.read(limit + 1)
     if len(body) > limit:
         raise WebhookError(413, f"Body is larger than WEBHOOK_MAX_BYTES ({limit}).")
@@ -224,8 +261,11 @@ def _handle(request: HttpRequest, secret: str) -> JsonResponse:
     push = parse_push(provider, payload)
     wanted = deploy_branch()
     if not wanted:
-        raise WebhookError(400, "This site does not know which branch it deploys: set "
-                                "ZERODEPLOY['BRANCH'] or give the checkout an upstream.")
+        raise WebhookError(
+            400,
+            "This site does not know which branch it deploys: set "
+            "ZERODEPLOY['BRANCH'] or give the checkout an upstream.",
+        )
     try:
         with transaction.atomic():
             seen = WebhookDelivery.objects.create(provider=provider.name, delivery_id=delivery)
@@ -242,8 +282,11 @@ def _handle(request: HttpRequest, secret: str) -> JsonResponse:
             seen.deployment = record
             seen.save(update_fields=["deployment"])
     except IntegrityError:
-        raise WebhookError(409, f"Delivery {delivery!r} from {provider.name} was already "
-                                "received: replays are refused.") from None
+        raise WebhookError(
+            409,
+            f"Delivery {delivery!r} from {provider.name} was already "
+            "received: replays are refused.",
+        ) from None
     return JsonResponse(
         {"status": "queued", "deployment": record.pk, "url": _admin_url(record)}, status=202
     )

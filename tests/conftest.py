@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.gunicorn import Gunicorn
 from tests.support.load import LoadGenerator
+from tests.support.qcluster import QCluster
 from tests.support.site import Site, make_site
 
 
@@ -52,3 +53,18 @@ def load_factory() -> Iterator[Callable[..., LoadGenerator]]:
     yield make
     for gen in made:
         gen.stop()
+
+
+@pytest.fixture
+def qcluster_factory() -> Iterator[Callable[..., QCluster]]:
+    """Start real `manage.py qcluster` processes; every one is stopped at teardown."""
+    started: list[QCluster] = []
+
+    def start(site: Site, **env: str) -> QCluster:
+        cluster = QCluster(site, **env)
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()

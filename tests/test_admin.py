@@ -66,10 +66,18 @@ def client_for(django_user_model, role, **kwargs):
 def succeeded(sha="1" * 40, subject="Release v1", **extra):
     now = timezone.now()
     values = {
-        "status": Deployment.Status.SUCCEEDED, "trigger": Deployment.Trigger.CLI, "username": "deployer",
-        "host": "web1", "ref": "origin/main", "target_sha": sha, "previous_sha": "0" * 40,
-        "subject": subject, "started_at": now - timedelta(seconds=42), "finished_at": now,
-        "commits": [[sha, subject], ["2" * 40, "Older commit"]], **extra,
+        "status": Deployment.Status.SUCCEEDED,
+        "trigger": Deployment.Trigger.CLI,
+        "username": "deployer",
+        "host": "web1",
+        "ref": "origin/main",
+        "target_sha": sha,
+        "previous_sha": "0" * 40,
+        "subject": subject,
+        "started_at": now - timedelta(seconds=42),
+        "finished_at": now,
+        "commits": [[sha, subject], ["2" * 40, "Older commit"]],
+        **extra,
     }
     return Deployment.objects.create(**values)
 
@@ -81,15 +89,69 @@ def url(name, *args):
 # -- the permission matrix ------------------------------------------------------------------------
 EXPECTED = {
     # (method, page): {role: status}
-    ("get", "changelist"): {"anonymous": 302, "staff": 403, "viewer": 200, "trigger": 200, "superuser": 200},
-    ("get", "change"): {"anonymous": 302, "staff": 403, "viewer": 200, "trigger": 200, "superuser": 200},
-    ("get", "progress"): {"anonymous": 302, "staff": 403, "viewer": 200, "trigger": 200, "superuser": 200},
-    ("get", "deploy"): {"anonymous": 302, "staff": 403, "viewer": 403, "trigger": 200, "superuser": 200},
-    ("post", "deploy"): {"anonymous": 302, "staff": 403, "viewer": 403, "trigger": 302, "superuser": 302},
-    ("get", "rollback"): {"anonymous": 302, "staff": 403, "viewer": 403, "trigger": 200, "superuser": 200},
-    ("post", "rollback"): {"anonymous": 302, "staff": 403, "viewer": 403, "trigger": 302, "superuser": 302},
-    ("get", "delete"): {"anonymous": 302, "staff": 403, "viewer": 403, "trigger": 403, "superuser": 200},
-    ("get", "add"): {"anonymous": 302, "staff": 403, "viewer": 403, "trigger": 403, "superuser": 403},
+    ("get", "changelist"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 200,
+        "trigger": 200,
+        "superuser": 200,
+    },
+    ("get", "change"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 200,
+        "trigger": 200,
+        "superuser": 200,
+    },
+    ("get", "progress"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 200,
+        "trigger": 200,
+        "superuser": 200,
+    },
+    ("get", "deploy"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 403,
+        "trigger": 200,
+        "superuser": 200,
+    },
+    ("post", "deploy"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 403,
+        "trigger": 302,
+        "superuser": 302,
+    },
+    ("get", "rollback"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 403,
+        "trigger": 200,
+        "superuser": 200,
+    },
+    ("post", "rollback"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 403,
+        "trigger": 302,
+        "superuser": 302,
+    },
+    ("get", "delete"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 403,
+        "trigger": 403,
+        "superuser": 200,
+    },
+    ("get", "add"): {
+        "anonymous": 302,
+        "staff": 403,
+        "viewer": 403,
+        "trigger": 403,
+        "superuser": 403,
+    },
 }
 
 
@@ -115,7 +177,9 @@ def test_permission_matrix(django_user_model, role, method, page):
 
 def test_staff_with_every_model_permission_but_superuser_still_cannot_delete(django_user_model):
     user = django_user_model.objects.create_user("almost", password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="django_zerodeploy"))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="django_zerodeploy")
+    )
     client = Client()
     client.force_login(user)
     record = succeeded()
@@ -267,8 +331,10 @@ def test_cancel_a_queued_deploy_and_its_task_then_does_nothing(django_user_model
 
 # -- the cluster warning ----------------------------------------------------------------------
 def test_unknown_cluster_state_is_said_plainly(django_user_model, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-                       "qcluster": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "qcluster": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
     page = client_for(django_user_model, "viewer").get(url("changelist")).content.decode()
     assert "Cannot tell whether a django-q2 cluster runs" in page
     assert "LocMemCache" in page
@@ -278,9 +344,15 @@ def test_unknown_cluster_state_is_said_plainly(django_user_model, settings):
 def test_history_columns_newest_first_search_and_filters(django_user_model):
     old = succeeded(sha="4" * 40, subject="Add the notes page")
     new = Deployment.objects.create(
-        status=Deployment.Status.ROLLED_BACK, trigger=Deployment.Trigger.WEBHOOK, username="github:octocat",
-        host="web2", ref="main", target_sha="5" * 40, subject="Broken release",
-        started_at=timezone.now() - timedelta(seconds=75), finished_at=timezone.now(),
+        status=Deployment.Status.ROLLED_BACK,
+        trigger=Deployment.Trigger.WEBHOOK,
+        username="github:octocat",
+        host="web2",
+        ref="main",
+        target_sha="5" * 40,
+        subject="Broken release",
+        started_at=timezone.now() - timedelta(seconds=75),
+        finished_at=timezone.now(),
     )
     client = client_for(django_user_model, "viewer")
     page = client.get(url("changelist")).content.decode()
@@ -293,7 +365,10 @@ def test_history_columns_newest_first_search_and_filters(django_user_model):
     for title in ("By status", "By trigger", "By host", "By created at"):
         assert title in page
     for term, expected, other in (
-        ("4444444", old, new), ("notes page", old, new), ("octocat", new, old), ("Broken", new, old),
+        ("4444444", old, new),
+        ("notes page", old, new),
+        ("octocat", new, old),
+        ("Broken", new, old),
     ):
         found = client.get(url("changelist"), {"q": term}).content.decode()
         assert f"#{expected.pk}<" in found and f"#{other.pk}<" not in found, term
@@ -305,27 +380,55 @@ def test_detail_shows_steps_outputs_commits_and_neighbours(django_user_model):
     first = succeeded(sha="6" * 40)
     record = succeeded(sha="7" * 40, subject="Second release")
     last = succeeded(sha="8" * 40)
-    DeploymentStep.objects.create(deployment=record, position=0, name="fetch", status="ok",
-                                  detail="fetched origin", duration=0.25, returncode=0,
-                                  output="From origin\n * branch main -> FETCH_HEAD <b>not html</b>")
-    DeploymentStep.objects.create(deployment=record, position=1, name="migrate", status="skipped",
-                                  detail="no unapplied migrations")
+    DeploymentStep.objects.create(
+        deployment=record,
+        position=0,
+        name="fetch",
+        status="ok",
+        detail="fetched origin",
+        duration=0.25,
+        returncode=0,
+        output="From origin\n * branch main -> FETCH_HEAD <b>not html</b>",
+    )
+    DeploymentStep.objects.create(
+        deployment=record,
+        position=1,
+        name="migrate",
+        status="skipped",
+        detail="no unapplied migrations",
+    )
     page = client_for(django_user_model, "viewer").get(url("change", record.pk)).content.decode()
     assert f"Deploy #{record.pk}" in page
-    assert '<pre class="zd-output">From origin\n * branch main -&gt; FETCH_HEAD &lt;b&gt;not html&lt;/b&gt;</pre>' in page
+    assert (
+        '<pre class="zd-output">From origin\n * branch main -&gt; FETCH_HEAD &lt;b&gt;not html&lt;/b&gt;</pre>'
+        in page
+    )
     assert "0.25 s" in page and "no unapplied migrations" in page
     assert "7777777777</code> Second release" in page and "2222222222</code> Older commit" in page
-    assert f'href="{url("change", first.pk)}"' in page and f'href="{url("change", last.pk)}"' in page
+    assert (
+        f'href="{url("change", first.pk)}"' in page and f'href="{url("change", last.pk)}"' in page
+    )
     assert 'data-zd-finished="true"' in page
     assert "django_zerodeploy/deployment_live.js" in page
     assert "django_zerodeploy/deployments.css" in page
 
 
 def test_progress_json(django_user_model):
-    record = Deployment.objects.create(status=Deployment.Status.RUNNING, target_sha="9" * 40,
-                                       subject="Live one", started_at=timezone.now())
-    DeploymentStep.objects.create(deployment=record, position=0, name="fetch", status="ok",
-                                  duration=0.5, returncode=0, output="x" * 20000)
+    record = Deployment.objects.create(
+        status=Deployment.Status.RUNNING,
+        target_sha="9" * 40,
+        subject="Live one",
+        started_at=timezone.now(),
+    )
+    DeploymentStep.objects.create(
+        deployment=record,
+        position=0,
+        name="fetch",
+        status="ok",
+        duration=0.5,
+        returncode=0,
+        output="x" * 20000,
+    )
     DeploymentStep.objects.create(deployment=record, position=1, name="install", status="running")
     viewer = client_for(django_user_model, "viewer")
     data = viewer.get(url("progress", record.pk)).json()
@@ -336,5 +439,10 @@ def test_progress_json(django_user_model):
     assert data["elapsed"] >= 0
     record.status, record.finished_at = Deployment.Status.SUCCEEDED, timezone.now()
     record.save()
-    assert client_for(django_user_model, "superuser").get(url("progress", record.pk)).json()["finished"] is True
+    assert (
+        client_for(django_user_model, "superuser")
+        .get(url("progress", record.pk))
+        .json()["finished"]
+        is True
+    )
     assert viewer.get(url("progress", 999999)).status_code == 404

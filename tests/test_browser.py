@@ -15,23 +15,28 @@ from pathlib import Path
 import pytest
 
 from tests.support.gunicorn import wait_for
-from tests.support.site import REPO_ROOT
-from tests.test_tasks_qcluster import (  # noqa: F401 - the fixture is used by name
+from tests.support.qcluster import (
     ADMIN_PASSWORD,
     ADMIN_USER,
     AdminSession,
     cluster_banner,
     create_superuser,
     details,
-    qcluster_factory,
 )
+from tests.support.site import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
@@ -39,11 +44,15 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 @pytest.fixture
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield launched
         finally:
@@ -57,15 +66,20 @@ def serve_static(context, base: str, static_root: Path) -> None:
         rel = request.url.split("/static/", 1)[1].split("?", 1)[0]
         path = (static_root / rel).resolve()
         if static_root.resolve() in path.parents and path.is_file():
-            route.fulfill(status=200, body=path.read_bytes(),
-                          content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+            route.fulfill(
+                status=200,
+                body=path.read_bytes(),
+                content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            )
         else:
             route.fulfill(status=404, body=b"not found")
 
     context.route(f"{base}/static/**", handle)
 
 
-def test_deploy_from_the_admin_in_a_real_browser(site, gunicorn_factory, load_factory, qcluster_factory, browser):  # noqa: F811
+def test_deploy_from_the_admin_in_a_real_browser(
+    site, gunicorn_factory, load_factory, qcluster_factory, browser
+):
     v2 = site.commit_release("v2", message="Release v2: deployed from a browser")
     server = gunicorn_factory(workers=2)
     create_superuser(site)

@@ -20,7 +20,10 @@ SAFE = {
 }
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "shared": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": "/tmp/unused-zd"},
+    "shared": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": "/tmp/unused-zd",
+    },
 }
 
 
@@ -42,7 +45,11 @@ def test_the_example_project_settings_pass():
 def test_django_q2_defaults_warn_about_everything_that_reruns_a_deploy():
     found = ids({"orm": "default"})
     assert found == [
-        "zerodeploy.W060", "zerodeploy.W061", "zerodeploy.W062", "zerodeploy.W063", "zerodeploy.W065",
+        "zerodeploy.W060",
+        "zerodeploy.W061",
+        "zerodeploy.W062",
+        "zerodeploy.W063",
+        "zerodeploy.W065",
     ]
     assert set(found) <= set(CHECK_IDS)
 
@@ -101,7 +108,9 @@ def test_messages_say_what_to_set():
 
 def test_checks_are_registered_with_django():
     with override_settings(Q_CLUSTER={**SAFE, "ack_failures": False}, CACHES=CACHES):
-        found = [m.id for m in run_checks(tags=["compatibility"]) if m.id.startswith("zerodeploy.W06")]
+        found = [
+            m.id for m in run_checks(tags=["compatibility"]) if m.id.startswith("zerodeploy.W06")
+        ]
     assert found == ["zerodeploy.W061"]
 
 

@@ -35,14 +35,17 @@ def isolated(settings, tmp_path):
     }
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "qcluster": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                     "LOCATION": str(tmp_path / "qcache")},
+        "qcluster": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "qcache"),
+        },
     }
 
 
 def queued(**options):
-    return Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin",
-                                     username="alice", options=options)
+    return Deployment.objects.create(
+        status=Deployment.Status.QUEUED, trigger="admin", username="alice", options=options
+    )
 
 
 # -- run once --------------------------------------------------------------------------------
@@ -76,7 +79,9 @@ def test_two_workers_racing_for_the_same_record_one_wins():
     assert len(winners) == 1
 
 
-@pytest.mark.parametrize("status", ["running", "succeeded", "failed", "rolled_back", "interrupted", "nothing"])
+@pytest.mark.parametrize(
+    "status", ["running", "succeeded", "failed", "rolled_back", "interrupted", "nothing"]
+)
 def test_a_task_whose_record_is_not_queued_does_nothing(status):
     record = Deployment.objects.create(status=status, message="untouched", trigger="admin")
     result = run_queued_deployment(record.pk)
@@ -90,7 +95,9 @@ def test_a_missing_record_does_nothing():
     assert run_queued_deployment(424242)["skipped"] is True
 
 
-def test_the_task_runs_the_real_pipeline_into_the_queued_record_and_a_redelivery_does_nothing(settings):
+def test_the_task_runs_the_real_pipeline_into_the_queued_record_and_a_redelivery_does_nothing(
+    settings,
+):
     settings.ZERODEPLOY = {**settings.ZERODEPLOY, "NOTIFY_ADMINS": True}
     settings.ADMINS = [("Ops", "ops@example.com")]
     record = queued(ref="v2", force=True, wait_lock=0)
@@ -118,7 +125,11 @@ def test_options_for_a_queued_record():
     record = queued(ref="main", force=True, rollback=None, wait_lock=300, unknown="ignored")
     options = options_for(record)
     assert (options.ref, options.force, options.wait_lock, options.trigger, options.username) == (
-        "main", True, 300, "admin", "alice"
+        "main",
+        True,
+        300,
+        "admin",
+        "alice",
     )
     assert options.dry_run is False and options.rollback is None
 
@@ -171,8 +182,10 @@ def test_routed_hint_names_the_cluster(settings):
 
 
 def test_a_private_cache_means_unknown(settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-                       "qcluster": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "qcluster": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
     status = cluster_status()
     assert status.running is None
     assert "Cannot tell" in status.message and "DummyCache" in status.message
@@ -188,7 +201,11 @@ def test_a_crashing_pipeline_never_leaves_the_record_running(settings, tmp_path)
     """A problem the pipeline does not turn into a result (here: RUNTIME_DIR is a file, so
     the lock cannot be created) still ends as a failed record, one mail, and a failed task."""
     (tmp_path / "a-file").write_text("")
-    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "RUNTIME_DIR": str(tmp_path / "a-file"), "NOTIFY_ADMINS": True}
+    settings.ZERODEPLOY = {
+        **settings.ZERODEPLOY,
+        "RUNTIME_DIR": str(tmp_path / "a-file"),
+        "NOTIFY_ADMINS": True,
+    }
     settings.ADMINS = [("Ops", "ops@example.com")]
     record = queued()
     with pytest.raises(OSError):

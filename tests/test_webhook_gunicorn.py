@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.support.gunicorn import wait_for
-from tests.test_tasks_qcluster import db_rows, qcluster_factory  # noqa: F401 - fixture used by name
+from tests.support.qcluster import db_rows
 
 pytestmark = pytest.mark.integration
 
@@ -21,16 +21,24 @@ SECRET = "a-long-random-webhook-secret"
 PATH = "/zerodeploy/webhook/"
 
 
-def push(port: int, sha: str, ref: str = "refs/heads/main", delivery: str | None = None) -> tuple[int, dict, float]:
-    body = json.dumps({
-        "ref": ref, "after": sha, "deleted": False,
-        "head_commit": {"id": sha, "message": "Release v2"}, "pusher": {"name": "octocat"},
-    }).encode()
+def push(
+    port: int, sha: str, ref: str = "refs/heads/main", delivery: str | None = None
+) -> tuple[int, dict, float]:
+    body = json.dumps(
+        {
+            "ref": ref,
+            "after": sha,
+            "deleted": False,
+            "head_commit": {"id": sha, "message": "Release v2"},
+            "pusher": {"name": "octocat"},
+        }
+    ).encode()
     headers = {
         "Content-Type": "application/json",
         "X-GitHub-Event": "push",
         "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
         "Connection": "close",
     }
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -43,7 +51,9 @@ def push(port: int, sha: str, ref: str = "refs/heads/main", delivery: str | None
     return response.status, data, elapsed
 
 
-def test_signed_push_deploys_through_the_cluster_under_load(site, gunicorn_factory, load_factory, qcluster_factory):  # noqa: F811
+def test_signed_push_deploys_through_the_cluster_under_load(
+    site, gunicorn_factory, load_factory, qcluster_factory
+):
     site.extra_env["ZERODEPLOY_WEBHOOK_SECRET"] = SECRET
     v2 = site.commit_release("v2")
     server = gunicorn_factory(workers=2)
@@ -62,7 +72,9 @@ def test_signed_push_deploys_through_the_cluster_under_load(site, gunicorn_facto
         assert replay_status == 409, replay
 
         def finished():
-            rows = db_rows(site, "SELECT status FROM django_zerodeploy_deployment WHERE id = ?", deployment_id)
+            rows = db_rows(
+                site, "SELECT status FROM django_zerodeploy_deployment WHERE id = ?", deployment_id
+            )
             return rows and rows[0][0] not in ("queued", "running") and rows[0][0]
 
         final = wait_for(finished, timeout=420, interval=0.3)
@@ -72,7 +84,9 @@ def test_signed_push_deploys_through_the_cluster_under_load(site, gunicorn_facto
     print(f"webhook accepted in {elapsed * 1000:.1f} ms under load")  # recorded in docs/admin.md
     assert final == "succeeded", cluster.log_text()
     trigger, username, target = db_rows(
-        site, "SELECT trigger, username, target_sha FROM django_zerodeploy_deployment WHERE id = ?", deployment_id
+        site,
+        "SELECT trigger, username, target_sha FROM django_zerodeploy_deployment WHERE id = ?",
+        deployment_id,
     )[0]
     assert (trigger, username, target) == ("webhook", "github:octocat", v2)
     assert db_rows(site, "SELECT count(*) FROM django_zerodeploy_deployment")[0][0] == 1

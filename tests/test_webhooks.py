@@ -60,7 +60,9 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def post_github(client, url, payload, *, event="push", delivery=None, secret=SECRET, signature=None, body=None):
+def post_github(
+    client, url, payload, *, event="push", delivery=None, secret=SECRET, signature=None, body=None
+):
     body = body if body is not None else json.dumps(payload).encode()
     headers = {
         "HTTP_X_GITHUB_EVENT": event,
@@ -113,14 +115,20 @@ def test_valid_github_push_queues_a_deploy_and_answers_202(client, url):
     assert task["args"] == (record.pk,)
     record.refresh_from_db()
     assert record.task_id == task["id"]
-    assert WebhookDelivery.objects.get(provider="github", delivery_id="delivery-1").deployment == record
+    assert (
+        WebhookDelivery.objects.get(provider="github", delivery_id="delivery-1").deployment
+        == record
+    )
 
 
 def test_github_form_encoded_payload(client, url):
     body = urlencode({"payload": json.dumps(github_push())}).encode()
     response = client.post(
-        url, data=body, content_type="application/x-www-form-urlencoded",
-        HTTP_X_GITHUB_EVENT="push", HTTP_X_GITHUB_DELIVERY="form-1",
+        url,
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_GITHUB_EVENT="push",
+        HTTP_X_GITHUB_DELIVERY="form-1",
         HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
     )
     assert response.status_code == 202, response.content
@@ -193,15 +201,27 @@ def test_oversized_body_without_content_length_is_413(url, settings):
     from django_zerodeploy.webhooks import WebhookError, read_body
 
     body = b"x" * 5000
-    request = WSGIRequest({
-        "REQUEST_METHOD": "POST", "PATH_INFO": url, "CONTENT_LENGTH": "100",
-        "wsgi.input": BytesIO(body), "SERVER_NAME": "testserver", "SERVER_PORT": "80",
-    })
+    request = WSGIRequest(
+        {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": url,
+            "CONTENT_LENGTH": "100",
+            "wsgi.input": BytesIO(body),
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+        }
+    )
     assert read_body(request, 1000) == body[:100]  # Django never reads past the declared length
-    request = WSGIRequest({
-        "REQUEST_METHOD": "POST", "PATH_INFO": url, "CONTENT_LENGTH": "5000",
-        "wsgi.input": BytesIO(body), "SERVER_NAME": "testserver", "SERVER_PORT": "80",
-    })
+    request = WSGIRequest(
+        {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": url,
+            "CONTENT_LENGTH": "5000",
+            "wsgi.input": BytesIO(body),
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+        }
+    )
     with pytest.raises(WebhookError) as refused:
         read_body(request, 1000)
     assert refused.value.status == 413
@@ -209,7 +229,13 @@ def test_oversized_body_without_content_length_is_413(url, settings):
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[1, 2]", b"\xff\xfe", json.dumps({"after": HEAD}).encode(), json.dumps({"ref": 5, "after": HEAD}).encode()],
+    [
+        b"{not json",
+        b"[1, 2]",
+        b"\xff\xfe",
+        json.dumps({"after": HEAD}).encode(),
+        json.dumps({"ref": 5, "after": HEAD}).encode(),
+    ],
     ids=["bad-json", "not-an-object", "not-utf8", "no-ref", "ref-not-a-string"],
 )
 def test_malformed_payload_is_400(client, url, body):
@@ -221,8 +247,11 @@ def test_malformed_payload_is_400(client, url, body):
 def test_missing_delivery_id_is_400(client, url):
     body = json.dumps(github_push()).encode()
     response = client.post(
-        url, data=body, content_type="application/json",
-        HTTP_X_GITHUB_EVENT="push", HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
+        url,
+        data=body,
+        content_type="application/json",
+        HTTP_X_GITHUB_EVENT="push",
+        HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
     )
     assert response.status_code == 400
     assert "delivery id" in response.json()["error"]
@@ -257,7 +286,10 @@ def gitlab_push(ref="refs/heads/main"):
 
 
 def post_gitlab(client, url, payload, token=SECRET, delivery=None):
-    headers = {"HTTP_X_GITLAB_EVENT": "Push Hook", "HTTP_X_GITLAB_EVENT_UUID": delivery or str(uuid.uuid4())}
+    headers = {
+        "HTTP_X_GITLAB_EVENT": "Push Hook",
+        "HTTP_X_GITLAB_EVENT_UUID": delivery or str(uuid.uuid4()),
+    }
     if token is not None:
         headers["HTTP_X_GITLAB_TOKEN"] = token
     return client.post(url, data=json.dumps(payload), content_type="application/json", **headers)
@@ -284,9 +316,14 @@ def test_gitea_and_forgejo_signatures(client, url, forge):
     def post(signature, delivery):
         upper = forge.upper()
         return client.post(
-            url, data=body, content_type="application/json",
-            **{f"HTTP_X_{upper}_EVENT": "push", f"HTTP_X_{upper}_DELIVERY": delivery,
-               f"HTTP_X_{upper}_SIGNATURE": signature},
+            url,
+            data=body,
+            content_type="application/json",
+            **{
+                f"HTTP_X_{upper}_EVENT": "push",
+                f"HTTP_X_{upper}_DELIVERY": delivery,
+                f"HTTP_X_{upper}_SIGNATURE": signature,
+            },
         )
 
     assert post(sign(body, "wrong"), "d-1").status_code == 403
@@ -301,10 +338,17 @@ def test_gitea_and_forgejo_signatures(client, url, forge):
 def test_forgejo_sending_gitea_and_github_headers_too_is_read_as_forgejo(client, url):
     body = json.dumps(github_push()).encode()
     response = client.post(
-        url, data=body, content_type="application/json",
-        HTTP_X_FORGEJO_EVENT="push", HTTP_X_FORGEJO_DELIVERY="f-1", HTTP_X_FORGEJO_SIGNATURE=sign(body),
-        HTTP_X_GITEA_EVENT="push", HTTP_X_GITEA_DELIVERY="f-1", HTTP_X_GITEA_SIGNATURE=sign(body),
-        HTTP_X_GITHUB_EVENT="push", HTTP_X_GITHUB_DELIVERY="f-1",
+        url,
+        data=body,
+        content_type="application/json",
+        HTTP_X_FORGEJO_EVENT="push",
+        HTTP_X_FORGEJO_DELIVERY="f-1",
+        HTTP_X_FORGEJO_SIGNATURE=sign(body),
+        HTTP_X_GITEA_EVENT="push",
+        HTTP_X_GITEA_DELIVERY="f-1",
+        HTTP_X_GITEA_SIGNATURE=sign(body),
+        HTTP_X_GITHUB_EVENT="push",
+        HTTP_X_GITHUB_DELIVERY="f-1",
         HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
     )
     assert response.status_code == 202
@@ -319,7 +363,18 @@ def _git(cwd, *args):
 def test_branch_defaults_to_the_checkouts_upstream(tmp_path, settings):
     origin, clone = tmp_path / "origin", tmp_path / "clone"
     _git(tmp_path, "init", "-q", "-b", "production", str(origin))
-    _git(origin, "-c", "user.email=a@b.c", "-c", "user.name=A", "commit", "-q", "--allow-empty", "-m", "one")
+    _git(
+        origin,
+        "-c",
+        "user.email=a@b.c",
+        "-c",
+        "user.name=A",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "one",
+    )
     _git(tmp_path, "clone", "-q", str(origin), str(clone))
     settings.ZERODEPLOY = {**settings.ZERODEPLOY, "BRANCH": None, "REPO_DIR": str(clone)}
     assert deploy_branch() == "production"
@@ -329,7 +384,11 @@ def test_branch_defaults_to_the_checkouts_upstream(tmp_path, settings):
 
 def test_no_known_branch_is_a_clear_400(client, url, tmp_path, settings):
     _git(tmp_path, "init", "-q", "-b", "main", str(tmp_path / "alone"))
-    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "BRANCH": None, "REPO_DIR": str(tmp_path / "alone")}
+    settings.ZERODEPLOY = {
+        **settings.ZERODEPLOY,
+        "BRANCH": None,
+        "REPO_DIR": str(tmp_path / "alone"),
+    }
     response = post_github(client, url, github_push())
     assert response.status_code == 400
     assert "BRANCH" in response.json()["error"]

@@ -86,7 +86,9 @@ CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "qcluster": {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": os.path.join(os.environ.get("ZERODEPLOY_RUNTIME_DIR") or "/tmp/example-site", "qcluster-cache"),
+        "LOCATION": os.path.join(
+            os.environ.get("ZERODEPLOY_RUNTIME_DIR") or "/tmp/example-site", "qcluster-cache"
+        ),
     },
 }
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -37,7 +36,9 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def connection(port: int | None, uds: str | None, timeout: float = 10) -> http.client.HTTPConnection:
+def connection(
+    port: int | None, uds: str | None, timeout: float = 10
+) -> http.client.HTTPConnection:
     if uds:
         return UnixHTTPConnection(uds, timeout=timeout)
     return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -82,13 +83,20 @@ class Gunicorn:
         if self.config:
             args += ["-c", self.config]
         args += [
-            "--bind", bind,
-            "--pid", str(self.site.pidfile),
-            "--workers", str(self.workers),
-            "--worker-class", self.worker_class,
-            "--timeout", "60",
-            "--graceful-timeout", "30",
-            "--error-logfile", str(self.log),
+            "--bind",
+            bind,
+            "--pid",
+            str(self.site.pidfile),
+            "--workers",
+            str(self.workers),
+            "--worker-class",
+            self.worker_class,
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "30",
+            "--error-logfile",
+            str(self.log),
         ]
         if self.preload:
             args.append("--preload")
@@ -115,7 +123,10 @@ class Gunicorn:
             pid = self.master_pid()
             if pid:
                 self.seen_masters.add(pid)
-                if self.get("/healthz/live/", timeout=2)[0] == 200 and len(self.worker_pids()) >= self.workers:
+                if (
+                    self.get("/healthz/live/", timeout=2)[0] == 200
+                    and len(self.worker_pids()) >= self.workers
+                ):
                     return self
             time.sleep(0.1)
         self.stop()
@@ -175,7 +186,9 @@ class Gunicorn:
         return "\n".join(parts)
 
     # -- requests --------------------------------------------------------------------------
-    def get(self, path: str, timeout: float = 10, headers: dict[str, str] | None = None) -> tuple[int | None, dict[str, str], bytes]:
+    def get(
+        self, path: str, timeout: float = 10, headers: dict[str, str] | None = None
+    ) -> tuple[int | None, dict[str, str], bytes]:
         try:
             conn = connection(self.port, self.uds, timeout)
             conn.request("GET", path, headers={"Connection": "close", **(headers or {})})

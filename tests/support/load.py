@@ -4,7 +4,6 @@ record of every request's status, release marker and latency."""
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import Counter
@@ -112,7 +111,9 @@ class LoadGenerator:
             resp = conn.getresponse()
             resp.read()
             conn.close()
-            return Hit(started, time.monotonic() - started, resp.status, resp.getheader(self.marker_header))
+            return Hit(
+                started, time.monotonic() - started, resp.status, resp.getheader(self.marker_header)
+            )
         except Exception as exc:  # noqa: BLE001 - every failure is a data point
             return Hit(started, time.monotonic() - started, None, None, type(exc).__name__)
 

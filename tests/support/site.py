@@ -65,7 +65,9 @@ class Site:
         env.update(extra)
         return env
 
-    def manage(self, *args: str, check: bool = True, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, check: bool = True, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         """Run the server clone's manage.py with the venv's Python, as an operator would."""
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
