@@ -1,9 +1,11 @@
 """Does a release load and answer? Checked in a fresh interpreter before it takes traffic.
 
 ``preflight(code_dir)`` starts ``python -m django_zerodeploy.preflight`` with ``code_dir`` as
-working directory and first on ``sys.path``: optionally ``manage.py check``, then it imports the
-WSGI application, loads the URLconf and requests each smoke URL through the WSGI callable,
-in-process. A fresh process matters: the caller's own modules are the *old* release.
+working directory and first on ``sys.path``. In that ONE interpreter it imports the WSGI
+application, loads the URLconf, optionally runs Django's system checks and the migration plan
+(``zerodeploy_migrations plan``), then requests each smoke URL through the WSGI callable. A fresh
+process matters: the caller's own modules are the *old* release. One process for all of it
+matters too: each start of a Django project costs CPU, and a deploy's wall time is mostly that.
 
 The in-process pieces (``check_urlconf``, ``smoke``) are also what a Gunicorn worker runs in
 ``gunicorn_conf.post_worker_init`` before it accepts its first connection.
@@ -20,14 +22,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import proc
 
-STEPS = ("check", "import-wsgi", "urlconf", "smoke")
+STEPS = ("import-wsgi", "urlconf", "check", "plan", "smoke")
 _MARK = "ZERODEPLOY-PREFLIGHT-RESULT "
+_CHECK_ERROR = re.compile(r"\(\w+\.E\d+\)")  # a system check error: "app.M.f: (fields.E130) ..."
 _SETTINGS_IN_MANAGE = re.compile(
     r"""setdefault\(\s*["']DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']\s*\)"""
 )
@@ -52,10 +55,15 @@ PROCESS_ONLY_ENV = (
 @dataclass
 class PreflightResult:
     ok: bool
-    step: str  # "import-wsgi", "urlconf", "check", "smoke" — what failed, or "ok"
+    step: str  # "import-wsgi", "urlconf", "check", "plan", "smoke" — what failed, or "ok"
     message: str  # one readable sentence
-    output: str  # captured output (last traceback frames), redacted
+    output: str  # captured output (last traceback frames, check errors), redacted
     duration: float
+    patterns: int = 0  # URL patterns loaded
+    smoke_failures: list[str] = field(default_factory=list)
+    # ``zerodeploy_migrations plan --json`` as the release sees the database (migration_plan=True)
+    plan_returncode: int | None = None
+    plan_stdout: str = ""
 
 
 # -- in-process checks (run inside the release's interpreter) ---------------------------------
@@ -172,23 +180,45 @@ def _import_app(spec: str) -> Any:
     return app
 
 
+def _migration_plan(allow_unsafe: bool) -> tuple[int, str]:
+    """(exit code, stdout) of ``zerodeploy_migrations plan --json`` in this interpreter."""
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    extra = ["--allow-unsafe"] if allow_unsafe else []
+    try:
+        call_command("zerodeploy_migrations", "plan", "--json", *extra, stdout=out, stderr=out)
+        code = 0
+    except SystemExit as exc:  # the command exits 1 when it refuses
+        code = int(exc.code or 0)
+    return code, out.getvalue()
+
+
+_FAILED = {
+    "import-wsgi": "The WSGI application failed to import",
+    "urlconf": "The URLconf failed to load",
+    "check": "manage.py check failed",
+    "plan": "The migration plan could not be made",
+    "smoke": "A smoke request failed",
+}
+
+
 def _child(args: dict[str, Any]) -> dict[str, Any]:
     """The preflight itself, in the release's interpreter."""
     code_dir = Path(args["code_dir"])
     if str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
-    step = "import-wsgi"
+    result: dict[str, Any] = {"ok": False, "step": "import-wsgi"}
     try:
         spec = args.get("wsgi_app")
         if not spec:
             module = _settings_module(code_dir)
             if not module:
-                return {
-                    "ok": False,
-                    "step": step,
-                    "message": "DJANGO_SETTINGS_MODULE is not set "
-                    "and manage.py does not name it: cannot tell which WSGI app to import.",
-                }
+                result["message"] = (
+                    "DJANGO_SETTINGS_MODULE is not set "
+                    "and manage.py does not name it: cannot tell which WSGI app to import."
+                )
+                return result
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)
             import django
             from django.conf import settings
@@ -196,32 +226,44 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
             django.setup(set_prefix=False)
             spec = settings.WSGI_APPLICATION
         app = _import_app(spec)
-        step = "urlconf"
-        patterns = check_urlconf()
-        step = "smoke"
-        failures = smoke(app, args.get("smoke_urls") or [])
-        if failures:
-            return {
-                "ok": False,
-                "step": step,
-                "message": "Smoke URL failed: " + "; ".join(failures) + ".",
-            }
+        result["step"] = "urlconf"
+        result["patterns"] = check_urlconf()
+        if args.get("manage_check"):
+            result["step"] = "check"
+            from django.core.management import call_command
+            from django.core.management.base import CommandError
+
+            try:
+                call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+            except CommandError as exc:  # SystemCheckError: the formatted list of errors
+                print(str(exc), file=sys.stderr)
+                errors = [ln.strip() for ln in str(exc).splitlines() if _CHECK_ERROR.search(ln)]
+                result["message"] = "manage.py check failed: " + (
+                    "; ".join(errors[:5]) or "see the output"
+                )
+                return result
+        if args.get("migration_plan"):
+            result["step"] = "plan"
+            code, out = _migration_plan(bool(args.get("allow_unsafe")))
+            result["plan_returncode"], result["plan_stdout"] = code, out
+        result["step"] = "smoke"
+        urls = args.get("smoke_urls") or []
+        result["smoke_failures"] = smoke(app, urls)
+        if result["smoke_failures"]:
+            result["message"] = "Smoke URL failed: " + "; ".join(result["smoke_failures"]) + "."
+            return result
         return {
+            **result,
             "ok": True,
             "step": "ok",
-            "message": f"{spec} imported, {patterns} URL patterns "
-            f"loaded, {len(args.get('smoke_urls') or [])} smoke URL(s) answered.",
+            "message": f"{spec} imported, {result['patterns']} URL patterns "
+            f"loaded, {len(urls)} smoke URL(s) answered.",
         }
     except BaseException as exc:  # noqa: BLE001 - the whole point is to report it
         frames = traceback.format_exception(exc)
         traceback.print_exception(exc, file=sys.stderr)
-        what = {
-            "import-wsgi": "The WSGI application failed to import",
-            "urlconf": "The URLconf failed to load",
-            "smoke": "A smoke request failed",
-        }[step]
         last = "".join(frames).strip().splitlines()[-1] if frames else repr(exc)
-        return {"ok": False, "step": step, "message": f"{what}: {last}"}
+        return {**result, "message": f"{_FAILED[result['step']]}: {last}"}
 
 
 def _main(argv: list[str]) -> int:
@@ -266,8 +308,14 @@ def preflight(
     manage_check: bool = False,
     smoke_urls: Sequence[str] = (),
     timeout: float | None = None,
+    migration_plan: bool = False,
+    allow_unsafe: bool = False,
 ) -> PreflightResult:
-    """Check, in a fresh subprocess, that the release in ``code_dir`` imports and answers."""
+    """Check, in a fresh subprocess, that the release in ``code_dir`` imports and answers.
+
+    ``manage_check`` adds Django's system checks; ``migration_plan`` adds the pending
+    migrations' plan (``allow_unsafe`` acknowledges unsafe operations), returned raw for the
+    deploy pipeline to judge."""
     started = time.monotonic()
     code_dir = Path(code_dir).resolve()
     child = child_env(code_dir, env)
@@ -277,29 +325,27 @@ def preflight(
 
         timeout = float(app_settings.STEP_TIMEOUT)
 
-    def done(ok: bool, step: str, message: str, output: str = "") -> PreflightResult:
+    def done(ok: bool, step: str, message: str, output: str = "", **found: Any) -> PreflightResult:
         return PreflightResult(
             ok,
             step,
             proc.redact(message, secrets),
             proc.redact(_last_frames(output), secrets),
             time.monotonic() - started,
+            patterns=int(found.get("patterns") or 0),
+            smoke_failures=[proc.redact(f, secrets) for f in found.get("smoke_failures") or []],
+            plan_returncode=found.get("plan_returncode"),
+            plan_stdout=str(found.get("plan_stdout") or ""),
         )
 
-    if manage_check:
-        if (code_dir / "manage.py").is_file():
-            argv = [python, "manage.py", "check"]
-        else:
-            argv = [python, "-m", "django", "check"]
-        checked = proc.run(niced(argv), cwd=code_dir, env=child, timeout=timeout)
-        if not checked.ok:
-            lines = checked.output.strip().splitlines()
-            why = next((ln for ln in reversed(lines) if ln.strip()), f"exit {checked.returncode}")
-            if checked.timed_out:
-                why = f"timed out after {timeout:g} s"
-            return done(False, "check", f"manage.py check failed: {why}", checked.output)
-
-    payload = {"code_dir": str(code_dir), "wsgi_app": wsgi_app, "smoke_urls": list(smoke_urls)}
+    payload = {
+        "code_dir": str(code_dir),
+        "wsgi_app": wsgi_app,
+        "smoke_urls": list(smoke_urls),
+        "manage_check": manage_check,
+        "migration_plan": migration_plan,
+        "allow_unsafe": allow_unsafe,
+    }
     ran = proc.run(
         niced([python, "-m", "django_zerodeploy.preflight", json.dumps(payload)]),
         cwd=code_dir,
@@ -323,10 +369,11 @@ def preflight(
             ran.output,
         )
     return done(
-        bool(result.get("ok")),
-        str(result.get("step")),
-        str(result.get("message")),
-        output if not result.get("ok") else "",
+        bool(result.pop("ok")),
+        str(result.pop("step")),
+        str(result.pop("message", "")),
+        output,
+        **result,
     )
 
 

@@ -4,6 +4,9 @@ records (bad releases, --rollback targets, history, redaction, interrupted deplo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -231,6 +234,22 @@ def test_running_records_are_marked_interrupted():
     assert dead.status == "interrupted" and dead.finished_at
     assert f"pid {os.getpid()}" in dead.message
     assert [(s.name, s.status) for s in dead.steps.all()] == [("migrate", "failed")]
+
+
+@pytest.mark.django_db
+def test_a_live_process_waiting_for_the_lock_is_not_interrupted():
+    """An admin deploy's django-q2 worker marks its record running, then waits for the lock:
+    the deploy holding the lock must not take it for a dead one."""
+    waiter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        waiting = make("running", "f" * 40, 0, pid=waiter.pid)
+        current = make("running", "e" * 40, 0, pid=os.getpid())
+        assert records.interrupted_candidates(exclude=current.pk) == []
+    finally:
+        waiter.kill()
+        waiter.wait()
+    assert records.interrupted_candidates(exclude=current.pk) == [waiting]
 
 
 @pytest.mark.django_db

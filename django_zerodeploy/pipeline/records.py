@@ -185,14 +185,31 @@ class Recorder:
 
 # -- interrupted deploys ------------------------------------------------------------------------
 def interrupted_candidates(exclude: int | None) -> list[Deployment]:
-    """``running`` records of this host other than ours. Called with the lock held, so none of
-    them is still deploying: their process died (or was killed) mid-way."""
+    """``running`` records of this host other than ours whose process is gone. Called with the
+    lock held, so none of them is deploying; but a live process may still be *waiting* for the
+    lock (an admin deploy in a django-q2 worker marks its record running first): not ours."""
     query = Deployment.objects.filter(status=Status.RUNNING, host=hostname())
     if exclude:
         query = query.exclude(pk=exclude)
     # another checkout on this host (sharing the database) has its own lock: not ours to judge
     lock = str(app_settings.runtime_dir / "deploy.lock")
-    return [d for d in query if (d.options or {}).get("lock", lock) == lock]
+    return [
+        d
+        for d in query
+        if (d.options or {}).get("lock", lock) == lock and not _process_alive_since(d)
+    ]
+
+
+def _process_alive_since(deployment: Deployment) -> bool:
+    """Is the record's process alive, and the same process (started before the record)?"""
+    if not deployment.pid or deployment.pid == os.getpid():
+        return False
+    try:
+        created = psutil.Process(deployment.pid).create_time()
+    except psutil.Error:
+        return False
+    since = deployment.started_at or deployment.created_at
+    return created <= since.timestamp() + 1
 
 
 def orphan_steps(pids: Iterable[int]) -> list[psutil.Process]:

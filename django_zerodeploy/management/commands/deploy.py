@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from argparse import RawDescriptionHelpFormatter
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ... import exit_codes, proc
-from ...checks import require_valid_settings
 from ...exit_codes import CommandFailure
+from ..base import ZeroDeployCommand
 
 EPILOG = """\
 Steps: lock, environment, fetch, prepare (worktree beside the live tree), install (only if a
@@ -34,17 +33,9 @@ Exit codes:
 """
 
 
-class Command(BaseCommand):
+class Command(ZeroDeployCommand):
     help = "Deploy the newest commit of the upstream branch (or --ref) with zero downtime."
-    # Django's own checks exit 1 and would stop a deploy that fixes a broken live release:
-    # only ZERODEPLOY itself is validated here (exit 2); the new code is checked in preflight.
-    requires_system_checks: list[str] = []
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        parser.epilog = EPILOG
-        return parser
+    epilog = EPILOG  # the new code is checked in the preflight step, not by Django's checks
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -116,18 +107,7 @@ class Command(BaseCommand):
             "and exit with that check's code.",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            require_valid_settings()
-            code = self._handle(options)
-        except CommandFailure as exc:
-            self.stderr.write(exc.message)
-            code = exc.exit_code
-        sys.stdout.flush()
-        if code:
-            sys.exit(code)
-
-    def _handle(self, options: dict[str, Any]) -> int:
+    def run(self, options: dict[str, Any]) -> int:
         from ...pipeline import DeployOptions, build_plan, history, run_deploy
         from ...pipeline.records import history_table
         from ...pipeline.runner import validate_options

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ... import health
-from ...checks import require_valid_settings
 from ...conf import app_settings
 from ...exit_codes import FAILED, OK, USAGE, CommandFailure
 from ...health.report import report_table
+from ..base import ZeroDeployCommand
 
 EPILOG = (
     "Exit codes: 0 every critical check passes (status pass or warn), or the drain flag was "
@@ -21,19 +20,14 @@ EPILOG = (
 )
 
 
-class Command(BaseCommand):
+class Command(ZeroDeployCommand):
     help = (
         "Run the /healthz/ checks in this process and print them (for cron and shells), or "
         "take this host out of the load balancer (--drain) and back (--resume). The drain flag "
         "is a file in this host's runtime directory: other hosts sharing the database keep "
         "serving."
     )
-    requires_system_checks: list[str] = []
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = EPILOG
-        return parser
+    epilog = EPILOG
 
     def add_arguments(self, parser: CommandParser) -> None:
         mode = parser.add_mutually_exclusive_group()
@@ -50,18 +44,10 @@ class Command(BaseCommand):
             help="Print the full health+json document instead of a table.",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            require_valid_settings()
-            if options["drain"] or options["resume"]:
-                code = self._drain(options["drain"], options["reason"])
-            else:
-                code = self._check(options["json"])
-        except CommandFailure as exc:
-            self.stderr.write(exc.message)
-            code = exc.exit_code
-        if code:
-            sys.exit(code)
+    def run(self, options: dict[str, Any]) -> int:
+        if options["drain"] or options["resume"]:
+            return self._drain(options["drain"], options["reason"])
+        return self._check(options["json"])
 
     def _drain(self, draining: bool, reason: str) -> int:
         try:

@@ -4,15 +4,13 @@ request and without ever letting a broken release take one (see docs/reload.md).
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
-from ...checks import require_valid_settings
 from ...conf import RELOAD_STRATEGIES
-from ...exit_codes import CommandFailure
 from ...gunicorn import reload
+from ..base import ZeroDeployCommand
 
 EPILOG = (
     "Exit codes: 0 reloaded, the new release serves; 1 refused or aborted (preflight failed, "
@@ -24,20 +22,14 @@ EPILOG = (
 )
 
 
-class Command(BaseCommand):
+class Command(ZeroDeployCommand):
     help = (
         "Reload Gunicorn with the checked-out code: find and prove the master of this project, "
         "preflight the code in a fresh interpreter, then usr2 (default: a new master whose "
         "workers must all report ready before the old one is retired), hup or systemd "
         "(systemctl reload), and verify which release serves."
     )
-    # The checked-out code may be broken; the command must still run to refuse it cleanly.
-    requires_system_checks: list[str] = []
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = EPILOG
-        return parser
+    epilog = EPILOG
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -62,13 +54,8 @@ class Command(BaseCommand):
             help="Print the result as JSON instead of one line per phase.",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def run(self, options: dict[str, Any]) -> int:
         as_json = options["json"]
-        try:
-            require_valid_settings()
-        except CommandFailure as exc:
-            self._finish(exc.exit_code, exc.message, as_json, None)
-            return
         result = reload(
             strategy=options["strategy"],
             pidfile=options["pidfile"],
@@ -76,9 +63,12 @@ class Command(BaseCommand):
             timeout=options["timeout"],
             echo=None if as_json else self.stdout.write,
         )
-        self._finish(result.exit_code, result.message, as_json, result)
+        return self._finish(result.exit_code, result.message, as_json, result)
 
-    def _finish(self, code: int, message: str, as_json: bool, result: Any) -> None:
+    def fail(self, message: str, exit_code: int, options: dict[str, Any]) -> int:
+        return self._finish(exit_code, message, options["json"], None)
+
+    def _finish(self, code: int, message: str, as_json: bool, result: Any) -> int:
         if as_json:
             data = (
                 result.as_dict()
@@ -92,5 +82,4 @@ class Command(BaseCommand):
             if result is not None and result.output:
                 self.stderr.write(result.output)
             self.stderr.write(message)
-        if code:
-            sys.exit(code)
+        return code

@@ -7,13 +7,11 @@ changes, ``apply --stage pre`` as its migrate step and ``apply --stage post`` af
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from ...checks import require_valid_settings
 from ...exit_codes import EPILOG, FAILED, OK, USAGE, CommandFailure
 from ...migration_safety import (
     PlanError,
@@ -23,23 +21,18 @@ from ...migration_safety import (
     refusal_message,
     warnings_text,
 )
+from ..base import ZeroDeployCommand
 
 
-class Command(BaseCommand):
+class Command(ZeroDeployCommand):
     help = (
         "Classify pending migrations for a zero-downtime deploy (plan), or apply one stage of "
         "them with PostgreSQL lock timeouts (apply --stage pre|post)."
     )
-    epilog = EPILOG
-    requires_system_checks: list[str] = []
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = (
-            "plan exits 1 when an unsafe operation is not acknowledged or a pre-deploy migration "
-            "depends on a post-deploy one. " + EPILOG
-        )
-        return parser
+    epilog = (
+        "plan exits 1 when an unsafe operation is not acknowledged or a pre-deploy migration "
+        "depends on a post-deploy one. " + EPILOG
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="plan|apply")
@@ -60,27 +53,20 @@ class Command(BaseCommand):
         )
         apply.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        as_json = options.get("json", False)
+    def run(self, options: dict[str, Any]) -> int:
         try:
-            require_valid_settings()
             if options["action"] == "plan":
-                code = self._plan(options, as_json)
-            else:
-                code = self._apply(options)
-        except CommandFailure as exc:
-            code = self._fail(exc.message, exc.exit_code, as_json)
+                return self._plan(options, options.get("json", False))
+            return self._apply(options)
         except PlanError as exc:
-            code = self._fail(str(exc), USAGE, as_json)
+            raise CommandFailure(str(exc), USAGE) from exc
         except DatabaseError as exc:
-            code = self._fail(
-                f"Cannot read the migration state of the database: {exc}".strip(), USAGE, as_json
-            )
-        if code:
-            sys.exit(code)
+            raise CommandFailure(
+                f"Cannot read the migration state of the database: {exc}".strip(), USAGE
+            ) from exc
 
-    def _fail(self, message: str, code: int, as_json: bool) -> int:
-        if as_json:
+    def fail(self, message: str, code: int, options: dict[str, Any]) -> int:
+        if options.get("json", False):
             self.stdout.write(
                 json.dumps(
                     {
