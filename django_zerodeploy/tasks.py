@@ -18,12 +18,12 @@ from functools import partial
 from typing import Any
 
 from django.apps import apps
-from django.core.mail import mail_admins
 from django.db import router, transaction
 from django.utils import timezone
 
 from .conf import app_settings
 from .models import Deployment
+from .notify import notify_admins
 
 logger = logging.getLogger("django_zerodeploy.tasks")
 
@@ -167,11 +167,10 @@ def _record_crash(record: Deployment, exc: BaseException) -> None:
     updated = Deployment.objects.filter(pk=record.pk, status=Deployment.Status.RUNNING).update(
         status=Deployment.Status.FAILED, finished_at=timezone.now(), message=message[:2000]
     )
-    if updated and app_settings.NOTIFY_ADMINS:
-        mail_admins(
+    if updated:
+        notify_admins(
             f"Deploy #{record.pk} failed on {socket.gethostname()}",
             f"{message}\n\nTrigger: {record.trigger}; started by {record.username or 'unknown'}.",
-            fail_silently=True,
         )
 
 

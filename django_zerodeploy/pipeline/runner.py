@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from django.core.mail import mail_admins
 from django.utils import timezone
 
 from .. import exit_codes, proc
@@ -18,6 +17,7 @@ from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError, validate_ref
 from ..models import Deployment, DeploymentStep
+from ..notify import notify_admins
 from ..signals import deploy_finished, deploy_started
 from . import records
 from .context import DeployContext, NothingToDeploy, StepFailed
@@ -318,14 +318,9 @@ class Runner:
         deployment = self.recorder.deployment
         if deployment is not None and deployment.pk and status != Status.NOTHING:
             deploy_finished.send_robust(sender=Deployment, deployment=deployment, status=status)
-        if status in (Status.FAILED, Status.ROLLED_BACK) and app_settings.NOTIFY_ADMINS:
-            with contextlib.suppress(Exception):
-                ident = f"#{deployment.pk} " if deployment is not None and deployment.pk else ""
-                mail_admins(
-                    f"Deploy {ident}{status}: {(ctx.target_sha or '')[:10]}",
-                    message,
-                    fail_silently=True,
-                )
+        if status in (Status.FAILED, Status.ROLLED_BACK):
+            ident = f"#{deployment.pk} " if deployment is not None and deployment.pk else ""
+            notify_admins(f"Deploy {ident}{status}: {(ctx.target_sha or '')[:10]}", message)
         self.echo(message)
         return DeployResult(
             exit_code=exit_code,
