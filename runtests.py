@@ -2,7 +2,9 @@
 """Run the test suite: ``python3 runtests.py [pytest args]``.
 
 Needs only Python 3.11+ and git: it creates ``.venv`` (the project, editable, with its test and
-docs tools) on first use, or again when pyproject.toml changed, and runs pytest in it.
+docs tools) on first use, or again when pyproject.toml changed, installs Debian's chromium for
+the browser test when it is missing (as root, with apt), and runs pytest in .venv. The tests
+also use the PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) servers the machine runs.
 
     python3 runtests.py                          # everything (what CI runs): the full suite on
                                                  # Python 3.11 + Django 5.2, then the fast tests
@@ -81,6 +83,24 @@ def ensure_venv(venv: Path, python: str, extras: str, django: str | None = None)
     return bin_python
 
 
+def ensure_chromium() -> None:
+    """The browser test drives Debian's Chromium (a test tool's own browser download cannot
+    work offline). Install it with apt when missing and we may; else say what is missing."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("runtests: installing Debian's chromium for the browser test", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        return
+    print(
+        "runtests: chromium is not installed (apt-get install chromium, as root): "
+        "the browser test will fail",
+        file=sys.stderr,
+    )
+
+
 def run_pytest(python: Path, args: list[str]) -> int:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)  # would override pyproject's tests.settings
@@ -104,6 +124,7 @@ def main(argv: list[str]) -> int:
 
     results: list[tuple[str, int]] = []
     python = ensure_venv(MAIN_VENV, sys.executable, "test,docs")
+    ensure_chromium()
     print(
         f"\n== tests on Python {sys.version_info[0]}.{sys.version_info[1]} in .venv ==", flush=True
     )

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .exit_codes import CommandFailure
 from .git import GitError, validate_ref
 from .models import Deployment, DeploymentStep
+from .pipeline.records import iso
 from .proc import tail
 from .tasks import cluster_status, queue_deployment
 
@@ -261,9 +262,9 @@ def progress_data(record: Deployment) -> dict[str, Any]:
         "target_sha": record.target_sha,
         "subject": record.subject,
         "previous_sha": record.previous_sha,
-        "created_at": _iso(record.created_at),
-        "started_at": _iso(record.started_at),
-        "finished_at": _iso(record.finished_at),
+        "created_at": iso(record.created_at),
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
         "duration": record.duration,
         "elapsed": (timezone.now() - record.started_at).total_seconds()
         if record.started_at and not record.finished_at
@@ -283,7 +284,3 @@ def _step_data(step: DeploymentStep) -> dict[str, Any]:
         "returncode": step.returncode,
         "output": tail(step.output or "", POLL_OUTPUT_BYTES),
     }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None

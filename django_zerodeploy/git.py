@@ -28,6 +28,19 @@ class Commit:
         return self.sha[:10]
 
 
+def is_sha(value: object) -> bool:
+    """A full 40-hex commit id (lower case): the only form taken from reports and records."""
+    return isinstance(value, str) and bool(_SHA.fullmatch(value))
+
+
+def _revision(rev: str) -> str:
+    """A revision for log/diff/merge-base: refused when git could read it as an option (the
+    calls also pass ``--end-of-options``; this keeps the message readable)."""
+    if not rev or rev.startswith("-"):
+        raise GitError(f"{rev!r} is not a revision.")
+    return rev
+
+
 def validate_ref(ref: str) -> str:
     """Reject refs that could be read as an option or that git could never accept."""
     if not ref or ref.startswith("-") or not _SAFE_NAME.fullmatch(ref) or ".." in ref:
@@ -91,22 +104,42 @@ class Git:
             raise GitError(f"{ref!r} does not name a commit in {self.repo_dir}.")
         return sha
 
+    # Revisions below may come from what workers or HEALTHZ_URL report, or from records: they
+    # are checked and placed after --end-of-options, where git never reads an option.
     def commit(self, sha: str) -> Commit:
-        subject = self.out("log", "-1", "--format=%s", sha, "--")
+        subject = self.out("log", "-1", "--format=%s", "--end-of-options", _revision(sha), "--")
         return Commit(sha, subject)
 
     def log(self, old: str | None, new: str, limit: int = 200) -> list[Commit]:
         """Commits in ``new`` that are not in ``old``, newest first."""
-        spec = f"{old}..{new}" if old else new
-        out = self.out("log", f"--max-count={limit}", "--format=%H%x00%s", spec, "--")
+        spec = f"{_revision(old)}..{_revision(new)}" if old else _revision(new)
+        out = self.out(
+            "log", f"--max-count={limit}", "--format=%H%x00%s", "--end-of-options", spec, "--"
+        )
         return [Commit(*line.split("\x00", 1)) for line in out.splitlines() if line]
 
     def changed_files(self, old: str, new: str) -> list[str]:
-        out = self.out("diff", "--name-only", "--no-renames", old, new, "--")
+        out = self.out(
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "--end-of-options",
+            _revision(old),
+            _revision(new),
+            "--",
+        )
         return [line for line in out.splitlines() if line]
 
     def is_ancestor(self, old: str, new: str) -> bool:
-        return self.run("merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+        result = self.run(
+            "merge-base",
+            "--is-ancestor",
+            "--end-of-options",
+            _revision(old),
+            _revision(new),
+            check=False,
+        )
+        return result.returncode == 0
 
     # -- changing --------------------------------------------------------------------------
     def fetch(self, remote: str) -> None:
@@ -114,7 +147,7 @@ class Git:
         self.run("fetch", "--quiet", "--prune", "--tags", "--force", remote)
 
     def worktree_add(self, path: Path, sha: str) -> None:
-        self.run("worktree", "add", "--detach", "--force", str(path), sha)
+        self.run("worktree", "add", "--detach", "--force", "--", str(path), _revision(sha))
 
     def worktree_remove(self, path: Path) -> None:
         self.run("worktree", "remove", "--force", str(path), check=False)
@@ -123,7 +156,7 @@ class Git:
     def move_branch_to(self, sha: str) -> None:
         """Move the checked-out branch (or a detached HEAD) to ``sha``, keeping the branch
         checked out so that a later manual ``git pull`` still works."""
-        self.run("reset", "--keep", sha)
+        self.run("reset", "--keep", _revision(sha), "--")
 
 
 def read_head_without_git(repo_dir: Path) -> str | None:

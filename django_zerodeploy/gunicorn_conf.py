@@ -29,7 +29,10 @@ What ``post_worker_init`` does, in the worker, after the WSGI app is loaded and 
    with code 1, and Gunicorn retries it while the other workers keep serving: a passing glitch
    (a database hiccup during a smoke request), or new files checked out under a running master
    that a respawned worker happens to import, must not halt a serving site;
-4. under systemd, in a master started by USR2, the last worker to get ready announces the new
+4. if the runtime directory cannot be written (a full disk, wrong permissions), the worker logs
+   it and still serves when its master has served already (it halts only a master known never
+   to have had a ready worker): a respawn on a full ``/tmp`` must not take a serving site down;
+5. under systemd, in a master started by USR2, the last worker to get ready announces the new
    master as MAINPID (see ``django_zerodeploy.gunicorn.sdnotify``).
 
 ``pre_exec`` makes a USR2 re-exec work after ``python -m gunicorn`` (see its docstring).
@@ -86,6 +89,7 @@ def post_worker_init(worker: Any) -> None:
             raise RuntimeError("Django settings are not configured")
         from . import readiness
         from .conf import app_settings
+        from .exit_codes import CommandFailure
         from .gunicorn.sdnotify import announce_if_generation_ready
         from .preflight import check_urlconf, smoke
         from .release import boot_release
@@ -106,23 +110,69 @@ def post_worker_init(worker: Any) -> None:
         if failures:
             problem = "smoke URL failed: " + "; ".join(failures)
 
-    readiness.write_master_facts(_facts(worker))
+    # The runtime directory can fail like any disk (full, unwritable, unsafe: CommandFailure).
+    # An exception escaping this hook exits the worker with WORKER_BOOT_ERROR, which halts the
+    # master: that must only happen to a master known never to have served.
+    storage_errors = (OSError, CommandFailure)
+
+    def attempt(what: str, action: Callable[[], object]) -> bool:
+        try:
+            action()
+        except storage_errors as exc:
+            detail = exc.message if isinstance(exc, CommandFailure) else exc
+            worker.log.error("django-zerodeploy: cannot %s: %s", what, detail)
+            return False
+        return True
+
+    def proven() -> bool | None:
+        """Has this master had a ready worker? None when the runtime directory cannot tell."""
+        try:
+            return readiness.is_proven(master_pid)
+        except storage_errors:
+            return None
+
+    attempt("record the master's facts", lambda: readiness.write_master_facts(_facts(worker)))
     if problem:
-        code = WORKER_RETRY if readiness.is_proven(master_pid) else WORKER_BOOT_ERROR
-        readiness.write_report(
-            readiness.WorkerReport(pid, master_pid, release, time.time(), False, problem)
+        # exit 3 (halt the master) only when it is known never to have had a ready worker
+        code = WORKER_BOOT_ERROR if proven() is False else WORKER_RETRY
+        attempt(
+            "record the refusal",
+            lambda: readiness.write_report(
+                readiness.WorkerReport(pid, master_pid, release, time.time(), False, problem)
+            ),
         )
         worker.log.error(
             "django-zerodeploy: worker %s refuses to boot (exit %s): %s", pid, code, problem
         )
         sys.exit(code)
 
-    readiness.write_report(readiness.WorkerReport(pid, master_pid, release, time.time(), True))
-    readiness.mark_proven(master_pid)
+    report = readiness.WorkerReport(pid, master_pid, release, time.time(), True)
+    if not attempt("report this worker ready", lambda: readiness.write_report(report)):
+        if proven() is False:
+            # a new generation that cannot report ready cannot be told from a broken one
+            worker.log.error(
+                "django-zerodeploy: worker %s refuses to boot (exit %s): its master never had "
+                "a ready worker and this one cannot report ready",
+                pid,
+                WORKER_BOOT_ERROR,
+            )
+            sys.exit(WORKER_BOOT_ERROR)
+        worker.log.error(
+            "django-zerodeploy: worker %s serves without a ready report (its master has served "
+            "already, or the runtime directory cannot tell): a reload cannot see it until the "
+            "runtime directory works again",
+            pid,
+        )
+        return
     worker.zerodeploy_ready = True
-    message = announce_if_generation_ready(master_pid, int(worker.cfg.workers))
-    if message:
-        worker.log.info("django-zerodeploy: told systemd %s", message.replace("\n", " "))
+    attempt("record that the master is proven", lambda: readiness.mark_proven(master_pid))
+
+    def announce() -> None:
+        message = announce_if_generation_ready(master_pid, int(worker.cfg.workers))
+        if message:
+            worker.log.info("django-zerodeploy: told systemd %s", message.replace("\n", " "))
+
+    attempt("announce the master to systemd", announce)
 
 
 post_worker_init.zerodeploy_hook = True  # type: ignore[attr-defined]

@@ -64,6 +64,7 @@ class PreflightResult:
     # ``zerodeploy_migrations plan --json`` as the release sees the database (migration_plan=True)
     plan_returncode: int | None = None
     plan_stdout: str = ""
+    plan_stderr: str = ""  # redacted
 
 
 # -- in-process checks (run inside the release's interpreter) ---------------------------------
@@ -180,18 +181,19 @@ def _import_app(spec: str) -> Any:
     return app
 
 
-def _migration_plan(allow_unsafe: bool) -> tuple[int, str]:
-    """(exit code, stdout) of ``zerodeploy_migrations plan --json`` in this interpreter."""
+def _migration_plan(allow_unsafe: bool) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``zerodeploy_migrations plan --json`` in this
+    interpreter. Separate buffers: a warning on stderr must not break the JSON on stdout."""
     from django.core.management import call_command
 
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     extra = ["--allow-unsafe"] if allow_unsafe else []
     try:
-        call_command("zerodeploy_migrations", "plan", "--json", *extra, stdout=out, stderr=out)
+        call_command("zerodeploy_migrations", "plan", "--json", *extra, stdout=out, stderr=err)
         code = 0
     except SystemExit as exc:  # the command exits 1 when it refuses
         code = int(exc.code or 0)
-    return code, out.getvalue()
+    return code, out.getvalue(), err.getvalue()
 
 
 _FAILED = {
@@ -244,8 +246,8 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
                 return result
         if args.get("migration_plan"):
             result["step"] = "plan"
-            code, out = _migration_plan(bool(args.get("allow_unsafe")))
-            result["plan_returncode"], result["plan_stdout"] = code, out
+            code, out, err = _migration_plan(bool(args.get("allow_unsafe")))
+            result["plan_returncode"], result["plan_stdout"], result["plan_stderr"] = code, out, err
         result["step"] = "smoke"
         urls = args.get("smoke_urls") or []
         result["smoke_failures"] = smoke(app, urls)
@@ -336,6 +338,7 @@ def preflight(
             smoke_failures=[proc.redact(f, secrets) for f in found.get("smoke_failures") or []],
             plan_returncode=found.get("plan_returncode"),
             plan_stdout=str(found.get("plan_stdout") or ""),
+            plan_stderr=proc.redact(str(found.get("plan_stderr") or ""), secrets),
         )
 
     payload = {

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# https://user:token@host -> https://***@host
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
+# https://user:token@host -> https://***@host; also redis://:password@host (no user name)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]*(?::[^/\s@]*)?@")
 # Environment-style secrets: PIP_INDEX_URL=..., *_TOKEN=..., *_PASSWORD=..., *_SECRET=...
 _SECRET_ASSIGNMENT = re.compile(
     r"(?P<name>\b[A-Z0-9_]*(?:TOKEN|PASSWORD|SECRET|PASSWD|INDEX_URL|API_KEY|ACCESS_KEY)[A-Z0-9_]*)"
@@ -103,10 +103,8 @@ def run(
             errors="replace",
             start_new_session=True,
         )
-    except FileNotFoundError as exc:
-        return ProcResult(argv, 127, "", f"{argv[0]}: command not found ({exc.strerror})")
-    except PermissionError as exc:
-        return ProcResult(argv, 126, "", f"{argv[0]}: {exc.strerror}")
+    except OSError as exc:
+        return _not_started(argv, cwd, exc)
     try:
         stdout, stderr = popen.communicate(input=input, timeout=timeout)
         timed_out = False
@@ -120,6 +118,16 @@ def run(
         popen.wait()
         raise
     return ProcResult(argv, popen.returncode, stdout, stderr, time.monotonic() - started, timed_out)
+
+
+def _not_started(argv: list[str], cwd: str | os.PathLike[str] | None, exc: OSError) -> ProcResult:
+    """The command could not start: say whether the working directory or the command is to
+    blame (both raise FileNotFoundError; ``exc.filename`` tells which)."""
+    if cwd and exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd):
+        return ProcResult(argv, 126, "", f"working directory {os.fspath(cwd)}: {exc.strerror}")
+    if isinstance(exc, FileNotFoundError):
+        return ProcResult(argv, 127, "", f"{argv[0]}: command not found ({exc.strerror})")
+    return ProcResult(argv, 126, "", f"{argv[0]}: {exc.strerror or exc}")
 
 
 def _kill_group(pid: int) -> None:

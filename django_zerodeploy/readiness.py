@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import psutil
 
 from .conf import app_settings
+from .osutil import live_process, started_at, write_json_atomic
 
 # a report written this long before its process was created belongs to an older process
 _CLOCK_SLACK = 1.0
@@ -74,19 +74,6 @@ def masters_dir() -> Path:
     return path
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic write: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -106,7 +93,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
 # -- worker reports ----------------------------------------------------------------------------
 def write_report(report: WorkerReport) -> None:
     """Write (or replace) the report of ``report.pid``."""
-    _write_json(workers_dir() / f"{report.pid}.json", asdict(report))
+    write_json_atomic(workers_dir() / f"{report.pid}.json", asdict(report))
 
 
 def remove_report(pid: int) -> None:
@@ -125,16 +112,6 @@ def read_reports() -> list[WorkerReport]:
     return reports
 
 
-def _process(pid: int) -> psutil.Process | None:
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc
-    except psutil.Error:
-        return None
-
-
 def _belongs(report: WorkerReport, proc: psutil.Process, master_pid: int) -> bool:
     """The report was written by this very process, a child of ``master_pid``."""
     try:
@@ -148,7 +125,7 @@ def reports_for_master(master_pid: int) -> list[WorkerReport]:
     of processes that are gone are removed on the way."""
     found = []
     for report in read_reports():
-        proc = _process(report.pid)
+        proc = live_process(report.pid)
         if proc is None:
             if report.ready:  # keep refusals for the reload command to explain
                 remove_report(report.pid)
@@ -173,34 +150,35 @@ def forget_master(master_pid: int) -> None:
             (masters_dir() / f"{master_pid}{suffix}").unlink()
 
 
-def _start_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 def mark_proven(master_pid: int) -> None:
-    """Record that ``master_pid`` has had a ready worker (its generation is proven)."""
-    started = _start_time(master_pid)
-    path = masters_dir() / f"{master_pid}.proven"
-    if started is not None and not path.exists():
-        path.write_text(repr(started))
+    """Record that ``master_pid`` has had a ready worker (its generation is proven). Written
+    atomically: an empty file left by a crash would read as "never proven" later."""
+    started = started_at(master_pid)
+    if started is not None and not is_proven(master_pid):
+        write_json_atomic(masters_dir() / f"{master_pid}.proven", started)
 
 
 def is_proven(master_pid: int) -> bool:
-    """Has this very master (not an earlier process with its pid) had a ready worker?"""
+    """Has this very master (not an earlier process with its pid) had a ready worker?
+
+    False only when the answer is known to be no: a runtime directory that cannot be read raises
+    (OSError, or CommandFailure from ``app_settings.runtime_dir``), so a caller never takes
+    "unknown" for "never"."""
     try:
-        recorded = float((masters_dir() / f"{master_pid}.proven").read_text())
-    except (OSError, ValueError):
+        text = (masters_dir() / f"{master_pid}.proven").read_text()
+    except FileNotFoundError:
         return False
-    started = _start_time(master_pid)
+    try:
+        recorded = float(text)
+    except ValueError:
+        return False
+    started = started_at(master_pid)
     return started is not None and abs(started - recorded) < 0.05
 
 
 # -- master facts --------------------------------------------------------------------------------
 def write_master_facts(facts: MasterFacts) -> None:
-    _write_json(masters_dir() / f"{facts.pid}.json", asdict(facts))
+    write_json_atomic(masters_dir() / f"{facts.pid}.json", asdict(facts))
 
 
 def read_master_facts(master_pid: int) -> MasterFacts | None:
@@ -221,18 +199,22 @@ def claim_announcement(master_pid: int) -> bool:
 
 
 def mark_announced(master_pid: int, message: str) -> None:
-    """Record what was announced to systemd for ``master_pid`` (or drop the claim: '')."""
+    """Record what was announced to systemd for ``master_pid`` (or drop the claim: ''). Written
+    atomically over the claim, so the claim never disappears and no reader sees half of it."""
     path = masters_dir() / f"{master_pid}.announced"
     if message:
-        path.write_text(message)
+        write_json_atomic(path, message)
     else:
         with contextlib.suppress(OSError):
             path.unlink()
 
 
 def announced(master_pid: int) -> str | None:
-    """The announcement sent for ``master_pid`` (None while there is none, or it is underway)."""
+    """The announcement sent for ``master_pid`` (None while there is none, or it is underway:
+    the claim is an empty file)."""
     try:
-        return (masters_dir() / f"{master_pid}.announced").read_text() or None
-    except OSError:
+        text = (masters_dir() / f"{master_pid}.announced").read_text()
+        message = json.loads(text) if text else None
+    except (OSError, ValueError):
         return None
+    return message if isinstance(message, str) and message else None

@@ -24,6 +24,7 @@ from django.utils import timezone
 from .conf import app_settings
 from .models import Deployment
 from .notify import notify_admins
+from .proc import redact
 
 logger = logging.getLogger("django_zerodeploy.tasks")
 
@@ -33,8 +34,8 @@ QUEUED_OPTION_KEYS = ("ref", "force", "install", "collectstatic", "rollback", "w
 # django-q2 saves a cluster's stats every guard cycle (0.5 s) with a 3 s expiry; a heartbeat
 # older than this means the cluster is gone even if a cache kept the entry.
 HEARTBEAT_MAX_AGE = timedelta(seconds=15)
-# A queued deploy that finds the lock held (a CLI deploy, or the admin computing a plan) waits
-# this long for its turn instead of failing at once.
+# A queued deploy that finds the lock held (e.g. a deploy from the command line) waits this long
+# for its turn instead of failing at once.
 QUEUED_WAIT_LOCK = 300
 
 
@@ -60,9 +61,11 @@ def queue_deployment(
             status=Deployment.Status.QUEUED,
             trigger=trigger,
             user=user if getattr(user, "pk", None) else None,
-            username=username or (user.get_username() if getattr(user, "pk", None) else ""),
+            username=(username or (user.get_username() if getattr(user, "pk", None) else ""))[
+                : Deployment._meta.get_field("username").max_length
+            ],
             host=socket.gethostname(),
-            ref=ref,
+            ref=ref[: Deployment._meta.get_field("ref").max_length],
             target_sha=target_sha,
             subject=subject[:500],
             options=opts,
@@ -98,11 +101,13 @@ def enqueue_deployment(deployment: Deployment) -> str | None:
         with transaction.atomic(using=router.db_for_write(Deployment)):  # a failure stays contained
             task_id = async_task(TASK_PATH, deployment.pk, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any broker error must reach the record
-        logger.exception("Could not enqueue deployment %s", deployment.pk)
+        # redacted: a broker error may quote the broker URL with its password
+        message = redact(f"Could not hand the deploy to django-q2: {type(exc).__name__}: {exc}")
+        logger.error("Deployment %s: %s", deployment.pk, message)
         Deployment.objects.filter(pk=deployment.pk, status=Deployment.Status.QUEUED).update(
             status=Deployment.Status.FAILED,
             finished_at=timezone.now(),
-            message=f"Could not hand the deploy to django-q2: {type(exc).__name__}: {exc}",
+            message=message[:2000],
         )
         return None
     Deployment.objects.filter(pk=deployment.pk).update(task_id=str(task_id)[:64])
@@ -163,7 +168,7 @@ def run_queued_deployment(deployment_id: int) -> dict[str, Any]:
 def _record_crash(record: Deployment, exc: BaseException) -> None:
     """The pipeline raised instead of returning a result: never leave the record ``running``
     for a deploy that is no longer running."""
-    message = f"The deploy task stopped with {type(exc).__name__}: {exc}"
+    message = redact(f"The deploy task stopped with {type(exc).__name__}: {exc}")
     updated = Deployment.objects.filter(pk=record.pk, status=Deployment.Status.RUNNING).update(
         status=Deployment.Status.FAILED, finished_at=timezone.now(), message=message[:2000]
     )
@@ -175,9 +180,11 @@ def _record_crash(record: Deployment, exc: BaseException) -> None:
 
 
 def _as_dict(result: Any) -> dict[str, Any]:
+    """The task's return value, which django-q2 stores: its message and steps come redacted
+    from the pipeline; anything else is redacted here."""
     if is_dataclass(result) and not isinstance(result, type):
         return asdict(result)
-    return {"result": repr(result)}
+    return {"result": redact(repr(result))}
 
 
 # -- is a cluster running? -------------------------------------------------------------------

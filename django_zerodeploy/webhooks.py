@@ -22,7 +22,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from .conf import app_settings
-from .git import Git, GitError
+from .git import Git, GitError, is_sha
 from .models import Deployment, WebhookDelivery
 from .tasks import queue_deployment
 
@@ -189,9 +189,10 @@ def parse_push(provider: Provider, payload: dict[str, Any]) -> Push:
         pusher = str(who.get("name") or who.get("login") or who.get("username") or "")
     if payload.get("deleted") is True:
         after = NULL_SHA
-    return Push(
-        ref=ref, after=after.lower(), subject=subject.split("\n", 1)[0][:500], pusher=pusher
-    )
+    after = after.lower()
+    if not is_sha(after):  # it becomes the record's target_sha: a commit id, nothing else
+        raise WebhookError(400, "'after' is not a 40-hex commit id.")
+    return Push(ref=ref, after=after, subject=subject.split("\n", 1)[0][:500], pusher=pusher)
 
 
 def deploy_branch() -> str | None:
@@ -274,7 +275,7 @@ def _handle(request: HttpRequest, secret: str) -> JsonResponse:
                 return JsonResponse({"status": "ignored", "reason": reason})
             record = queue_deployment(
                 trigger=Deployment.Trigger.WEBHOOK,
-                username=f"{provider.name}:{push.pusher}" if push.pusher else provider.name,
+                username=_username(provider, push),
                 ref=wanted,
                 target_sha=push.after,
                 subject=push.subject,
@@ -290,6 +291,12 @@ def _handle(request: HttpRequest, secret: str) -> JsonResponse:
     return JsonResponse(
         {"status": "queued", "deployment": record.pk, "url": _admin_url(record)}, status=202
     )
+
+
+def _username(provider: Provider, push: Push) -> str:
+    """``provider:pusher``, cut to the column's length: the name comes from the payload."""
+    name = f"{provider.name}:{push.pusher}" if push.pusher else provider.name
+    return name[: Deployment._meta.get_field("username").max_length]
 
 
 def _ignore_reason(push: Push, wanted: str) -> str | None:

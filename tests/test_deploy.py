@@ -61,6 +61,7 @@ def under_load(
         time.sleep(0.3)
     finally:
         report = load.stop()
+    assert report.total > 0 and not report.cut_short, "the load did not cover the deploy"
     return result, report
 
 

@@ -34,16 +34,29 @@ SLOW_MIGRATION = (
 )
 
 
-def start_deploy(site: Site, *args: str) -> subprocess.Popen[str]:
-    """A deploy in the background, as a second operator would start it."""
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "deploy", "--no-input", *args],
-        cwd=site.server,
-        env=site.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def start_deploy():
+    """Start deploys in the background, as a second operator would; any still running at
+    teardown (a failed assertion) is killed by its pid and reaped."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(site: Site, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "deploy", "--no-input", *args],
+            cwd=site.server,
+            env=site.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
 
 
 def step_status(site: Site, name: str) -> str | None:
@@ -64,7 +77,7 @@ def lock_holder(site: Site) -> dict:
     return {}
 
 
-def test_two_deploys_at_once(site, gunicorn_factory, load_factory):
+def test_two_deploys_at_once(site, gunicorn_factory, load_factory, start_deploy):
     server = gunicorn_factory(workers=2)
     v2 = site.commit_release(
         "v2", {"notes/migrations/0002_slow.py": SLOW_MIGRATION.format(seconds=6)}
@@ -90,9 +103,6 @@ def test_two_deploys_at_once(site, gunicorn_factory, load_factory):
         assert "waiting up to 180 s" in out3
         assert "Nothing to deploy" in out3  # the first deploy already delivered v2
     finally:
-        for proc in (first,):
-            if proc.poll() is None:
-                proc.kill()
         report = load.stop()
     assert report.failed == 0, report.summary()
     assert server.served_releases() == {"v2"}
@@ -102,7 +112,7 @@ def test_two_deploys_at_once(site, gunicorn_factory, load_factory):
 
 
 def test_deploy_killed_during_a_slow_migration_then_a_successful_one(
-    site, gunicorn_factory, load_factory
+    site, gunicorn_factory, load_factory, start_deploy
 ):
     server = gunicorn_factory(workers=2)
     v1 = site.server_head()

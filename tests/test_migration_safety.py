@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import django
 import pytest
 
-from tests.migration_apps.project import Case, CaseProject, pg_available, pg_create, pg_drop
+from tests.migration_apps.project import Case, CaseProject, pg_create, pg_drop, require_postgres
 
 HAS_DB_DEFAULT = django.VERSION >= (5, 0)
 CUSTOM_OP = '''
@@ -262,9 +262,7 @@ def _plan_project(
     """One project per backend: every case's 0001 migrated, every 0002 pending, one plan."""
     db_name = ""
     if backend == "postgresql":
-        reason = pg_available()
-        if reason:
-            pytest.skip(reason)
+        require_postgres()
         db_name = pg_create()
     project = CaseProject(
         tmp_path_factory.mktemp(f"cases-{backend}"), backend, db_name, _cases(backend)

@@ -15,7 +15,7 @@ from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.migration_safety.apply import error_sqlstate, parse_duration_ms
 from django_zerodeploy.migration_safety.classify import _compare_types
 from django_zerodeploy.migration_safety.plan import PlanError, read_marker
-from tests.migration_apps.project import PG, Case, CaseProject, pg_available, pg_create, pg_drop
+from tests.migration_apps.project import PG, Case, CaseProject, pg_create, pg_drop, require_postgres
 
 ADD_NULLABLE = 'migrations.AddField("item", "note", models.TextField(null=True)),'
 REMOVE_NICK = 'migrations.RemoveField("item", "nick"),'
@@ -24,9 +24,7 @@ REMOVE_NICK = 'migrations.RemoveField("item", "nick"),'
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     if request.param == "postgresql":
-        reason = pg_available()
-        if reason:
-            pytest.skip(reason)
+        require_postgres()
         name = pg_create()
         yield "postgresql", name
         pg_drop(name)
@@ -235,9 +233,7 @@ def test_type_comparisons():
 
 
 def _pg_project(tmp_path) -> tuple[CaseProject, str]:
-    reason = pg_available()
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     name = pg_create()
     project = _project(tmp_path, ("postgresql", name), ["l_lock"])
     project.write_migration(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.migration_apps.project import PG, pg_available, pg_create, pg_drop
+from tests.migration_apps.project import PG, pg_create, pg_drop, require_postgres
 from tests.support.site import Site, git, make_site
 
 pytestmark = pytest.mark.integration
@@ -135,9 +135,7 @@ def expand_contract_release() -> dict[str, str]:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     """The example site on its own fresh PostgreSQL database (dropped afterwards)."""
-    reason = pg_available()
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     name = pg_create("zd_deploy")
     try:
         made = make_site(tmp_path / "site", migrate=False)
@@ -411,11 +409,14 @@ def test_dry_run_shows_stage_and_classification_and_changes_nothing(site, gunico
 
 
 def test_dry_run_shows_a_refused_plan(site, gunicorn_factory):
-    gunicorn_factory()
+    server = gunicorn_factory()
+    before = site.server_head()
     files = unsafe_release()
     site.commit_release("v2", files)
     dry = site.manage("deploy", "--dry-run", check=False)
     out = dry.stdout + dry.stderr
+    assert dry.returncode == 1, out  # what the deploy itself would return: refused
+    assert site.server_head() == before and server.served_release() == "v1"
     assert "notes.0002_remove_note_text [pre-deploy]" in out
     assert any(
         line.strip().startswith("unsafe") and "RemoveField" in line for line in out.splitlines()
@@ -424,7 +425,9 @@ def test_dry_run_shows_a_refused_plan(site, gunicorn_factory):
     assert "text" in _columns(site)
 
 
-def test_healthz_stays_ready_while_post_deploy_migrations_wait(site, gunicorn_factory):
+def test_healthz_stays_ready_while_post_deploy_migrations_wait(
+    site, gunicorn_factory, load_factory
+):
     """Between the reload and the post_migrate step the new release serves with its contract
     migration pending: readiness must not fail (a load balancer would take every backend out)."""
     site.commit_release("v2", expand_contract_release())
@@ -435,7 +438,13 @@ def test_healthz_stays_ready_while_post_deploy_migrations_wait(site, gunicorn_fa
     status, _headers, body = server.get("/healthz/")
     assert status == 200 and json.loads(body)["status"] == "warn", body
     assert server.get(NOTES)[0] == 200
-    post = site.manage("zerodeploy_migrations", "apply", "--stage", "post")
+    # the contract migration runs while the new release serves reads and writes: no failure
+    with load_factory(port=server.port, path=NOTES, clients=3, max_seconds=120) as load:
+        time.sleep(0.5)
+        post = site.manage("zerodeploy_migrations", "apply", "--stage", "post")
+        time.sleep(0.5)
     assert post.stdout.splitlines() == ["applied notes.0003_remove_note_text"]
     assert "text" not in _columns(site)
-    assert server.get(NOTES)[0] == 200
+    assert load.report.total > 0 and load.report.failed == 0, load.report.summary()
+    assert not load.report.cut_short
+    assert set(load.report.markers) == {"v2"}

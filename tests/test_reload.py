@@ -81,6 +81,7 @@ def finish(load, settle: float = 0.5) -> LoadReport:  # noqa: ANN001
     time.sleep(settle)
     report = load.stop()
     assert report.total > 0, "the load generator made no request"
+    assert not report.cut_short, "the load ended before the reload did"
     return report
 
 

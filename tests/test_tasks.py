@@ -197,9 +197,9 @@ def test_without_django_q_installed(settings):
     assert status.running is False and "INSTALLED_APPS" in status.message
 
 
-def test_a_crashing_pipeline_never_leaves_the_record_running(settings, tmp_path):
-    """A problem the pipeline does not turn into a result (here: RUNTIME_DIR is a file, so
-    the lock cannot be created) still ends as a failed record, one mail, and a failed task."""
+def test_an_unusable_runtime_dir_fails_the_queued_record(settings, tmp_path):
+    """RUNTIME_DIR is a file, so the lock cannot be created: the queued record still ends as
+    failed (exit 2: nothing changed), with one mail, never left queued or running."""
     (tmp_path / "a-file").write_text("")
     settings.ZERODEPLOY = {
         **settings.ZERODEPLOY,
@@ -208,9 +208,29 @@ def test_a_crashing_pipeline_never_leaves_the_record_running(settings, tmp_path)
     }
     settings.ADMINS = [("Ops", "ops@example.com")]
     record = queued()
+    result = run_queued_deployment(record.pk)
+    assert result["exit_code"] == 2
+    record.refresh_from_db()
+    assert record.status == Deployment.Status.FAILED and record.finished_at is not None
+    assert "a-file" in record.message
+    assert len(mail.outbox) == 1 and f"Deploy #{record.pk} failed" in mail.outbox[0].subject
+
+
+def test_a_crashing_pipeline_never_leaves_the_record_running(settings, monkeypatch):
+    """The guard for a bug: a pipeline that raises instead of returning a result still ends as
+    a failed record, one mail, and a failed task (the exception propagates to django-q2).
+    The pipeline is replaced by one that raises: no real input makes the real one raise."""
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "NOTIFY_ADMINS": True}
+    settings.ADMINS = [("Ops", "ops@example.com")]
+
+    def crash(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("django_zerodeploy.pipeline.run_deploy", crash)
+    record = queued()
     with pytest.raises(OSError):
         run_queued_deployment(record.pk)
     record.refresh_from_db()
     assert record.status == Deployment.Status.FAILED and record.finished_at is not None
-    assert record.message.startswith("The deploy task stopped with")
+    assert record.message.startswith("The deploy task stopped with OSError")
     assert len(mail.outbox) == 1 and f"Deploy #{record.pk} failed" in mail.outbox[0].subject

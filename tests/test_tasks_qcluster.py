@@ -132,7 +132,7 @@ def test_cluster_stopped_during_a_deploy_finishes_it_first(
 
 
 def test_a_deploy_queued_without_a_cluster_waits_and_runs_when_one_starts(
-    site, gunicorn_factory, qcluster_factory
+    site, gunicorn_factory, load_factory, qcluster_factory
 ):
     """Never silently lost: the record stays queued (the page says why) until a cluster runs."""
     v2 = site.commit_release("v2")
@@ -143,9 +143,14 @@ def test_a_deploy_queued_without_a_cluster_waits_and_runs_when_one_starts(
     deployment_id, _ = admin.start_deploy()
     _, _, detail = admin.request(f"/admin/django_zerodeploy/deployment/{deployment_id}/change/")
     assert 'data-zd-cluster="down"' in detail and "stay queued" in detail
-    time.sleep(2)
+    time.sleep(2)  # a while with no cluster: nothing may pick the deploy up
     assert admin.progress(deployment_id)["status"] == "queued"
-    cluster = qcluster_factory(site)
-    result = wait_finished(admin, deployment_id)
+    load = load_factory(port=server.port, clients=2, max_seconds=240, timeout=30).start()
+    try:
+        cluster = qcluster_factory(site)
+        result = wait_finished(admin, deployment_id)
+    finally:
+        report = load.stop()
     assert result["status"] == "succeeded", details(site, cluster, deployment_id)
     assert result["target_sha"] == v2 and server.served_releases() == {"v2"}
+    assert report.total > 0 and report.failed == 0 and not report.cut_short, report.summary()

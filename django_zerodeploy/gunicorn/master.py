@@ -22,6 +22,7 @@ import psutil
 from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
+from ..osutil import live_process, started_at
 from . import systemd
 from .probe import gunicorn_args
 
@@ -41,19 +42,20 @@ class Master:
     wsgi_app: str | None
     create_time: float = 0.0
     facts: readiness.MasterFacts | None = field(default=None, repr=False)
+    # set once a signal really reached this master (or systemd reloaded it): from then on a
+    # failure may have changed what serves
+    signalled: bool = field(default=False, repr=False)
 
     # -- state ---------------------------------------------------------------------------------
     def process(self) -> psutil.Process | None:
         """The live process, only if it is still the one that was proved."""
-        try:
-            proc = psutil.Process(self.pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            if self.create_time and abs(proc.create_time() - self.create_time) > 0.05:
-                return None
+        proc = live_process(self.pid)
+        if proc is None or not self.create_time:
             return proc
-        except psutil.Error:
+        started = started_at(self.pid)
+        if started is None or abs(started - self.create_time) > 0.05:
             return None
+        return proc
 
     def alive(self) -> bool:
         return self.process() is not None
@@ -78,7 +80,19 @@ class Master:
             raise CommandFailure(
                 f"Gunicorn master {self.pid} is gone; nothing was signalled.", DOWN
             )
-        proc.send_signal(sig)
+        try:
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            raise CommandFailure(
+                f"Gunicorn master {self.pid} is gone; nothing was signalled.", DOWN
+            ) from None
+        except (psutil.AccessDenied, PermissionError):
+            raise CommandFailure(
+                f"No permission to signal Gunicorn master {self.pid} (owned by user "
+                f"{process_owner(proc)}): run this command as that user.",
+                USAGE,
+            ) from None
+        self.signalled = True
 
     @property
     def python(self) -> str:
@@ -107,6 +121,15 @@ class Master:
         extra = ", under systemd" if self.under_systemd else ""
         where = f"pidfile {self.pidfile}" if self.pidfile else "no pidfile"
         return f"pid {self.pid} ({mode}{extra}, {len(self.workers())} workers, {where})"
+
+
+def process_owner(proc: psutil.Process) -> str:
+    """The user name a process runs as (its uid if the name is unknown)."""
+    with contextlib.suppress(psutil.Error):
+        return proc.username()
+    with contextlib.suppress(psutil.Error):
+        return str(proc.uids().real)
+    return "unknown"
 
 
 # -- recognising processes ---------------------------------------------------------------------
@@ -241,14 +264,6 @@ def build_master(proc: psutil.Process, pidfile: Path | None = None) -> Master:
         create_time=proc.create_time(),
         facts=facts,
     )
-
-
-def refresh(master: Master) -> Master:
-    """The same master with the facts its (new) workers have reported since."""
-    proc = master.process()
-    if proc is None:
-        return master
-    return build_master(proc, master.pidfile)
 
 
 # -- finding ---------------------------------------------------------------------------------

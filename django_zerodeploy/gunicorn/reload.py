@@ -39,7 +39,10 @@ LOCK_EXTRA_WAIT = 60.0  # beyond --timeout: a reload in progress may still retir
 def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
     """Hold ``<runtime_dir>/reload.lock``; wait up to ``wait`` seconds for another reload."""
     path = app_settings.runtime_dir / "reload.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise _lock_failure(path, exc) from exc
     try:
         deadline = time.monotonic() + wait
         waited = False
@@ -57,17 +60,32 @@ def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
                     ) from None
                 waited = True
                 time.sleep(0.1)
+            except OSError as exc:
+                raise _lock_failure(path, exc) from exc
         if waited:
             recorder.phase("lock", "waited for another reload to finish")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            raise _lock_failure(path, exc) from exc
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):  # the pid left behind is only informative
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _lock_failure(path: Path, exc: OSError) -> CommandFailure:
+    return CommandFailure(
+        f"Cannot use the reload lock {path}: {exc.strerror or exc}; nothing was signalled. "
+        "Check free space and permissions of the runtime directory (ZERODEPLOY['RUNTIME_DIR']).",
+        USAGE,
+    )
 
 
 def _holder(path: Path) -> str:
@@ -191,7 +209,6 @@ def _reload(
             strategy,
             f"--timeout must be a positive number of seconds, not {timeout!r}.",
         )
-    signalled = False
     master: Master | None = None
     try:
         with reload_lock(seconds + LOCK_EXTRA_WAIT, recorder):
@@ -218,15 +235,21 @@ def _reload(
                 code, message = refused
                 recorder.phase("refused", message)
                 return ReloadResult(False, code, strategy, message, old_master_pid=master.pid)
-            signalled = True
             return RUNNERS[strategy](ctx)
     except CommandFailure as exc:
-        code = exc.exit_code if not signalled else max(exc.exit_code, FAILED)
+        message, code = exc.message, exc.exit_code
+        if master is not None and master.signalled:
+            # After a signal, "bad usage, nothing changed" (2) is no longer true: only a
+            # failure that says the old release still serves (1) keeps its code.
+            code = FAILED if exc.exit_code == FAILED else DOWN
+            if code == DOWN:
+                message += " This came after the master was signalled: check the site."
         return ReloadResult(
-            False, code, strategy, exc.message, old_master_pid=master.pid if master else None
+            False, code, strategy, message, old_master_pid=master.pid if master else None
         )
     except Exception as exc:  # noqa: BLE001 - a bug must not leave the caller without an answer
         logger.exception("reload_gunicorn failed unexpectedly")
+        signalled = master is not None and master.signalled
         code = DOWN if signalled else FAILED
         state = "the site may be affected: check it" if signalled else "nothing was signalled"
         return ReloadResult(

@@ -50,9 +50,6 @@ class Recorder:
         self.started = time.monotonic()
         self._mark = self.started
 
-    def restart_clock(self) -> None:
-        self._mark = time.monotonic()
-
     def phase(self, name: str, detail: str = "") -> Phase:
         now = time.monotonic()
         phase = Phase(name, round(now - self._mark, 3), detail)

@@ -99,6 +99,17 @@ def _short(releases: set[str]) -> str:
     return ", ".join(sorted(r[:12] or "unknown" for r in releases)) or "none"
 
 
+def _mixed(gen: Generation) -> str:
+    """Why a new generation whose ready workers report several releases is not verified (''
+    when they agree), even when one of them is the checkout's: which one answers is luck."""
+    if len(gen.releases) < 2:
+        return ""
+    return (
+        f"the new workers report {len(gen.releases)} different releases "
+        f"({_short(gen.releases)}), so which one serves a request would be luck"
+    )
+
+
 def log_tail(master: Master, config: GunicornConfig, lines: int = 12) -> str:
     """The end of Gunicorn's error log, to show why a generation failed."""
     path = (master.facts.errorlog if master.facts else None) or config.errorlog
@@ -350,6 +361,9 @@ def run_usr2(ctx: Context) -> ReloadResult:
         "new generation ready",
         f"{gen.count()} workers of master {new.pid} on release {_short(gen.releases)}",
     )
+    mixed = _mixed(gen)
+    if mixed:
+        return _abort(ctx, new, pidfile2, mixed)
     if ctx.expected_release and gen.releases != {ctx.expected_release}:
         return _abort(
             ctx,
@@ -399,7 +413,7 @@ def run_usr2(ctx: Context) -> ReloadResult:
     else:
         note = ""
         readiness.forget_master(old.pid)
-    release = next(iter(gen.releases))
+    (release,) = gen.releases  # one release: _mixed() refused several
     return ctx.result(
         True,
         OK,
@@ -465,12 +479,24 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
         "new generation ready",
         f"{gen.count()} workers of master {master.pid} on release {_short(gen.releases)}",
     )
+    mixed = _mixed(gen)
+    if mixed:
+        # in place, the old workers are on their way out: nothing to fall back to
+        return ctx.result(
+            False,
+            DOWN,
+            f"Reload not verified: {mixed}. Master {master.pid} now serves this mix: check "
+            "the checkout and reload again.",
+            workers_ready=len(gen.ready),
+            workers_expected=gen.expected,
+        )
     if ctx.expected_release and gen.releases != {ctx.expected_release}:
+        (release,) = gen.releases
         return ctx.result(
             False,
             FAILED,
             f"The reloaded workers run release {_short(gen.releases)}, not the checkout's {ctx.expected_release[:12]} (a symlinked release directory? Gunicorn #394): the old release still serves.",
-            release=next(iter(gen.releases)),
+            release=release,
             workers_ready=len(gen.ready),
             workers_expected=gen.expected,
         )
@@ -489,7 +515,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
             f"The Gunicorn master {master.pid} exited after the reload: the site is down.",
             output=log_tail(master, ctx.config),
         )
-    release = next(iter(gen.releases))
+    (release,) = gen.releases  # one release: _mixed() refused several
     return ctx.result(
         True,
         OK,
@@ -514,6 +540,7 @@ def run_systemd(ctx: Context) -> ReloadResult:
 
     def send() -> str:
         ran = systemd.reload_unit(unit, timeout=ctx.timeout)
+        ctx.master.signalled = True  # ExecReload may have sent HUP even if systemctl failed
         if not ran.ok:
             raise CommandFailure(
                 f"`systemctl reload {unit}` failed: {ran.last_lines(3) or ran.returncode}.", FAILED
@@ -530,7 +557,16 @@ def run_systemd(ctx: Context) -> ReloadResult:
             )
         return ctx.result(False, DOWN, exc.message + " The workers changed anyway: check the site.")
     if result.ok:
-        main = systemd.main_pid(unit)
+        try:
+            main = systemd.main_pid(unit)
+        except CommandFailure as exc:
+            # the new generation is verified and serves; only systemd's view is unconfirmed
+            ctx.recorder.phase("systemd", f"MainPID not confirmed: {exc.message}")
+            result.message += (
+                f" MainPID of {unit} could not be confirmed ({exc.message}): "
+                f"check `systemctl status {unit}`."
+            )
+            return result
         if main != ctx.master.pid:
             result.ok, result.exit_code = False, DOWN
             result.message = f"After `systemctl reload {unit}` MainPID is {main}, not the master {ctx.master.pid}: check the unit."

@@ -7,16 +7,15 @@ same runtime directory reads it on each round of checks.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import socket
-import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..conf import app_settings
+from ..exit_codes import CommandFailure
+from ..osutil import os_user, write_json_atomic
 
 FLAG_NAME = "draining"
 
@@ -37,6 +36,8 @@ class DrainState:
 
 
 def flag_path() -> Path:
+    """The flag's path. Raises CommandFailure (exit 2) when the runtime directory is unusable:
+    the drain check then fails, since it cannot tell whether this host drains."""
     return app_settings.runtime_dir / FLAG_NAME
 
 
@@ -60,29 +61,18 @@ def drain_state() -> DrainState | None:
 
 def set_draining(draining: bool, reason: str = "") -> DrainState | None:
     """Write (atomically) or remove this host's drain flag; returns the new state."""
-    path = flag_path()
+    try:
+        path = flag_path()
+    except CommandFailure as exc:
+        raise CommandFailure(f"Cannot change the drain flag: {exc.message}", exc.exit_code) from exc
     if not draining:
         path.unlink(missing_ok=True)
         return None
     state = DrainState(
         since=datetime.now(UTC).isoformat(timespec="seconds"),
-        user=_user(),
+        user=os_user(),
         host=socket.gethostname(),
         reason=reason,
     )
-    fd, tmp = tempfile.mkstemp(prefix=".draining-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(state.__dict__, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, asdict(state))
     return state
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

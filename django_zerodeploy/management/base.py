@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from ..checks import require_valid_settings
-from ..exit_codes import EPILOG, CommandFailure
+from ..exit_codes import EPILOG, USAGE, CommandFailure
 
 
 class ZeroDeployCommand(BaseCommand):
@@ -35,6 +35,9 @@ class ZeroDeployCommand(BaseCommand):
             code = self.run(options)
         except CommandFailure as exc:
             code = self.fail(exc.message, exc.exit_code, options)
+        except OSError as exc:
+            # the environment, not a bug: an unwritable RUNTIME_DIR, a full disk
+            code = self.fail(_os_error_message(exc), USAGE, options)
         self.stdout.flush()
         if code:
             sys.exit(code)
@@ -47,3 +50,11 @@ class ZeroDeployCommand(BaseCommand):
         """Report a CommandFailure; returns the exit code."""
         self.stderr.write(message)
         return exit_code
+
+
+def _os_error_message(exc: OSError) -> str:
+    """``path: reason`` (e.g. "/run/x/deploy.lock: Permission denied"), as the shell says it."""
+    if exc.filename is not None and exc.strerror:
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        return f"{where}: {exc.strerror}"
+    return exc.strerror or str(exc)

@@ -90,8 +90,29 @@ def run_deploy(
     try:
         runner = Runner(options, deployment, echo)
     except exit_codes.CommandFailure as exc:
-        return DeployResult(exc.exit_code, "failed", exc.message, None, None, None)
+        # e.g. an unusable RUNTIME_DIR: nothing ran, but a queued record must not stay open
+        record_id = _fail_unstarted(deployment, exc.message)
+        return DeployResult(exc.exit_code, "failed", exc.message, record_id, None, None)
     return runner.run()
+
+
+def _fail_unstarted(deployment: Deployment | None, message: str) -> int | None:
+    """Mark the queued (or just claimed) record of a deploy that could not start as failed."""
+    from django.utils import timezone
+
+    from ..models import Deployment
+    from ..notify import notify_admins
+    from ..proc import redact
+
+    if deployment is None or not deployment.pk:
+        return None
+    message = redact(message)
+    updated = Deployment.objects.filter(
+        pk=deployment.pk, status__in=[Deployment.Status.QUEUED, Deployment.Status.RUNNING]
+    ).update(status=Deployment.Status.FAILED, finished_at=timezone.now(), message=message)
+    if updated:
+        notify_admins(f"Deploy #{deployment.pk} failed", message)
+    return deployment.pk
 
 
 def build_plan(options: DeployOptions) -> DeployPlan:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import json
 import os
 import socket
@@ -21,6 +20,7 @@ from typing import Any
 
 from .. import exit_codes
 from ..exit_codes import CommandFailure
+from ..osutil import os_user, started_at
 
 
 @dataclass
@@ -61,9 +61,12 @@ class DeployLock:
 
     def acquire(self, wait: float = 0, poll: float = 0.1, on_wait: Any = None) -> DeployLock:
         """Take the lock, or raise CommandFailure(LOCKED) naming the holder after ``wait``
-        seconds (0: at once)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        seconds (0: at once). An unusable runtime directory is CommandFailure(USAGE)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _unusable(self.path, exc) from None
         deadline = time.monotonic() + max(wait, 0)
         told = False
         while True:
@@ -85,7 +88,11 @@ class DeployLock:
                     told = True
                 time.sleep(poll)
         self._fd = fd
-        self.update()
+        try:
+            self.update()
+        except CommandFailure:
+            self.release()
+            raise
         return self
 
     def update(self, **info: Any) -> None:
@@ -95,15 +102,18 @@ class DeployLock:
         self.info.update(info)
         holder = {
             "pid": os.getpid(),
-            "user": _user(),
+            "user": os_user(),
             "host": socket.gethostname(),
             "since": self.info.get("since") or datetime.now(UTC).isoformat(timespec="seconds"),
             **self.info,
         }
         self.info["since"] = holder["since"]
         data = json.dumps(holder).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
+        except OSError as exc:  # e.g. a full disk
+            raise _unusable(self.path, exc) from None
 
     def held_by(self) -> Holder:
         with contextlib.suppress(OSError, ValueError, TypeError):
@@ -111,6 +121,21 @@ class DeployLock:
             known = {k: v for k, v in data.items() if k in Holder.__dataclass_fields__}
             return Holder(**known)
         return Holder()
+
+    def running_holder(self) -> Holder | None:
+        """The holder, if the file names a process that still runs (and ran when it took the
+        lock). Unlike ``is_held`` it never touches the flock, so asking can never make a deploy
+        that starts at that moment find the lock taken."""
+        holder = self.held_by()
+        if not holder.pid:
+            return None
+        began = started_at(holder.pid)
+        if began is None:
+            return None
+        with contextlib.suppress(ValueError):
+            if began > datetime.fromisoformat(holder.since).timestamp() + 1:
+                return None  # a later process that reused the pid
+        return holder
 
     def is_held(self) -> bool:
         """True if some process holds the lock now (does not take it)."""
@@ -145,10 +170,12 @@ class DeployLock:
         self.release()
 
 
-def _user() -> str:
-    with contextlib.suppress(Exception):
-        return getpass.getuser()
-    return str(os.getuid())
+def _unusable(path: Path, exc: OSError) -> CommandFailure:
+    return CommandFailure(
+        f"Cannot use the deploy lock {path}: {exc.strerror or exc}. Check RUNTIME_DIR "
+        "(it must be a writable directory with free space).",
+        exit_codes.USAGE,
+    )
 
 
 def deploy_lock(runtime_dir: Path) -> DeployLock:

@@ -1,9 +1,11 @@
 """``deploy --dry-run``: what a deploy would do, decided by the same step objects, changing
 nothing (no record, no change to the live tree, the database or the processes).
 
-It fetches (which moves remote-tracking refs only) when the deploy lock is free, and reads the
-pending migrations by running the target's code from a temporary worktree outside the checkout,
-removed afterwards.
+It never takes the deploy lock: a dry run (the admin's confirmation page computes one on every
+view) must never make a real deploy that starts meanwhile find the lock taken and exit 4. When
+a deploy runs, the plan says so and uses the refs fetched last; otherwise it fetches (which moves
+remote-tracking refs only). It reads the pending migrations by running the target's code from a
+temporary worktree outside the checkout, removed afterwards.
 """
 
 from __future__ import annotations
@@ -129,18 +131,20 @@ def build_plan(options: Any) -> DeployPlan:
     lock = deploy_lock(app_settings.runtime_dir)
     ctx = DeployContext(options, project, Git(project.repo_dir), notes.append, lock=lock)
     fetch = FetchStep()
-    try:
-        lock.acquire(wait=0)
-    except CommandFailure as exc:
-        notes.append(f"{exc.message} The plan uses the refs fetched last (no fetch).")
+    holder = lock.running_holder()  # reads the holder file only; never touches the flock
+    if holder is not None:
+        # a fetch now could race the deploy's own fetch for the remote-tracking refs
+        notes.append(
+            f"A deploy is running now: {holder.describe()}. The plan uses the refs fetched "
+            "last (no fetch)."
+        )
         plan.exit_code = exit_codes.LOCKED
         fetch.fetch = False
     try:
         _plan(plan, ctx, fetch)
     finally:
         if ctx.worktree is not None:
-            ctx.git.worktree_remove(ctx.worktree)
-        lock.release()
+            records.remove_worktree(ctx.git, ctx.worktree)
     plan.notes += notes
     return plan
 
@@ -186,12 +190,14 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
     plan.commits = [[c.sha, c.subject] for c in ctx.commits]
     plan.changed_files = ctx.changed_files
     path = records.worktrees_dir() / f"plan-{ctx.target_sha[:12]}-{os.getpid()}"
+    ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
     try:
         ctx.git.worktree_add(path, ctx.target_sha)
-        ctx.worktree = path
     except GitError as exc:
         plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
-    if ctx.worktree is not None:
+        records.remove_worktree(ctx.git, path)
+        ctx.worktree = None  # the steps below read the live tree instead
+    else:
         found = migrations.plan(
             ctx.project, ctx.worktree, allow_unsafe=ctx.options.allow_unsafe_migrations
         )

@@ -5,12 +5,10 @@ choice of the release ``--rollback`` goes back to."""
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import shutil
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
 from ..models import Deployment, DeploymentStep
+from ..osutil import os_user, started_at
 from .project import OWNER_ENV
 
 Status = Deployment.Status
@@ -39,15 +38,15 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def os_user() -> str:
-    with contextlib.suppress(Exception):
-        return getpass.getuser()
-    return str(os.getuid())
-
-
 def worktrees_dir() -> Path:
     path = app_settings.runtime_dir / "worktrees"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:  # e.g. a file in the way, a full disk
+        raise CommandFailure(
+            f"Cannot use {path} for the release's worktree: {exc.strerror or exc}.",
+            exit_codes.USAGE,
+        ) from None
     return path
 
 
@@ -64,10 +63,11 @@ class StepResult:
     started_at: Any = None
 
     def as_dict(self) -> dict[str, Any]:
+        """For DeployResult.steps, which --json prints and django-q2 stores: redacted."""
         return {
             "name": self.name,
             "status": self.status,
-            "detail": self.detail,
+            "detail": proc.redact(self.detail),
             "duration": None if self.duration is None else round(self.duration, 3),
             "returncode": self.returncode,
         }
@@ -204,9 +204,8 @@ def _process_alive_since(deployment: Deployment) -> bool:
     """Is the record's process alive, and the same process (started before the record)?"""
     if not deployment.pid or deployment.pid == os.getpid():
         return False
-    try:
-        created = psutil.Process(deployment.pid).create_time()
-    except psutil.Error:
+    created = started_at(deployment.pid)
+    if created is None:
         return False
     since = deployment.started_at or deployment.created_at
     return created <= since.timestamp() + 1
@@ -289,13 +288,16 @@ def cleanup_worktrees(git: Git) -> list[str]:
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
             continue
-        git.worktree_remove(path)
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
+        remove_worktree(git, path)
         removed.append(path.name)
-    if removed:
-        git.run("worktree", "prune", check=False)
     return removed
+
+
+def remove_worktree(git: Git, path: Path) -> None:
+    """Remove a worktree of ours, even one that ``git worktree add`` left half made."""
+    git.worktree_remove(path)  # also prunes what git knew of it
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- the bad-release rule and --rollback ----------------------------------------------------------
@@ -369,7 +371,8 @@ def rollback_target(
 
 
 # -- history ----------------------------------------------------------------------------------------
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
+    """A datetime as ISO 8601 for JSON (history, the admin's progress poll); None stays None."""
     return value.isoformat() if value else None
 
 
@@ -392,9 +395,9 @@ def deployment_dict(
         "applied_migrations": deployment.applied_migrations,
         "unsafe_migrations_acknowledged": deployment.unsafe_migrations_acknowledged,
         "mixed_window_seconds": deployment.mixed_window_seconds,
-        "created_at": _iso(deployment.created_at),
-        "started_at": _iso(deployment.started_at),
-        "finished_at": _iso(deployment.finished_at),
+        "created_at": iso(deployment.created_at),
+        "started_at": iso(deployment.started_at),
+        "finished_at": iso(deployment.finished_at),
         "duration": deployment.duration,
         "steps": [
             {
@@ -457,7 +460,3 @@ def options_dict(options: Any) -> dict[str, Any]:
     data["argv"] = [proc.redact(a) for a in sys.argv[1:]][:30] if options.trigger == "cli" else []
     data["lock"] = str(app_settings.runtime_dir / "deploy.lock")  # which checkout ran it
     return data
-
-
-def elapsed(started: float) -> float:
-    return time.monotonic() - started

@@ -49,8 +49,10 @@ def validate_options(options: DeployOptions) -> None:
 
 
 def format_line(result: StepResult) -> str:
+    """The step's line for the terminal (redacted: a detail may quote a URL with a token)."""
     duration = "" if result.duration is None else f"{result.duration:6.2f} s"
-    return f"  {result.name:<14} {result.status:<11} {duration:>8}  {result.detail}".rstrip()
+    detail = proc.redact(result.detail)
+    return f"  {result.name:<14} {result.status:<11} {duration:>8}  {detail}".rstrip()
 
 
 class Runner:
@@ -172,7 +174,7 @@ class Runner:
                 + ", ".join(f"#{i}" for i in self.ctx.interrupted)
                 + ": marked interrupted; this deploy brings the site to a consistent release"
             )
-        with contextlib.suppress(GitError, OSError):
+        with contextlib.suppress(GitError, OSError, CommandFailure):  # prepare says why
             records.cleanup_worktrees(self.ctx.git)
 
     def _open_record(self) -> None:
@@ -338,5 +340,5 @@ class Runner:
     def _cleanup(self) -> None:
         if self.ctx.worktree is not None:
             with contextlib.suppress(Exception):
-                self.ctx.git.worktree_remove(self.ctx.worktree)
+                records.remove_worktree(self.ctx.git, self.ctx.worktree)
         self.ctx.lock.release()

@@ -45,7 +45,8 @@ def healthz_release(url: str | None = None, timeout: float = 3.0) -> str | None:
     except (OSError, ValueError):
         return None
     with contextlib.suppress(ValueError, AttributeError):
-        return json.loads(body).get("releaseId") or None
+        release = json.loads(body).get("releaseId")
+        return release if isinstance(release, str) and release else None
     return None
 
 

@@ -9,8 +9,8 @@ preflight, so that old workers reading files lazily see new files for as short a
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import sys
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -22,13 +22,10 @@ from django.conf import settings
 from .. import exit_codes, proc
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
-from ..git import GitError, validate_ref
+from ..git import GitError, is_sha, validate_ref
 from ..preflight import preflight
 from . import migrations, records, serving
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
-
-# Steps before these change nothing of the release; a failure from here on is the release's.
-RELEASE_STEPS_START = "install"
 
 
 class Step:
@@ -185,6 +182,23 @@ def _inside_live(ctx: DeployContext, path: Path) -> bool:
         return False
 
 
+# git's words when another fetch (e.g. a dry run's, which takes no lock) updates the same refs
+_REF_LOCK_RACE = re.compile(
+    r"cannot lock ref|\.lock'?: File exists|some local refs could not be updated", re.IGNORECASE
+)
+
+
+def _fetch(ctx: DeployContext) -> None:
+    """``git fetch``, once more after a pause if a concurrent fetch held a ref lock."""
+    try:
+        ctx.git.fetch(ctx.remote)
+    except GitError as exc:
+        if not _REF_LOCK_RACE.search(str(exc)):
+            raise
+        time.sleep(1)
+        ctx.git.fetch(ctx.remote)
+
+
 class FetchStep(Step):
     name = "fetch"
     fetch = True  # False: use the refs fetched last (the dry run while another deploy runs)
@@ -193,7 +207,7 @@ class FetchStep(Step):
         options = ctx.options
         if self.fetch:
             try:
-                ctx.git.fetch(ctx.remote)
+                _fetch(ctx)
             except GitError as exc:
                 if not options.rollback:
                     raise StepFailed(f"Cannot fetch {ctx.remote}: {exc}") from None
@@ -208,9 +222,7 @@ class FetchStep(Step):
         ctx.target_sha, ctx.ref = self._target(ctx)
         ctx.target_subject = ctx.git.commit(ctx.target_sha).subject
         ctx.previous_sha = self._previous(ctx)
-        ctx.baselines = {
-            s for s in (*ctx.serving, ctx.head_sha, *records.interrupted_shas(ctx.interrupted)) if s
-        }
+        ctx.baselines = self._baselines(ctx)
         short = ctx.target_sha[:10]
         if (
             not options.force
@@ -267,10 +279,27 @@ class FetchStep(Step):
                 f"{ref} does not exist after fetching: check REMOTE and BRANCH.", exit_codes.USAGE
             ) from None
 
+    def _baselines(self, ctx: DeployContext) -> set[str]:
+        """Releases the live state may hold, as full commit ids. What workers or HEALTHZ_URL
+        report is not trusted: a name (a RELEASE_ID tag) is resolved as a validated ref; what
+        git cannot resolve means git cannot tell what changed, so everything is assumed to."""
+        shas = set()
+        for found in (*ctx.serving, ctx.head_sha, *records.interrupted_shas(ctx.interrupted)):
+            if not found:
+                continue
+            if is_sha(found):
+                shas.add(found)
+                continue
+            try:
+                shas.add(ctx.git.resolve(found))
+            except GitError:
+                ctx.unknown_baseline = True
+        return shas
+
     def _previous(self, ctx: DeployContext) -> str | None:
         """The release to roll back to: the one serving, if git knows it; else HEAD."""
         for sha in sorted(ctx.serving):
-            if sha != ctx.target_sha and _is_commit(ctx, sha):
+            if sha != ctx.target_sha and is_sha(sha) and _is_commit(ctx, sha):
                 return sha
         if ctx.serving == {ctx.target_sha}:
             return ctx.target_sha
@@ -300,11 +329,12 @@ class PrepareStep(Step):
 
     def run(self, ctx: DeployContext) -> Outcome:
         path = records.worktrees_dir() / f"{ctx.target_sha[:12]}-{os.getpid()}"
+        # set first: a failed or timed-out ``worktree add`` may leave half a worktree to remove
+        ctx.worktree = path
         try:
             ctx.git.worktree_add(path, ctx.target_sha)
         except GitError as exc:
             raise StepFailed(f"Cannot prepare a worktree of {ctx.target_sha[:10]}: {exc}") from None
-        ctx.worktree = path
         return Outcome(f"worktree {path}")
 
 
@@ -349,7 +379,14 @@ class InstallStep(Step):
         return False, "requirements unchanged"
 
     def _pip(self, ctx: DeployContext, tree: Path) -> proc.ProcResult:
-        args = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        args = [
+            ctx.project.python,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+        ]
         for rel in requirement_files(tree):
             if (tree / rel).is_file() and rel in app_settings.requirements:
                 args += ["-r", str(tree / rel)]
@@ -394,7 +431,11 @@ class PreflightStep(Step):
         # a smoke failure is judged below: pending migrations may explain it
         if not found.ok and found.step != "smoke":
             raise StepFailed(f"Preflight ({found.step}): {found.message}", output=output)
-        plan = migrations.parse_plan(found.plan_returncode, found.plan_stdout, found.plan_stdout)
+        plan = migrations.parse_plan(
+            found.plan_returncode,
+            found.plan_stdout,
+            "\n".join(filter(None, [found.plan_stdout, found.plan_stderr])),
+        )
         ctx.pending = plan.pending
         ctx.migration_errors = plan.errors
         if not plan.ok:

@@ -60,6 +60,20 @@ def pg_available() -> str | None:
         return f"PostgreSQL is not reachable on 127.0.0.1:5432 as postgres: {exc}".strip()
 
 
+def require_postgres() -> None:
+    """Skip a PostgreSQL test, with the reason, where no server answers; in CI (CI=true), where
+    the machine runs one, fail instead, so a missing server can never turn the run green."""
+    import os
+
+    import pytest
+
+    reason = pg_available()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"CI runs PostgreSQL, but: {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
 def pg_create(prefix: str = "zd_mig") -> str:
     import psycopg
 

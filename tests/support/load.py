@@ -26,6 +26,9 @@ class Hit:
 @dataclass
 class LoadReport:
     hits: list[Hit] = field(default_factory=list)
+    # the load ended by itself (max_seconds or max_requests) before the test stopped it: the
+    # tail of what the test did was not measured
+    cut_short: bool = False
 
     @property
     def total(self) -> int:
@@ -118,10 +121,14 @@ class LoadGenerator:
             return Hit(started, time.monotonic() - started, None, None, type(exc).__name__)
 
     def _client(self, deadline: float) -> None:
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._stop.is_set():
+            if time.monotonic() >= deadline:
+                self.report.cut_short = True
+                return
             hit = self._one()
             with self._lock:
                 if len(self.report.hits) >= self.max_requests:
+                    self.report.cut_short = True
                     return
                 self.report.hits.append(hit)
             if self.pause:

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from ... import exit_codes, proc
+from ...conf import app_settings
 from ...exit_codes import CommandFailure
 from ..base import ZeroDeployCommand
 
@@ -135,7 +136,9 @@ class Command(ZeroDeployCommand):
         if deploy.dry_run:
             plan = build_plan(deploy)
             self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())
-            return plan.exit_code if plan.problems or plan.refused else exit_codes.OK
+            # what the deploy would return when it would refuse; a running deploy is only a note
+            refused = plan.problems or plan.refused or plan.migration_errors
+            return plan.exit_code if refused else exit_codes.OK
         if (
             (deploy.force or deploy.rollback)
             and options["interactive"]
@@ -180,10 +183,15 @@ class Command(ZeroDeployCommand):
         if options["allow_unsafe_migrations"]:
             args.append("--allow-unsafe")
         result = proc.run(
-            args, cwd=project.live_dir, env=project.env(project.repo_dir), timeout=None
+            args,
+            cwd=project.live_dir,
+            env=project.env(project.repo_dir),
+            timeout=float(app_settings.STEP_TIMEOUT),
         )
         if result.stdout:
             self.stdout.write(result.stdout.rstrip("\n"))
         if result.stderr:
             self.stderr.write(result.stderr.rstrip("\n"))
+        if result.timed_out:  # killed: its return code is a signal, not the check's answer
+            return exit_codes.FAILED
         return result.returncode
