@@ -29,9 +29,9 @@ from django.conf import settings
 from .exit_codes import USAGE, CommandFailure
 
 RELOAD_STRATEGIES = ("usr2", "hup", "systemd")
-STEP_NAMES = (
-    "environment",
+STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
     "lock",
+    "environment",
     "fetch",
     "prepare",
     "install",

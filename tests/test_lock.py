@@ -48,7 +48,8 @@ def test_second_holder_is_refused_at_once_with_the_holder_named(tmp_path):
     started = time.monotonic()
     with pytest.raises(CommandFailure) as refused:
         DeployLock(path).acquire()
-    assert time.monotonic() - started < 2
+    # refused, not waited for: a generous bound that only tells "refused" from "blocked"
+    assert time.monotonic() - started < 30
     assert refused.value.exit_code == exit_codes.LOCKED
     message = refused.value.message
     assert f"pid {os.getpid()}" in message and "deployment #7" in message

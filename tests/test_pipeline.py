@@ -31,7 +31,7 @@ def test_steps_read_top_to_bottom_in_the_documented_order():
     names = tuple(s.name for s in default_steps(extra=[]))
     # the lock comes first, so that a second deploy is told "locked" (exit 4), never confused
     # by the first one's checkout or its two Gunicorn masters during the reload
-    assert names == ("lock", "environment", *STEP_NAMES[2:])
+    assert names == STEP_NAMES
     assert set(names) == set(STEP_NAMES)
 
 
