@@ -413,12 +413,18 @@ def run_usr2(ctx: Context) -> ReloadResult:
     else:
         note = ""
         readiness.forget_master(old.pid)
+    return _reloaded(ctx, new, gen, note)
+
+
+def _reloaded(ctx: Context, master: Master, gen: Generation, note: str = "") -> ReloadResult:
+    """The success result: ``master`` serves the one release its ready generation reports."""
     (release,) = gen.releases  # one release: _mixed() refused several
     return ctx.result(
         True,
         OK,
-        f"Reloaded: master {new.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready{note}.",
-        new_master_pid=new.pid,
+        f"Reloaded: master {master.pid} serves release {release[:12] or 'unknown'} "
+        f"with {gen.count()} workers ready{note}.",
+        new_master_pid=master.pid,
         release=release,
         workers_ready=len(gen.ready),
         workers_expected=gen.expected,
@@ -515,16 +521,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
             f"The Gunicorn master {master.pid} exited after the reload: the site is down.",
             output=log_tail(master, ctx.config),
         )
-    (release,) = gen.releases  # one release: _mixed() refused several
-    return ctx.result(
-        True,
-        OK,
-        f"Reloaded: master {master.pid} serves release {release[:12] or 'unknown'} with {gen.count()} workers ready.",
-        new_master_pid=master.pid,
-        release=release,
-        workers_ready=len(gen.ready),
-        workers_expected=gen.expected,
-    )
+    return _reloaded(ctx, master, gen)
 
 
 def run_hup(ctx: Context) -> ReloadResult:
