@@ -27,7 +27,26 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-class DatabaseCheck(Check):
+class _PerAliasCheck(Check):
+    """A check of one alias (database or cache); a bare path expands to every alias."""
+
+    def __init__(self, alias: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+        self.alias = alias
+        kwargs.setdefault("component_id", alias)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def aliases(cls) -> list[str]:
+        raise NotImplementedError
+
+    @classmethod
+    def expand(cls, **options: Any) -> list[Check]:
+        if "alias" in options:
+            return [cls(**options)]
+        return [cls(alias=alias, **options) for alias in cls.aliases()]
+
+
+class DatabaseCheck(_PerAliasCheck):
     """``SELECT 1`` on one database alias; a bare path means one check per alias.
 
     Runs on the runner's own thread, so it opens and closes connections like a request would
@@ -38,16 +57,9 @@ class DatabaseCheck(Check):
     name = "database:responseTime"
     component_type = "datastore"
 
-    def __init__(self, alias: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-        self.alias = alias
-        kwargs.setdefault("component_id", alias)
-        super().__init__(**kwargs)
-
     @classmethod
-    def expand(cls, **options: Any) -> list[Check]:
-        if "alias" in options:
-            return [cls(**options)]
-        return [cls(alias=alias, **options) for alias in settings.DATABASES]
+    def aliases(cls) -> list[str]:
+        return list(settings.DATABASES)
 
     def check(self) -> Observation:
         connection = connections[self.alias]
@@ -58,7 +70,7 @@ class DatabaseCheck(Check):
         return Observation(_ms(started), "ms")
 
 
-class CacheCheck(Check):
+class CacheCheck(_PerAliasCheck):
     """Set and get a key unique to this process (fresh value each round) on one cache alias.
 
     A bare path means one check per alias in ``CACHES``, leaving out ``DummyCache`` aliases,
@@ -68,17 +80,10 @@ class CacheCheck(Check):
     name = "cache:responseTime"
     component_type = "datastore"
 
-    def __init__(self, alias: str = "default", **kwargs: Any) -> None:
-        self.alias = alias
-        kwargs.setdefault("component_id", alias)
-        super().__init__(**kwargs)
-
     @classmethod
-    def expand(cls, **options: Any) -> list[Check]:
-        if "alias" in options:
-            return [cls(**options)]
+    def aliases(cls) -> list[str]:
         return [
-            cls(alias=alias, **options)
+            alias
             for alias, conf in settings.CACHES.items()
             if not str(conf.get("BACKEND", "")).endswith(".DummyCache")
         ]
