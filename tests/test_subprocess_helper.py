@@ -180,3 +180,71 @@ def test_python_env_puts_the_tree_first(tmp_path, monkeypatch):
         env=python_env(tmp_path),
     )
     assert result.ok and result.stdout.strip() == "tree"
+
+
+# -- deadlines on reading, output cap ------------------------------------------------------
+def _kill_pid_in(text: str) -> None:
+    """Stop the daemon a test command left behind (its pid is the last line it printed)."""
+    try:
+        os.kill(int(text.strip().splitlines()[-1]), 9)
+    except (ValueError, IndexError, ProcessLookupError):
+        pass
+
+
+def test_a_descendant_holding_the_pipe_cannot_outlive_the_deadline():
+    # the command exits at once; the daemon it leaves (own session, so killpg cannot reach
+    # it) keeps stdout open for 8 s. run() must return at the 1 s deadline, and report the
+    # command's own result: it succeeded, it did not time out.
+    started = time.monotonic()
+    result = run(["sh", "-c", "setsid sleep 8 & echo started; echo $!"], timeout=1)
+    elapsed = time.monotonic() - started
+    _kill_pid_in(result.stdout)
+    assert result.stdout.splitlines()[0] == "started"
+    assert result.ok and not result.timed_out and result.returncode == 0
+    assert elapsed < 4, f"run() waited {elapsed:.1f} s for a daemon's pipe"
+    assert "kept its output open" in result.stderr
+
+
+def test_reading_stops_a_short_grace_after_the_command_exited():
+    # no timeout at all: once sh has exited, a daemon holding the pipe is not waited for
+    started = time.monotonic()
+    result = run(["sh", "-c", "setsid sleep 30 & echo $!; echo to-stderr >&2"], timeout=None)
+    elapsed = time.monotonic() - started
+    _kill_pid_in(result.stdout)
+    assert result.ok and result.stderr.startswith("to-stderr")
+    assert elapsed < 15, f"run() waited {elapsed:.1f} s for a daemon's pipe"
+
+
+def test_a_command_that_closes_its_output_still_times_out():
+    result = run(
+        [sys.executable, "-c", "import os, time; os.close(1); os.close(2); time.sleep(30)"],
+        timeout=1,
+    )
+    assert result.timed_out and not result.ok
+
+
+def test_captured_output_is_capped_in_memory_keeping_the_tail():
+    script = (
+        "import sys\nfor i in range(200_000): print(f'line {i}')\nprint('err', file=sys.stderr)"
+    )
+    result = run([sys.executable, "-c", script], output_limit=10_000)
+    assert result.ok
+    assert result.stdout.startswith("[... output cut, last 10000 bytes kept ...]\n")
+    assert result.stdout.endswith("line 199999\n")
+    assert len(result.stdout.encode()) < 10_100
+    assert result.stderr == "err\n"
+
+
+def test_large_input_and_output_do_not_deadlock():
+    data = "x" * 300_000 + "\n"
+    result = run(
+        [sys.executable, "-c", "import sys; d = sys.stdin.read(); print(len(d)); print(d)"],
+        input=data,
+        timeout=30,
+    )
+    assert result.ok and result.stdout.splitlines()[0] == str(len(data))
+
+
+def test_output_is_text_with_newlines_normalised():
+    result = run([sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'a\\r\\nb\\xff\\n')"])
+    assert result.stdout == "a\nb\ufffd\n"
