@@ -23,6 +23,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     ]
 
 
+@checks.register(checks.Tags.compatibility)
+def check_runtime_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn when the processes of this site could use different runtime directories (then two
+    deploys can run at once and a reload waits for reports that never come)."""
+    from .conf import app_settings
+    from .runtime import problems
+
+    try:
+        configured, repo_dir = app_settings.RUNTIME_DIR, app_settings.repo_dir
+    except Exception:  # noqa: BLE001 - a bad setting is check_settings' to report
+        return []
+    hint = (
+        "Set ZERODEPLOY['RUNTIME_DIR'] to one directory every process of the site sees "
+        "(deploys, Gunicorn, the qcluster), e.g. /run/zerodeploy-SITE from systemd's "
+        "RuntimeDirectory= or a folder under /var/lib; see the security page of the docs."
+    )
+    return [
+        checks.Warning(text, hint=hint, id="zerodeploy.W002")
+        for text in problems(configured, repo_dir)
+    ]
+
+
 def require_valid_settings() -> None:
     """Raise ``CommandFailure`` (exit code 2) listing every settings error.
 

@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import hashlib
 import os
-import pwd
-import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-
-from .exit_codes import USAGE, CommandFailure
 
 RELOAD_STRATEGIES = ("usr2", "hup", "systemd")
 STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
@@ -71,7 +65,7 @@ KEYS: dict[str, Key] = {
     "RELOAD_TIMEOUT": Key(60, (int, float), "Seconds to wait for a new generation of workers to be ready."),
     "HEALTHZ_URL": Key(None, (str, _NONE), "URL of /healthz/ on this host, used to verify the release after a reload."),
     "SMOKE_URLS": Key([], (list, tuple), "Paths requested in-process before a release takes traffic; any 5xx refuses it."),
-    "RUNTIME_DIR": Key(None, _PATH, "Where readiness files, locks and drain flags live (outside the repository; a directory of this user that others cannot write)."),
+    "RUNTIME_DIR": Key(None, _PATH, "Where locks, readiness reports and drain flags live: one directory every process of the site sees, outside the repository, of this user and not writable by others. Default: /tmp/django-zerodeploy-UID/<digest of REPO_DIR> (never $XDG_RUNTIME_DIR or $TMPDIR)."),
     "RELEASE_ID": Key(None, (str, _NONE), "Release id to report when there is no .git (else a REVISION file, else git)."),
     "VERSION": Key(None, (str, _NONE), "Human version reported by /healthz/."),
     "EXTRA_STEPS": Key([], (list, tuple), "Extra commands: dicts {'name', 'after', 'command': [argv...]}."),
@@ -105,6 +99,9 @@ CHECK_IDS: dict[str, str] = {
     "zerodeploy.E005": "A value of the right type that cannot work (a pidfile path that is a "
     "directory, a negative timeout, a shell string as an extra step, ...).",
     "zerodeploy.W001": "RELOAD_STRATEGY is 'systemd' but GUNICORN_SYSTEMD_UNIT is not set.",
+    "zerodeploy.W002": "The processes of this site could use different runtime directories: "
+    "this one has a private /tmp (systemd PrivateTmp=yes) or RUNTIME_DIR is inside a login "
+    "session's directory ($XDG_RUNTIME_DIR, $TMPDIR, /run/user).",
 }
 
 
@@ -139,82 +136,10 @@ class AppSettings:
 
     @property
     def runtime_dir(self) -> Path:
-        """Host-local state, outside the checkout, one folder per checkout.
+        """Host-local state (locks, readiness reports, the drain flag): see runtime.py."""
+        from .runtime import runtime_dir
 
-        Its files are trusted (the reload command runs the interpreter and argv that master
-        facts name), so it must be a real directory of the current user that no other user can
-        write; otherwise CommandFailure (exit 2). The default folder per user under /tmp has a
-        predictable name another user could create first: it must be private (0700)."""
-        configured = self.RUNTIME_DIR
-        if configured:
-            path = Path(configured)
-            _private_dir(path)
-            _check_owned(path)
-            return path
-        root = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        digest = hashlib.sha256(str(self.repo_dir).encode()).hexdigest()[:12]
-        user_dir = Path(root) / f"django-zerodeploy-{os.getuid()}"
-        path = user_dir / digest
-        _private_dir(user_dir)
-        _check_owned(user_dir, private=True)
-        _private_dir(path)
-        _check_owned(path)
-        return path
-
-
-def _runtime_failure(path: Path | str, problem: str) -> CommandFailure:
-    return CommandFailure(
-        f"Cannot use the runtime directory {path}: {problem}. Fix it, or set "
-        "ZERODEPLOY['RUNTIME_DIR'] to a directory of this user that only it can write.",
-        USAGE,
-    )
-
-
-def _private_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents with mode 0700 (``mkdir(parents=True,
-    mode=...)`` gives the parents the default mode)."""
-    try:
-        if not os.path.lexists(path.parent) and path.parent != path:
-            _private_dir(path.parent)
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        pass  # checked by _check_owned: it may be a file or a symlink
-    except OSError as exc:
-        raise _runtime_failure(exc.filename or path, exc.strerror or str(exc)) from exc
-
-
-def _owner(uid: int) -> str:
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _check_owned(path: Path, *, private: bool = False) -> None:
-    """``path`` is a real directory of this user that group and others cannot write; with
-    ``private``, they cannot read it either (one we own with read bits only is fixed: nobody
-    else could have written into it)."""
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise _runtime_failure(path, exc.strerror or str(exc)) from exc
-    mode = stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        problem = "it is a symbolic link (name the directory itself)"
-    elif not stat.S_ISDIR(st.st_mode):
-        problem = "it exists and is not a directory"
-    elif st.st_uid != os.getuid():
-        problem = f"it is owned by {_owner(st.st_uid)}, not by {_owner(os.getuid())}, who runs this"
-    elif mode & 0o022:
-        problem = f"group or other users can write it (mode {mode:04o})"
-    else:
-        if private and mode & 0o077:
-            try:
-                os.chmod(path, 0o700)
-            except OSError as exc:
-                raise _runtime_failure(path, exc.strerror or str(exc)) from exc
-        return
-    raise _runtime_failure(path, problem)
+        return runtime_dir(self.RUNTIME_DIR, self.repo_dir)
 
 
 app_settings = AppSettings()

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from django_zerodeploy import exit_codes, gunicorn_conf, readiness
+from django_zerodeploy import runtime as runtime_mod
 from django_zerodeploy.conf import app_settings
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.gunicorn import strategies
@@ -161,9 +162,9 @@ def test_missing_parents_are_created_private(settings, tmp_path):
 
 @needs_root
 def test_the_default_folder_under_tmp_must_be_this_users_own(settings, tmp_path, monkeypatch):
-    """Without XDG_RUNTIME_DIR the per-user folder has a predictable name in a shared
-    directory: another user may have made it first."""
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    """The default per-user folder has a predictable name in a shared directory (/tmp):
+    another user may have made it first."""
+    monkeypatch.setattr(runtime_mod, "DEFAULT_ROOT", tmp_path)
     settings.ZERODEPLOY = {"REPO_DIR": str(tmp_path)}
     user_dir = tmp_path / f"django-zerodeploy-{os.getuid()}"
     user_dir.mkdir()
