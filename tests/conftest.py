@@ -1,4 +1,6 @@
-"""Fixtures every test reuses: a real example site in git, real Gunicorn, a real load."""
+"""Fixtures every test reuses: a real example site in git, real Gunicorn, a real load; and the
+suite's own guards: the skip allow-list under CI (tests/support/skips.py) and per-test time
+ceilings (pytest-timeout)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,20 @@ from tests.support.gunicorn import Gunicorn
 from tests.support.load import LoadGenerator
 from tests.support.qcluster import QCluster
 from tests.support.site import Site, make_site
+
+pytest_plugins = ["tests.support.skips"]
+
+# A test that hangs is stopped (with a traceback) instead of eating the CI budget. pyproject's
+# `timeout` is the ceiling for integration tests; a fast test gets this one unless it sets its own.
+FAST_TEST_TIMEOUT = 120
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("integration") is None and not item.get_closest_marker(
+            "timeout"
+        ):
+            item.add_marker(pytest.mark.timeout(FAST_TEST_TIMEOUT))
 
 
 @pytest.fixture
