@@ -9,7 +9,6 @@ in front of Gunicorn would. Screenshots land in ``test-artifacts/`` (gitignored)
 from __future__ import annotations
 
 import mimetypes
-import time
 from pathlib import Path
 
 import pytest
@@ -115,34 +114,35 @@ def test_deploy_from_the_admin_in_a_real_browser(
 
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
     try:
-        # Deploy now -> the confirmation page with the dry-run plan -> confirm
-        page.click("a.zd-deploy-now")
-        page.wait_for_selector("pre.zd-plan")
-        plan = page.inner_text("pre.zd-plan")
-        assert v2[:10] in plan and "Release v2: deployed from a browser" in plan
-        page.screenshot(path=str(ARTIFACTS / "admin-deploy-confirm.png"), full_page=True)
-        page.click("#zd-confirm")
-        page.wait_for_url("**/deployment/*/change/")
-        deployment_id = int(page.url.rstrip("/").split("/")[-2])
-        assert "is queued" in page.inner_text("ul.messagelist")
+        with load.operation():
+            # Deploy now -> the confirmation page with the dry-run plan -> confirm
+            page.click("a.zd-deploy-now")
+            page.wait_for_selector("pre.zd-plan")
+            plan = page.inner_text("pre.zd-plan")
+            assert v2[:10] in plan and "Release v2: deployed from a browser" in plan
+            page.screenshot(path=str(ARTIFACTS / "admin-deploy-confirm.png"), full_page=True)
+            page.click("#zd-confirm")
+            page.wait_for_url("**/deployment/*/change/")
+            deployment_id = int(page.url.rstrip("/").split("/")[-2])
+            assert "is queued" in page.inner_text("ul.messagelist")
 
-        # the page follows the deploy by itself: steps appear while it runs, then it reloads
-        page.wait_for_function(
-            "() => document.querySelectorAll('#zd-steps-body tr.zd-step').length > 0"
-            " || document.querySelector('#zd-live').dataset.zdFinished === 'true'",
-            timeout=240_000,
-        )
-        if page.get_attribute("#zd-live", "data-zd-finished") == "false":
-            page.screenshot(path=str(ARTIFACTS / "admin-deploy-running.png"), full_page=True)
-        page.wait_for_function(
-            "() => document.querySelector('#zd-live').dataset.zdFinished === 'true'"
-            " && document.querySelector('#zd-live-status').textContent.trim() !== ''",
-            timeout=420_000,
-        )
-        page.wait_for_load_state("load")
-        time.sleep(0.5)
+            # the page follows the deploy by itself: steps appear while it runs, then it reloads
+            page.wait_for_function(
+                "() => document.querySelectorAll('#zd-steps-body tr.zd-step').length > 0"
+                " || document.querySelector('#zd-live').dataset.zdFinished === 'true'",
+                timeout=240_000,
+            )
+            if page.get_attribute("#zd-live", "data-zd-finished") == "false":
+                page.screenshot(path=str(ARTIFACTS / "admin-deploy-running.png"), full_page=True)
+            page.wait_for_function(
+                "() => document.querySelector('#zd-live').dataset.zdFinished === 'true'"
+                " && document.querySelector('#zd-live-status').textContent.trim() !== ''",
+                timeout=420_000,
+            )
+            page.wait_for_load_state("load")
     finally:
         report = load.stop()
+    report.assert_covered()
 
     status = page.inner_text("#zd-live-status").strip()
     assert status == "succeeded", details(site, cluster, deployment_id)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -55,13 +54,12 @@ def under_load(
 ):
     """Deploy while the load generator runs; returns (deploy result, load report)."""
     load = load_factory(port=server.port, clients=clients, max_seconds=240, timeout=30).start()
-    time.sleep(0.3)
     try:
-        result = deploy(site, *args, **env)
-        time.sleep(0.3)
+        with load.operation():
+            result = deploy(site, *args, **env)
     finally:
         report = load.stop()
-    assert report.total > 0 and not report.cut_short, "the load did not cover the deploy"
+    report.assert_covered()
     return result, report
 
 
@@ -195,11 +193,13 @@ def test_dry_run_changes_nothing(site, gunicorn_factory, load_factory):
     )
     before = snapshot(site, server)
     load = load_factory(port=server.port, clients=2, max_seconds=120).start()
-    result = deploy(site, "--dry-run")
-    as_json = deploy(site, "--dry-run", "--json")
+    with load.operation():
+        result = deploy(site, "--dry-run")
+        as_json = deploy(site, "--dry-run", "--json")
     report = load.stop()
     assert result.returncode == 0, show(result)
     assert as_json.returncode == 0, show(as_json)
+    report.assert_covered()
     assert report.failed == 0, report.summary()
     assert snapshot(site, server) == before
     out = result.stdout
@@ -251,29 +251,31 @@ def test_rollback_to_the_previous_release_and_to_an_id(site, gunicorn_factory, l
     server = gunicorn_factory(workers=2)
     load = load_factory(port=server.port, clients=3, max_seconds=280, timeout=30).start()
     try:
-        v2 = site.commit_release("v2")
-        assert deploy(site).returncode == 0
-        v3 = site.commit_release("v3")
-        result = deploy(site)
-        assert result.returncode == 0, show(result)
-        assert server.served_releases() == {"v3"}
+        with load.operation():
+            v2 = site.commit_release("v2")
+            assert deploy(site).returncode == 0
+            v3 = site.commit_release("v3")
+            result = deploy(site)
+            assert result.returncode == 0, show(result)
+            assert server.served_releases() == {"v3"}
 
-        back = deploy(site, "--rollback")
-        assert back.returncode == 0, show(back)
-        assert server.served_releases() == {"v2"}
-        assert_clean_checkout(site, v2)
+            back = deploy(site, "--rollback")
+            assert back.returncode == 0, show(back)
+            assert server.served_releases() == {"v2"}
+            assert_clean_checkout(site, v2)
 
-        records = history(site)
-        assert records[0]["status"] == "succeeded" and records[0]["target_sha"] == v2
-        assert records[0]["ref"].startswith("rollback to #")
-        v3_id = next(r["id"] for r in records if r["target_sha"] == v3)
-        # a plain deploy now would move forward again; --rollback ID goes to that deploy's release
-        again = deploy(site, "--rollback", str(v3_id))
-        assert again.returncode == 0, show(again)
-        assert server.served_releases() == {"v3"}
-        assert_clean_checkout(site, v3)
+            records = history(site)
+            assert records[0]["status"] == "succeeded" and records[0]["target_sha"] == v2
+            assert records[0]["ref"].startswith("rollback to #")
+            v3_id = next(r["id"] for r in records if r["target_sha"] == v3)
+            # a plain deploy now would move forward again; --rollback ID goes to that deploy's release
+            again = deploy(site, "--rollback", str(v3_id))
+            assert again.returncode == 0, show(again)
+            assert server.served_releases() == {"v3"}
+            assert_clean_checkout(site, v3)
     finally:
         report = load.stop()
+    report.assert_covered()
     assert report.failed == 0, report.summary()
 
 

@@ -83,27 +83,31 @@ def test_two_deploys_at_once(site, gunicorn_factory, load_factory, start_deploy)
         "v2", {"notes/migrations/0002_slow.py": SLOW_MIGRATION.format(seconds=6)}
     )
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
-    first = start_deploy(site)
     try:
-        assert wait_for(lambda: step_status(site, "migrate") == "running", timeout=120), first.pid
-        holder = lock_holder(site)
-        assert holder["pid"] == first.pid and holder["deployment_id"]
+        with load.operation():
+            first = start_deploy(site)
+            assert wait_for(lambda: step_status(site, "migrate") == "running", timeout=120), (
+                first.pid
+            )
+            holder = lock_holder(site)
+            assert holder["pid"] == first.pid and holder["deployment_id"]
 
-        second = deploy(site)  # exits at once, naming the running deploy
-        assert second.returncode == 4, show(second)
-        message = second.stdout + second.stderr
-        assert f"pid {first.pid}" in message and "since" in message
-        assert f"deployment #{holder['deployment_id']}" in message
+            second = deploy(site)  # exits at once, naming the running deploy
+            assert second.returncode == 4, show(second)
+            message = second.stdout + second.stderr
+            assert f"pid {first.pid}" in message and "since" in message
+            assert f"deployment #{holder['deployment_id']}" in message
 
-        waiting = start_deploy(site, "--wait-lock", "180")  # waits its turn instead
-        out, err = first.communicate(timeout=240)
-        assert first.returncode == 0, out + err
-        out3, err3 = waiting.communicate(timeout=240)
-        assert waiting.returncode == 0, out3 + err3
-        assert "waiting up to 180 s" in out3
-        assert "Nothing to deploy" in out3  # the first deploy already delivered v2
+            waiting = start_deploy(site, "--wait-lock", "180")  # waits its turn instead
+            out, err = first.communicate(timeout=240)
+            assert first.returncode == 0, out + err
+            out3, err3 = waiting.communicate(timeout=240)
+            assert waiting.returncode == 0, out3 + err3
+            assert "waiting up to 180 s" in out3
+            assert "Nothing to deploy" in out3  # the first deploy already delivered v2
     finally:
         report = load.stop()
+    report.assert_covered()
     assert report.failed == 0, report.summary()
     assert server.served_releases() == {"v2"}
     assert_clean_checkout(site, v2)
@@ -121,21 +125,27 @@ def test_deploy_killed_during_a_slow_migration_then_a_successful_one(
     )
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
     try:
-        killed = start_deploy(site)
-        assert wait_for(lambda: step_status(site, "migrate") == "running", timeout=120)
-        time.sleep(1.0)  # well inside the migration
-        os.kill(killed.pid, signal.SIGKILL)
-        killed.communicate(timeout=30)
-        # the record is honest: still "running"; the live tree holds v2, the workers serve v1
-        assert db_rows(site, "SELECT status FROM django_zerodeploy_deployment")[0][0] == "running"
-        assert site.server_head() == v2 and server.served_releases() == {"v1"}
+        with load.operation():
+            killed = start_deploy(site)
+            assert wait_for(lambda: step_status(site, "migrate") == "running", timeout=120)
+            time.sleep(1.0)  # well inside the migration
+            os.kill(killed.pid, signal.SIGKILL)
+            killed.communicate(timeout=30)
+            # the record is honest: still "running"; the live tree holds v2, the workers serve v1
+            assert (
+                db_rows(site, "SELECT status FROM django_zerodeploy_deployment")[0][0] == "running"
+            )
+            assert site.server_head() == v2 and server.served_releases() == {"v1"}
 
-        result = deploy(site)
-        assert result.returncode == 0, show(result)
-        assert "interrupted" in result.stdout
-        assert "waiting up to" in result.stdout  # for the migrate the killed deploy left running
+            result = deploy(site)
+            assert result.returncode == 0, show(result)
+            assert "interrupted" in result.stdout
+            assert (
+                "waiting up to" in result.stdout
+            )  # for the migrate the killed deploy left running
     finally:
         report = load.stop()
+    report.assert_covered()
     assert report.failed == 0, report.summary()
     assert server.served_releases() == {"v2"}
     assert server.healthz()["releaseId"] == v2
@@ -156,11 +166,13 @@ def test_long_request_across_a_deploy_completes(site, gunicorn_factory, load_fac
     slow = threading.Thread(target=lambda: answers.append(server.get("/slow/?s=12", timeout=60)))
     load = load_factory(port=server.port, clients=2, max_seconds=240, timeout=30).start()
     slow.start()
-    time.sleep(0.5)
-    result = deploy(site)
+    time.sleep(0.5)  # the slow request is in a worker of the old release
+    with load.operation():
+        result = deploy(site)
     slow.join(60)
     report = load.stop()
     assert result.returncode == 0, show(result)
+    report.assert_covered()
     assert report.failed == 0, report.summary()
     status, headers, body = answers[0]
     assert status == 200 and headers["x-example-release"] == "v1", (status, body)

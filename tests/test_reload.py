@@ -67,21 +67,22 @@ def reload_cli(site: Site, *args: str, **env: str) -> tuple[subprocess.Completed
 
 
 def under_load(server: Gunicorn, load_factory, clients: int = 3):  # noqa: ANN001, ANN201
-    """Steady traffic on the site, started half a second before what the test does next (a
-    short pause between requests leaves the 2 shared cores some room for the new workers)."""
+    """Steady traffic on the site; what the test does next is the operation it measures, until
+    finish() (a short pause between requests leaves the 2 shared cores some room for the new
+    workers)."""
     load = load_factory(
         port=server.port, uds=server.uds, clients=clients, max_seconds=150, pause=0.005
     )
     load.start()
-    time.sleep(0.5)
+    load.begin()
     return load
 
 
-def finish(load, settle: float = 0.5) -> LoadReport:  # noqa: ANN001
-    time.sleep(settle)
+def finish(load) -> LoadReport:  # noqa: ANN001
+    """The operation ended: stop the load once it has served past it, and assert it covered it."""
+    load.end()
     report = load.stop()
-    assert report.total > 0, "the load generator made no request"
-    assert not report.cut_short, "the load ended before the reload did"
+    report.assert_covered()
     return report
 
 

@@ -1,17 +1,23 @@
-"""The suite's own guards, run on tiny test files in a real pytest subprocess: under CI an
-unlisted skip fails the run, a listed one does not, and a hanging test is stopped."""
+"""The suite's own guards. Run on tiny test files in a real pytest subprocess: under CI an
+unlisted skip fails the run, a listed one does not, and a hanging test is stopped. And the load
+generator's coverage check, against a real HTTP server on loopback: a load that ended before
+the operation did is caught even when none of its requests failed."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FAST_TEST_TIMEOUT
+from tests.support.load import Hit, LoadReport
 from tests.support.skips import read_allow_list
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +128,57 @@ def test_ci_script_sets_ci_itself():
     exports = [n for n, line in enumerate(lines) if line.startswith("export CI=true")]
     runs = [n for n, line in enumerate(lines) if line.startswith("python3 runtests.py")]
     assert exports and runs and exports[0] < runs[0]
+
+
+# -- the load generator's coverage assertion -------------------------------------------------------
+@pytest.fixture
+def http_server():
+    """A tiny real HTTP server on loopback that answers 200 to every GET."""
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_a_load_that_ran_through_the_operation_is_covered(http_server, load_factory):
+    load = load_factory(port=http_server, clients=2, max_seconds=60).start()
+    with load.operation():
+        time.sleep(0.2)
+    report = load.stop()
+    report.assert_covered()
+    began, ended = report.window
+    assert any(h.started >= ended for h in report.hits)
+    assert any(h.started + h.latency <= began for h in report.hits)
+
+
+def test_a_load_that_ended_before_the_operation_is_not_covered(http_server, load_factory):
+    load = load_factory(port=http_server, clients=2, max_seconds=0.5).start()
+    with load.operation():
+        time.sleep(1.0)  # the load's own limit ends it inside the operation
+    report = load.stop()
+    assert report.failed == 0 and report.total > 0  # what a test checking only failures sees
+    with pytest.raises(AssertionError, match="ended before the test stopped it"):
+        report.assert_covered()
+
+
+def test_coverage_needs_requests_on_both_sides_of_the_operation():
+    hits = [Hit(started=1.0, latency=0.1, status=200, marker="v1")]
+    with pytest.raises(AssertionError, match="no request started after the operation ended"):
+        LoadReport(hits=hits, window=(2.0, 3.0)).assert_covered()
+    with pytest.raises(AssertionError, match="no request completed before the operation began"):
+        LoadReport(hits=hits, window=(0.5, 0.9)).assert_covered()
+    with pytest.raises(AssertionError, match="no operation was timed"):
+        LoadReport(hits=hits).assert_covered()

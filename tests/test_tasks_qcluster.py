@@ -42,22 +42,22 @@ def test_admin_deploy_runs_in_a_real_qcluster_under_load(
     assert wait_for(lambda: cluster_banner(admin) == "running", timeout=60), cluster.log_text()
 
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
-    time.sleep(0.5)
     try:
-        deployment_id, plan_page = admin.start_deploy()
-        # the confirmation page showed the dry-run plan of this very release
-        assert "Dry run: nothing was changed." in plan_page
-        assert v2[:10] in plan_page and "Release v2 from the admin" in plan_page
-        queued = db_rows(
-            site,
-            "SELECT status, trigger, username, task_id FROM django_zerodeploy_deployment WHERE id = ?",
-            deployment_id,
-        )[0]
-        assert queued[1:3] == ("admin", ADMIN_USER) and queued[3]
-        result = wait_finished(admin, deployment_id)
-        time.sleep(0.5)
+        with load.operation():
+            deployment_id, plan_page = admin.start_deploy()
+            # the confirmation page showed the dry-run plan of this very release
+            assert "Dry run: nothing was changed." in plan_page
+            assert v2[:10] in plan_page and "Release v2 from the admin" in plan_page
+            queued = db_rows(
+                site,
+                "SELECT status, trigger, username, task_id FROM django_zerodeploy_deployment WHERE id = ?",
+                deployment_id,
+            )[0]
+            assert queued[1:3] == ("admin", ADMIN_USER) and queued[3]
+            result = wait_finished(admin, deployment_id)
     finally:
         report = load.stop()
+    report.assert_covered()
 
     assert result["status"] == "succeeded", details(site, cluster, deployment_id)
     assert result["target_sha"] == v2 and result["subject"] == "Release v2 from the admin"
@@ -102,17 +102,20 @@ def test_cluster_stopped_during_a_deploy_finishes_it_first(
 
     load = load_factory(port=server.port, clients=2, max_seconds=240, timeout=30).start()
     try:
-        deployment_id, _ = admin.start_deploy()
-        assert wait_for(
-            lambda: admin.progress(deployment_id)["status"] == "running", timeout=120, interval=0.05
-        )
-        cluster.terminate()
-        assert not admin.progress(deployment_id)["finished"]  # the stop was asked mid-deploy
-        exit_code = cluster.proc.wait(timeout=420)
-        result = admin.progress(deployment_id)
-        time.sleep(0.3)
+        with load.operation():
+            deployment_id, _ = admin.start_deploy()
+            assert wait_for(
+                lambda: admin.progress(deployment_id)["status"] == "running",
+                timeout=120,
+                interval=0.05,
+            )
+            cluster.terminate()
+            assert not admin.progress(deployment_id)["finished"]  # the stop was asked mid-deploy
+            exit_code = cluster.proc.wait(timeout=420)
+            result = admin.progress(deployment_id)
     finally:
         report = load.stop()
+    report.assert_covered()
 
     assert exit_code == 0, cluster.log_text()
     assert result["status"] == "succeeded", details(site, cluster, deployment_id)
@@ -147,10 +150,12 @@ def test_a_deploy_queued_without_a_cluster_waits_and_runs_when_one_starts(
     assert admin.progress(deployment_id)["status"] == "queued"
     load = load_factory(port=server.port, clients=2, max_seconds=240, timeout=30).start()
     try:
-        cluster = qcluster_factory(site)
-        result = wait_finished(admin, deployment_id)
+        with load.operation():
+            cluster = qcluster_factory(site)
+            result = wait_finished(admin, deployment_id)
     finally:
         report = load.stop()
+    report.assert_covered()
     assert result["status"] == "succeeded", details(site, cluster, deployment_id)
     assert result["target_sha"] == v2 and server.served_releases() == {"v2"}
-    assert report.total > 0 and report.failed == 0 and not report.cut_short, report.summary()
+    assert report.failed == 0, report.summary()

@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .gunicorn import connection
 
 MAX_SECONDS = 300  # a load never outlives this, whatever the test does
+COVER_WAIT = 60  # how long operation() waits for a request on each side of the operation
 
 
 @dataclass
@@ -29,6 +32,8 @@ class LoadReport:
     # the load ended by itself (max_seconds or max_requests) before the test stopped it: the
     # tail of what the test did was not measured
     cut_short: bool = False
+    # (start, end) of the operation the load measured, in time.monotonic(): see operation()
+    window: tuple[float, float] | None = None
 
     @property
     def total(self) -> int:
@@ -69,6 +74,20 @@ class LoadReport:
         ok = [h for h in self.hits if h.status == 200]
         return max(ok, key=lambda h: h.started + h.latency).marker if ok else None
 
+    def assert_covered(self, window: tuple[float, float] | None = None) -> None:
+        """The load ran through the whole operation: requests before it began and after it
+        ended, and it was not cut short. Zero failures alone would also pass with no load."""
+        began, ended = window or self.window or (None, None)
+        assert began is not None and ended is not None, "no operation was timed (operation())"
+        assert self.total > 0, "the load generator made no request"
+        assert not self.cut_short, f"the load ended before the test stopped it: {self.summary()}"
+        assert any(h.started + h.latency <= began for h in self.hits), (
+            f"no request completed before the operation began: {self.summary()}"
+        )
+        assert any(h.started >= ended for h in self.hits), (
+            f"no request started after the operation ended: {self.summary()}"
+        )
+
     def summary(self) -> str:
         errors = Counter(h.error or str(h.status) for h in self.failures)
         return (
@@ -105,6 +124,7 @@ class LoadGenerator:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._began = 0.0
 
     def _one(self) -> Hit:
         started = time.monotonic()
@@ -133,6 +153,36 @@ class LoadGenerator:
                 self.report.hits.append(hit)
             if self.pause:
                 time.sleep(self.pause)
+
+    def wait_for_request(self, after: float, timeout: float = COVER_WAIT) -> None:
+        """Block until a request started at or after ``after`` has completed (bounded)."""
+        deadline = time.monotonic() + timeout
+        running = lambda: any(t.is_alive() for t in self._threads)  # noqa: E731
+        while time.monotonic() < deadline and not self._stop.is_set() and running():
+            with self._lock:
+                if any(h.started >= after for h in reversed(self.report.hits)):
+                    return
+            time.sleep(0.02)
+
+    def begin(self) -> None:
+        """The operation starts now, once a request has completed (see operation())."""
+        self.wait_for_request(after=0.0)
+        self._began = time.monotonic()
+
+    def end(self) -> None:
+        """The operation ended now; wait until a request started after it has completed."""
+        ended = time.monotonic()
+        self.report.window = (self._began, ended)
+        self.wait_for_request(after=ended)
+
+    @contextmanager
+    def operation(self) -> Iterator[None]:
+        """Time what the ``with`` block does, so that ``report.assert_covered()`` can tell
+        whether the load ran through all of it: the block starts once a request has
+        completed, and on leaving, waits until a request started after it has completed."""
+        self.begin()
+        yield
+        self.end()
 
     def start(self) -> LoadGenerator:
         deadline = time.monotonic() + self.max_seconds
