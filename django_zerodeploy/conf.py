@@ -274,10 +274,20 @@ def _smoke_ok(value: Any) -> str | None:
     return f"paths must be strings starting with '/', got {bad!r}." if bad else None
 
 
-def _extra_steps_ok(value: Any) -> str | None:
+def extra_steps_problem(value: Any) -> str | None:
+    """Why EXTRA_STEPS cannot be used, or None (the system check and the pipeline ask)."""
+    seen: set[str] = set()
     for item in value:
         if not isinstance(item, dict) or not {"name", "after", "command"} <= set(item):
             return "each extra step is a dict with 'name', 'after' and 'command'."
+        name = item["name"]
+        if not isinstance(name, str) or not name.strip():
+            return f"step {name!r}: 'name' must be a non-empty string."
+        if name in STEP_NAMES:  # it would take over that step's record and undo
+            return f"step {name!r}: {name!r} is a built-in step; give the extra step its own name."
+        if name in seen:
+            return f"step {name!r}: {name!r} is named twice; each extra step needs its own name."
+        seen.add(name)
         command = item["command"]
         if isinstance(command, str) or not isinstance(command, list | tuple):
             return (
@@ -313,7 +323,7 @@ _VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
     "MIGRATION_RETRIES": (_positive,),
     "HEALTHZ_URL": (_url_ok,),
     "SMOKE_URLS": (_smoke_ok,),
-    "EXTRA_STEPS": (_extra_steps_ok,),
+    "EXTRA_STEPS": (extra_steps_problem,),
     "REQUIREMENTS": (_requirements_ok,),
 }
 

@@ -278,3 +278,15 @@ def test_history_objects_newest_first():
     ]
     assert public_history(limit=1)[0]["id"] == rows[0]["id"]
     assert "succeeded" in records.history_table(rows)
+
+
+@pytest.mark.parametrize("name", ["checkout", "reload", "twice"])
+def test_an_extra_step_never_replaces_a_built_in_one(name):
+    """Named like a built-in step, an extra step would take over its undo: a failed deploy
+    would report "Rolled back" while the new code serves. Refused before anything runs."""
+    extra = [{"name": name, "after": "install", "command": ["true"]}]
+    if name == "twice":
+        extra.append({"name": name, "after": "smoke", "command": ["true"]})
+    with pytest.raises(CommandFailure) as info:
+        default_steps(extra=extra)
+    assert info.value.exit_code == exit_codes.USAGE and "EXTRA_STEPS" in info.value.message

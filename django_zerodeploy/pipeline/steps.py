@@ -20,7 +20,7 @@ from django.apps import apps
 from django.conf import settings
 
 from .. import exit_codes, proc
-from ..conf import app_settings
+from ..conf import app_settings, extra_steps_problem
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
 from ..preflight import preflight
@@ -855,7 +855,11 @@ def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
         VerifyStep(),
         PostDeployMigrateStep(),
     ]
-    for item in app_settings.EXTRA_STEPS if extra is None else extra:
+    extra = app_settings.EXTRA_STEPS if extra is None else extra
+    problem = extra_steps_problem(extra)
+    if problem:  # the system check says it first; a queued task must not run it either
+        raise CommandFailure(f"ZERODEPLOY['EXTRA_STEPS']: {problem}", exit_codes.USAGE)
+    for item in extra:
         names = [s.name for s in steps]
         anchor = item["after"]
         # after the anchor and the extra steps already placed after it, in settings order
