@@ -38,6 +38,23 @@ def _show(unit: str, prop: str) -> str:
     return result.stdout.strip()
 
 
+def properties(unit: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Several properties in one ``systemctl show`` (``Name=value`` lines)."""
+    args = ["show", *[f"--property={name}" for name in names], validate_unit(unit)]
+    result = systemctl(*args, timeout=30)
+    if not result.ok:
+        raise CommandFailure(
+            f"`systemctl show {unit}` failed: {result.last_lines(2) or result.returncode}.", USAGE
+        )
+    return parse_show(result.stdout)
+
+
+def parse_show(text: str) -> dict[str, str]:
+    """``systemctl show`` output as a dict."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {name: value.strip() for name, value in pairs}
+
+
 def main_pid(unit: str) -> int:
     """The unit's MainPID (0 when it is not running)."""
     value = _show(unit, "MainPID")

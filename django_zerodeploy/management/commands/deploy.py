@@ -14,6 +14,7 @@ from django.core.management.base import CommandParser
 
 from ... import exit_codes, proc
 from ...conf import app_settings
+from ...config_snippets import CONFIG_KINDS
 from ...exit_codes import CommandFailure
 from ..base import ZeroDeployCommand
 
@@ -31,6 +32,8 @@ Exit codes:
   2  bad usage, configuration or environment (nothing was changed)
   3  the site may be down or half-deployed and needs a person
   4  another deploy holds the lock
+
+--check exits 0 when a deploy would work and 2 when a required piece is missing.
 """
 
 
@@ -102,6 +105,19 @@ class Command(ZeroDeployCommand):
             help="Acknowledge migrations the previous release cannot run against.",
         )
         parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Inspect this host's setup (Gunicorn, hook, middleware, URLs, runtime "
+            "directory, systemd unit); print what is missing with the line to add. Exit 0 "
+            "when a deploy would work, 2 when not. Changes nothing.",
+        )
+        parser.add_argument(
+            "--print-config",
+            choices=CONFIG_KINDS,
+            metavar="|".join(CONFIG_KINDS),
+            help="Print a ready-to-use configuration snippet filled in from this project.",
+        )
+        parser.add_argument(
             "--check-migrations",
             action="store_true",
             help="Only classify the pending migrations of the current code (for CI) "
@@ -117,6 +133,19 @@ class Command(ZeroDeployCommand):
         if options["history"]:
             rows = history(max(options["limit"], 0))
             self.stdout.write(json.dumps(rows, indent=2) if as_json else history_table(rows))
+            return exit_codes.OK
+        if options["check"]:
+            from ...setup_check import check_setup
+
+            report = check_setup()
+            self.stdout.write(
+                json.dumps(report.as_dict(), indent=2) if as_json else report.as_text()
+            )
+            return report.exit_code
+        if options["print_config"]:
+            from ...config_snippets import render
+
+            self.stdout.write(render(options["print_config"]), ending="")
             return exit_codes.OK
         if options["check_migrations"]:
             return self._check_migrations(options)
