@@ -47,7 +47,7 @@ class ProjectFacts:
     hostname: str
 
 
-def _wsgi_app() -> str:
+def wsgi_app_spec() -> str:
     from django.conf import settings
 
     dotted = getattr(settings, "WSGI_APPLICATION", None) or "project.wsgi.application"
@@ -86,7 +86,7 @@ def project_facts() -> ProjectFacts:
     return ProjectFacts(
         repo_dir=str(repo),
         venv=sys.prefix,
-        wsgi_app=_wsgi_app(),
+        wsgi_app=wsgi_app_spec(),
         user=user,
         group=group,
         deploy_user=os_user(),

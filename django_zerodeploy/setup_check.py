@@ -160,7 +160,7 @@ def _healthz_suggestion(binds: list[str], path: str) -> str:
 
 # -- Gunicorn side: the running master ---------------------------------------------------------
 def check_master() -> tuple[Finding, Any]:
-    from .config_snippets import _wsgi_app
+    from .config_snippets import wsgi_app_spec
     from .gunicorn.master import find_master, process_owner
 
     try:
@@ -171,7 +171,7 @@ def check_master() -> tuple[Finding, Any]:
                 "Gunicorn master",
                 False,
                 exc.message,
-                f"start Gunicorn from the checkout: gunicorn -c gunicorn.conf.py {_wsgi_app()} "
+                f"start Gunicorn from the checkout: gunicorn -c gunicorn.conf.py {wsgi_app_spec()} "
                 '(or set ZERODEPLOY["GUNICORN_PIDFILE"] to its pidfile)',
             ),
             None,
