@@ -48,7 +48,6 @@ def test_complete_setup_exits_0(site, gunicorn) -> None:
     assert str(site.runtime) in found["runtime directory"]["detail"]
 
     text = site.manage("deploy", "--check", check=False)
-    print(text.stdout)
     assert text.returncode == 0
     assert text.stdout.strip().endswith("A deploy would work.")
 
@@ -109,7 +108,6 @@ def test_incomplete_setup_reports_each_missing_piece(site, gunicorn_factory) -> 
         ZERODEPLOY_PIDFILE="",
         ZERODEPLOY_HEALTHZ_URL=f"http://127.0.0.1:{free_port()}/healthz/",
     )
-    print(text.stdout)
     assert text.returncode == 2
     assert text.stdout.count("[MISS]") >= 4
     assert "a deploy would not work" in text.stdout
