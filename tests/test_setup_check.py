@@ -119,8 +119,9 @@ def test_no_gunicorn_exits_2(site) -> None:
     code, found = findings(site)
     assert code == 2
     assert not found["Gunicorn master"]["ok"]
-    assert "gunicorn -c gunicorn.conf.py exampleproject.wsgi:application" in (
-        found["Gunicorn master"]["fix"]
+    assert (
+        "gunicorn -c gunicorn.conf.py exampleproject.wsgi:application"
+        in (found["Gunicorn master"]["fix"])
     )
 
 
