@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from django_zerodeploy.conf import default_runtime_dir
 from django_zerodeploy.gunicorn.systemd import parse_show
+from django_zerodeploy.runtime import default_runtime_dir
 from django_zerodeploy.setup_check import evaluate_unit
 
 from .support.gunicorn import free_port
@@ -154,12 +153,3 @@ def test_unit_properties_name_each_missing_line() -> None:
     no_reload = dict(ours, ExecReload="")
     by_name = {f.name: f for f in evaluate_unit("g.service", no_reload, "systemd", True)}
     assert not by_name["unit ExecReload"].ok
-
-
-def test_default_runtime_dir_follows_the_process_environment(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    a = default_runtime_dir(repo, {"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000)
-    b = default_runtime_dir(repo, {"TMPDIR": "/var/tmp"}, 33)
-    assert a.parent == Path("/run/user/1000/django-zerodeploy-1000")
-    assert b.parent == Path("/var/tmp/django-zerodeploy-33")
-    assert a.name == b.name  # one folder per checkout
