@@ -87,6 +87,8 @@ KEYS: dict[str, Key] = {
     "MIGRATION_LOCK_TIMEOUT": Key("5s", (str, int), "PostgreSQL lock_timeout for the migrate step."),
     "MIGRATION_STATEMENT_TIMEOUT": Key(0, (str, int), "PostgreSQL statement_timeout for the migrate step (0: none)."),
     "MIGRATION_RETRIES": Key(3, (int,), "Attempts of a migrate step that hit the lock timeout."),
+    "LAYOUT": Key(None, (str, _NONE), "Deploy layout: 'releases' (ROOT/releases/, ROOT/current) or 'in_place' (one checkout moved with git). Default: detected from where the project runs.", ("releases", "in_place", None)),
+    "KEEP_RELEASES": Key(5, (int,), "Releases kept in the releases layout (the current and the previous one always are); the rest, and the venvs no kept release uses, are removed."),
 }
 # fmt: on
 
@@ -321,6 +323,7 @@ _VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
     "HEALTHZ_CHECK_TIMEOUT": (_positive,),
     "WEBHOOK_MAX_BYTES": (_positive,),
     "MIGRATION_RETRIES": (_positive,),
+    "KEEP_RELEASES": (_positive,),
     "HEALTHZ_URL": (_url_ok,),
     "SMOKE_URLS": (_smoke_ok,),
     "EXTRA_STEPS": (extra_steps_problem,),

@@ -1,0 +1,197 @@
+"""The releases layout library on real directories, real symlinks and real virtualenvs (built
+with ``python -m venv`` and a real ``pip install`` of wheels the test makes, from a local
+folder: no network)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from django_zerodeploy import exit_codes
+from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.releases import layout, prune, switch, venvs
+from django_zerodeploy.releases.layout import ReleasesRoot
+from tests.support.wheels import make_wheel
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def make_release(root: ReleasesRoot, sha: str, when: datetime, venv: str | None = None):
+    name = root.new_release_name(sha, when)
+    release = root.release(name)
+    release.path.mkdir(parents=True)
+    (release.path / "manage.py").write_text("")
+    if venv:
+        (root.venvs_dir / venv / "bin").mkdir(parents=True, exist_ok=True)
+        os.symlink(root.venvs_dir / venv, release.path / layout.VENV_LINK)
+    root.write_metadata(name, sha=sha, complete=True)
+    return release
+
+
+def stamp(minute: int) -> datetime:
+    return datetime(2026, 12, 2, 4, minute, 0, tzinfo=UTC)
+
+
+def test_release_names_sort_by_time_and_never_collide(tmp_path):
+    root = ReleasesRoot(tmp_path)
+    assert layout.release_name(SHA_A.upper(), stamp(5)) == "20261202040500-aaaaaaaaaaaa"
+    first = make_release(root, SHA_A, stamp(5))
+    second = root.new_release_name(SHA_A, stamp(5))  # same commit, same second
+    assert second == "20261202040501-aaaaaaaaaaaa" != first.name
+    make_release(root, SHA_B, stamp(1))
+    assert [r.name for r in root.releases()] == ["20261202040100-bbbbbbbbbbbb", first.name]
+    assert first.sha12 == "a" * 12
+    with pytest.raises(ValueError):
+        root.release("../etc")
+
+
+def test_detects_the_layout_from_where_the_project_runs(tmp_path):
+    root = ReleasesRoot(tmp_path / "site")
+    release = make_release(root, SHA_A, stamp(0))
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    assert layout.detect(checkout).kind == layout.IN_PLACE
+    # a release directory without ROOT/current is not the layout yet
+    assert layout.detect(release.path).kind == layout.IN_PLACE
+    switch.switch(root, release)
+    found = layout.detect(root.current_link)  # through the link, as the operator runs it
+    assert found.is_releases and found.root == ReleasesRoot(root.path.resolve())
+    assert found.release.name == release.name
+    assert layout.detect(release.path, "in_place").kind == layout.IN_PLACE
+    with pytest.raises(CommandFailure) as refused:
+        layout.detect(checkout, "releases")
+    assert refused.value.exit_code == exit_codes.USAGE
+    assert "--init-releases" in refused.value.message
+
+
+def test_venv_key_follows_requirements_contents_and_python(tmp_path):
+    (tmp_path / "requirements.txt").write_text("Django==5.2\n-r base.txt\n")
+    (tmp_path / "base.txt").write_text("psutil\n")
+    files = ["requirements.txt", "base.txt"]
+    key = venvs.venv_key(tmp_path, files, "cpython-3.11.2")
+    assert key.startswith("cpython-3.11.2-") and len(key) == len("cpython-3.11.2-") + 16
+    assert venvs.venv_key(tmp_path, list(reversed(files)), "cpython-3.11.2") == key
+    assert venvs.venv_key(tmp_path, files, "cpython-3.12.0") != key
+    (tmp_path / "base.txt").write_text("psutil==7.0\n")
+    assert venvs.venv_key(tmp_path, files, "cpython-3.11.2") != key
+    assert venvs.python_version() == venvs.python_version(sys.executable)
+
+
+@pytest.fixture
+def wheelhouse(tmp_path):
+    folder = tmp_path / "wheels"
+    make_wheel(folder, "zdprobe", "1.0")
+    make_wheel(folder, "zdprobe", "2.0")
+    return folder
+
+
+def pip_env(wheelhouse: Path) -> dict[str, str]:
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse))
+    env.pop("PIP_INDEX_URL", None)
+    return env
+
+
+def run_in(venv: Path, code: str) -> str:
+    from django_zerodeploy import proc
+
+    result = proc.run([str(venv / "bin" / "python"), "-c", code], timeout=60)
+    assert result.ok, result.output
+    return result.stdout.strip()
+
+
+def test_ensure_builds_a_real_venv_once_and_reuses_it(tmp_path, wheelhouse):
+    venvs_dir = tmp_path / "venvs"
+    env = pip_env(wheelhouse)
+    built = venvs.ensure(venvs_dir, "k1", ["zdprobe==1.0"], env=env)
+    assert not built.reused and venvs.is_complete(built.path)
+    assert run_in(built.path, "import zdprobe; print(zdprobe.VERSION)") == "1.0"
+    # made from the base interpreter: the new venv does not run through the test's venv
+    assert run_in(built.path, "import sys; print(sys.prefix)") == str(built.path)
+    again = venvs.ensure(venvs_dir, "k1", ["zdprobe==2.0"], env=env)
+    assert again.reused and again.output == ""
+    assert run_in(built.path, "import zdprobe; print(zdprobe.VERSION)") == "1.0"
+
+
+def test_a_half_built_venv_is_rebuilt_and_a_failed_one_never_marked(tmp_path, wheelhouse):
+    venvs_dir = tmp_path / "venvs"
+    env = pip_env(wheelhouse)
+    half = venvs_dir / "k2"
+    (half / "bin").mkdir(parents=True)
+    (half / "bin" / "python").write_text("left by a killed build")
+    built = venvs.ensure(venvs_dir, "k2", ["zdprobe==2.0"], env=env)
+    assert not built.reused
+    assert run_in(built.path, "import zdprobe; print(zdprobe.VERSION)") == "2.0"
+    with pytest.raises(venvs.VenvError) as failed:
+        venvs.ensure(venvs_dir, "k3", ["zdprobe==9.9"], env=env)
+    assert "pip install exited" in failed.value.message
+    assert not venvs.is_complete(venvs_dir / "k3")
+
+
+def test_switch_is_atomic_for_a_reader_and_refuses_an_incomplete_release(tmp_path):
+    root = ReleasesRoot(tmp_path)
+    one = make_release(root, SHA_A, stamp(0))
+    two = make_release(root, SHA_B, stamp(1))
+    switch.switch(root, one)
+    assert root.previous() is None
+    seen_missing = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                os.readlink(root.current_link)
+                (root.current_link / "manage.py").stat()
+            except OSError as exc:
+                seen_missing.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(300):
+            switch.switch(root, two)
+            switch.switch(root, one)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen_missing == []
+    done = switch.switch(root, two)
+    assert (done.old, done.new) == (one, two)
+    assert os.readlink(root.current_link) == f"releases/{two.name}"  # relative: ROOT can move
+    assert root.previous() == one
+    half = root.release(root.new_release_name("c" * 40, stamp(2)))
+    half.path.mkdir()
+    with pytest.raises(switch.NotComplete):
+        switch.switch(root, half)
+    assert root.current() == two
+    (tmp_path / ".current.tmp-99").symlink_to("releases/x")
+    switch.clean_temporary_links(root)
+    assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_prune_keeps_current_previous_and_their_venvs(tmp_path):
+    root = ReleasesRoot(tmp_path)
+    old = make_release(root, SHA_A, stamp(0), venv="v-old")
+    made = [make_release(root, f"{i:x}" * 40, stamp(i), venv=f"v{i % 2}") for i in range(1, 7)]
+    (root.venvs_dir / "v-unused" / "bin").mkdir(parents=True)
+    killed = root.release(root.new_release_name("c" * 40, stamp(30)))
+    killed.path.mkdir()  # a build a kill cut short: no complete metadata
+    (root.shared_dir).mkdir()
+    (root.shared_dir / "db.sqlite3").write_text("data")
+    os.symlink(root.shared_dir / "db.sqlite3", made[0].path / "db.sqlite3")
+    switch.switch(root, made[-1], previous=old)  # e.g. after a rollback chain
+    result = prune.prune(root, keep=3)
+    names = [r.name for r in root.releases()]
+    assert names == [old.name, made[3].name, made[4].name, made[5].name]
+    assert set(result.releases) == {made[0].name, made[1].name, made[2].name, killed.name}
+    assert sorted(p.name for p in root.venvs_dir.iterdir()) == ["v-old", "v0", "v1"]
+    assert result.venvs == ["v-unused"]
+    assert (root.shared_dir / "db.sqlite3").read_text() == "data"  # links removed, not followed
+    assert not root.metadata_path(made[0].name).exists()
+    assert "3 release" not in result.describe() and "4 release(s)" in result.describe()
+    assert prune.prune(root, keep=3).describe() == "nothing to prune"
