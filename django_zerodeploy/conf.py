@@ -83,6 +83,8 @@ KEYS: dict[str, Key] = {
     "WEBHOOK_SECRET": Key(None, (str, _NONE), "Enables the deploy webhook; shared secret for signatures."),
     "WEBHOOK_PATH": Key("zerodeploy/webhook/", (str,), "Path of the webhook (under the include)."),
     "WEBHOOK_MAX_BYTES": Key(1_000_000, (int,), "Largest webhook body accepted."),
+    "WEBHOOK_PROVIDERS": Key([], (list, tuple), "Forges whose deliveries the webhook accepts: any of 'github', 'gitlab', 'gitea', 'forgejo'. Default: none (every delivery refused until you choose)."),
+    "WEBHOOK_KEEP_DAYS": Key(90, (int,), "Days a received delivery is remembered to refuse its replay; then its row is deleted."),
     "Q_CLUSTER_NAME": Key(None, (str, _NONE), "django-q2 cluster that runs this host's deploys (routing)."),
     "MIGRATION_LOCK_TIMEOUT": Key("5s", (str, int), "PostgreSQL lock_timeout for the migrate step."),
     "MIGRATION_STATEMENT_TIMEOUT": Key(0, (str, int), "PostgreSQL statement_timeout for the migrate step (0: none)."),
@@ -104,6 +106,8 @@ CHECK_IDS: dict[str, str] = {
     "zerodeploy.W002": "The processes of this site could use different runtime directories: "
     "this one has a private /tmp (systemd PrivateTmp=yes) or RUNTIME_DIR is inside a login "
     "session's directory ($XDG_RUNTIME_DIR, $TMPDIR, /run/user).",
+    "zerodeploy.W003": "WEBHOOK_SECRET is set but no WEBHOOK_PROVIDERS: every delivery is refused.",
+    "zerodeploy.W004": "WEBHOOK_SECRET or HEALTHZ_TOKEN is shorter than 32 bytes.",
 }
 
 
@@ -175,6 +179,7 @@ def validate(user: Any) -> list[Problem]:
     for name, key in KEYS.items():
         if name in user:
             problems.extend(_check_value(name, key, user[name]))
+    problems.extend(_webhook_warnings(user))
     strategy = user.get("RELOAD_STRATEGY")
     if strategy == "systemd" and not user.get("GUNICORN_SYSTEMD_UNIT"):
         problems.append(
@@ -186,6 +191,36 @@ def validate(user: Any) -> list[Problem]:
             )
         )
     return problems
+
+
+MIN_SECRET_BYTES = 32
+
+
+def _webhook_warnings(user: dict[str, Any]) -> list[Problem]:
+    """A webhook that refuses everything; secrets short enough to guess."""
+    found: list[Problem] = []
+    if user.get("WEBHOOK_SECRET") and not user.get("WEBHOOK_PROVIDERS"):
+        found.append(
+            (
+                "warning",
+                "zerodeploy.W003",
+                "WEBHOOK_SECRET is set but WEBHOOK_PROVIDERS is empty: the webhook refuses "
+                "every delivery.",
+                "Name the forge that sends pushes, e.g. 'WEBHOOK_PROVIDERS': ['github'].",
+            )
+        )
+    for name in ("WEBHOOK_SECRET", "HEALTHZ_TOKEN"):
+        value = user.get(name)
+        if isinstance(value, str) and value and len(value.encode()) < MIN_SECRET_BYTES:
+            found.append(
+                (
+                    "warning",
+                    "zerodeploy.W004",
+                    f"{name} is {len(value.encode())} bytes long; use at least {MIN_SECRET_BYTES}.",
+                    'Generate one: python -c "import secrets; print(secrets.token_urlsafe(32))"',
+                )
+            )
+    return found
 
 
 def _check_value(name: str, key: Key, value: Any) -> list[Problem]:
@@ -303,6 +338,16 @@ def extra_steps_problem(value: Any) -> str | None:
     return None
 
 
+WEBHOOK_PROVIDER_NAMES = ("github", "gitlab", "gitea", "forgejo")
+
+
+def _providers_ok(value: Any) -> str | None:
+    bad = [v for v in value if v not in WEBHOOK_PROVIDER_NAMES]
+    if bad:
+        return f"unknown provider(s) {bad!r}; choose from {', '.join(WEBHOOK_PROVIDER_NAMES)}."
+    return None
+
+
 def _requirements_ok(value: Any) -> str | None:
     items = [value] if isinstance(value, str) else list(value)
     for item in items:
@@ -322,6 +367,8 @@ _VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
     "HEALTHZ_CACHE_SECONDS": (_not_negative,),
     "HEALTHZ_CHECK_TIMEOUT": (_positive,),
     "WEBHOOK_MAX_BYTES": (_positive,),
+    "WEBHOOK_KEEP_DAYS": (_positive,),
+    "WEBHOOK_PROVIDERS": (_providers_ok,),
     "MIGRATION_RETRIES": (_positive,),
     "KEEP_RELEASES": (_positive,),
     "HEALTHZ_URL": (_url_ok,),

@@ -100,11 +100,14 @@ class DeploymentStep(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """Delivery ids already seen, so a replayed webhook is refused."""
+    """Deliveries already received. A replay is recognised by the hash of its body (what the
+    signature covers), not by the delivery id, an unsigned header anyone can change."""
 
     provider = models.CharField(max_length=20)
-    delivery_id = models.CharField(max_length=200)
-    received_at = models.DateTimeField(default=timezone.now)
+    delivery_id = models.CharField(max_length=200, blank=True, help_text="As the forge sent it.")
+    # nullable: rows written before it existed, and by a release that does not know it yet
+    body_sha256 = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
     deployment = models.ForeignKey(
         Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -112,9 +115,9 @@ class WebhookDelivery(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["provider", "delivery_id"], name="zerodeploy_unique_delivery"
+                fields=["provider", "body_sha256"], name="zerodeploy_unique_delivery_body"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider}:{self.delivery_id}"
+        return f"{self.provider}:{self.delivery_id or self.body_sha256}"

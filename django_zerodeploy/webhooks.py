@@ -1,9 +1,11 @@
 """Signed push webhooks from GitHub, GitLab and Gitea/Forgejo start a background deploy.
 
 Off unless ``WEBHOOK_SECRET`` is set (then the path answers 404 like any unknown URL). A
-delivery is accepted only with a valid signature (compared in constant time), a delivery id
-never seen before (replays are refused) and a push to the branch this checkout deploys. The
-view only records and enqueues, so it answers 202 in milliseconds; the deploy runs in django-q2.
+delivery is accepted only from a forge named in ``WEBHOOK_PROVIDERS``, with a valid signature
+(compared in constant time), a body never received before (replays are refused by the hash of
+what is signed; the delivery id is an unsigned header) and a push to the branch this checkout
+deploys of a commit that is neither queued already nor serving or older. The view only records
+and enqueues, so it answers 202 in milliseconds; the deploy runs in django-q2.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from .conf import app_settings
@@ -75,7 +79,8 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider(
         "gitlab",
         "X-Gitlab-Event",
-        ("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "Idempotency-Key"),
+        # not X-Gitlab-Webhook-UUID: it names the hook, the same on every delivery
+        ("X-Gitlab-Event-UUID", "Idempotency-Key"),
         "X-Gitlab-Token",
         "token",
         ("Push Hook",),
@@ -111,10 +116,25 @@ class Push:
 
 
 # -- the pieces ----------------------------------------------------------------------------
-def detect_provider(headers: Any) -> Provider:
-    for provider in PROVIDERS:
-        if provider.signature_header in headers or provider.event_header in headers:
+def detect_provider(headers: Any, enabled: Any) -> Provider:
+    """The provider among ``enabled`` (WEBHOOK_PROVIDERS) whose headers the delivery carries.
+    One secret serves every scheme, so a forge not chosen must not be tried: a GitHub-only
+    site would otherwise take its raw secret as a GitLab token."""
+    if not enabled:
+        raise WebhookError(
+            403,
+            "This site accepts no webhook provider yet: ZERODEPLOY['WEBHOOK_PROVIDERS'] is empty.",
+        )
+    sent = [p for p in PROVIDERS if p.signature_header in headers or p.event_header in headers]
+    for provider in sent:
+        if provider.name in enabled:
             return provider
+    if sent:
+        raise WebhookError(
+            403,
+            f"Deliveries from {sent[0].name} are not accepted here "
+            f"(ZERODEPLOY['WEBHOOK_PROVIDERS'] is {list(enabled)!r}).",
+        )
     raise WebhookError(
         403,
         "No webhook signature: expected X-Hub-Signature-256, X-Gitlab-Token, "
@@ -144,17 +164,14 @@ def verify_signature(provider: Provider, headers: Any, body: bytes, secret: str)
 
 
 def delivery_id(provider: Provider, headers: Any) -> str:
+    """The forge's id of this delivery, for the record only ('' when it sends none)."""
     for name in provider.delivery_headers:
         value = headers.get(name, "").strip()
         if value:
             if len(value) > 200:
                 raise WebhookError(400, f"{name} is longer than 200 characters.")
             return value
-    raise WebhookError(
-        400,
-        f"Missing delivery id ({' or '.join(provider.delivery_headers)}): "
-        "it is needed to refuse replayed deliveries.",
-    )
+    return ""
 
 
 def parse_payload(body: bytes, content_type: str) -> dict[str, Any]:
@@ -248,7 +265,7 @@ def webhook(request: HttpRequest) -> JsonResponse | HttpResponseNotAllowed:
 
 def _handle(request: HttpRequest, secret: str) -> JsonResponse:
     body = read_body(request, app_settings.WEBHOOK_MAX_BYTES)
-    provider = detect_provider(request.headers)
+    provider = detect_provider(request.headers, app_settings.WEBHOOK_PROVIDERS)
     verify_signature(provider, request.headers, body, secret)
     delivery = delivery_id(provider, request.headers)
     event = request.headers.get(provider.event_header, "")
@@ -267,9 +284,14 @@ def _handle(request: HttpRequest, secret: str) -> JsonResponse:
             "This site does not know which branch it deploys: set "
             "ZERODEPLOY['BRANCH'] or give the checkout an upstream.",
         )
+    _prune_deliveries()
     try:
         with transaction.atomic():
-            seen = WebhookDelivery.objects.create(provider=provider.name, delivery_id=delivery)
+            seen = WebhookDelivery.objects.create(
+                provider=provider.name,
+                delivery_id=delivery,
+                body_sha256=hashlib.sha256(body).hexdigest(),
+            )
             reason = _ignore_reason(push, wanted)
             if reason:
                 return JsonResponse({"status": "ignored", "reason": reason})
@@ -285,12 +307,19 @@ def _handle(request: HttpRequest, secret: str) -> JsonResponse:
     except IntegrityError:
         raise WebhookError(
             409,
-            f"Delivery {delivery!r} from {provider.name} was already "
+            f"This delivery from {provider.name} (id {delivery or 'none'!r}) was already "
             "received: replays are refused.",
         ) from None
     return JsonResponse(
         {"status": "queued", "deployment": record.pk, "url": _admin_url(record)}, status=202
     )
+
+
+def _prune_deliveries() -> None:
+    """Forget deliveries older than WEBHOOK_KEEP_DAYS (a replay of one of those is still
+    ignored: its commit is then serving or older)."""
+    cutoff = timezone.now() - timedelta(days=app_settings.WEBHOOK_KEEP_DAYS)
+    WebhookDelivery.objects.filter(received_at__lt=cutoff).delete()
 
 
 def _username(provider: Provider, push: Push) -> str:
@@ -304,6 +333,25 @@ def _ignore_reason(push: Push, wanted: str) -> str | None:
         return f"push to {push.ref}; this site deploys refs/heads/{wanted}"
     if push.deleted:
         return f"{push.ref} was deleted"
+    active = (Deployment.Status.QUEUED, Deployment.Status.RUNNING)
+    if Deployment.objects.filter(target_sha=push.after, status__in=active).exists():
+        return f"a deploy of {push.after[:10]} is already queued or running"
+    return _serving_reason(push.after)
+
+
+def _serving_reason(sha: str) -> str | None:
+    """Why ``sha`` needs no deploy: this checkout is at it or past it. A commit the checkout
+    does not have yet (not fetched) is new. One local git call, no fetch."""
+    git = Git(app_settings.repo_dir, timeout=10)
+    try:
+        head = git.head()
+        if head == sha:
+            return f"this site already serves {sha[:10]}"
+        older = git.is_ancestor(sha, head)
+    except GitError:
+        return None
+    if older:
+        return f"{sha[:10]} is older than {head[:10]}, which this site serves"
     return None
 
 

@@ -142,6 +142,7 @@ def webhook_on(settings):
     settings.ZERODEPLOY = {
         **settings.ZERODEPLOY,
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_PROVIDERS": ["github"],
         "BRANCH": "main",
     }
 

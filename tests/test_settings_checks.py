@@ -59,6 +59,10 @@ BAD_CONFIGS = [
     pytest.param({"MIN_FREE_DISK_MB": -1}, "zerodeploy.E005", "must not be negative", "MIN_FREE_DISK_MB:", id="negative-disk"),
     pytest.param({"REPO_DIR": "/nonexistent/zerodeploy/checkout"}, "zerodeploy.E005", "not an existing directory", "REPO_DIR:", id="repo-dir-missing"),
     pytest.param({"RELOAD_STRATEGY": "systemd"}, "zerodeploy.W001", "GUNICORN_SYSTEMD_UNIT is not set", "gunicorn.service", id="systemd-without-unit"),
+    pytest.param({"WEBHOOK_SECRET": "s" * 40}, "zerodeploy.W003", "WEBHOOK_PROVIDERS is empty", "'WEBHOOK_PROVIDERS': ['github']", id="webhook-without-providers"),
+    pytest.param({"WEBHOOK_PROVIDERS": ["github", "bitbucket"]}, "zerodeploy.E005", "unknown provider(s) ['bitbucket']", "WEBHOOK_PROVIDERS:", id="webhook-unknown-provider"),
+    pytest.param({"WEBHOOK_SECRET": "short-secret", "WEBHOOK_PROVIDERS": ["github"]}, "zerodeploy.W004", "WEBHOOK_SECRET is 12 bytes long", "secrets.token_urlsafe", id="short-webhook-secret"),
+    pytest.param({"HEALTHZ_TOKEN": "x" * 31}, "zerodeploy.W004", "HEALTHZ_TOKEN is 31 bytes long", "secrets.token_urlsafe", id="short-healthz-token"),
 ]  # fmt: skip
 
 

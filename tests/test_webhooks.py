@@ -30,7 +30,12 @@ HEAD = "a" * 40
 
 @pytest.fixture(autouse=True)
 def webhook_settings(settings):
-    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "WEBHOOK_SECRET": SECRET, "BRANCH": "main"}
+    settings.ZERODEPLOY = {
+        **settings.ZERODEPLOY,
+        "WEBHOOK_SECRET": SECRET,
+        "BRANCH": "main",
+        "WEBHOOK_PROVIDERS": ["github", "gitlab", "gitea", "forgejo"],
+    }
     return settings
 
 
@@ -244,17 +249,79 @@ def test_malformed_payload_is_400(client, url, body):
     assert not Deployment.objects.exists()
 
 
-def test_missing_delivery_id_is_400(client, url):
+def test_a_delivery_without_an_id_is_accepted_once(client, url):
+    """The id is an unsigned header: replay protection rests on the signed body instead."""
     body = json.dumps(github_push()).encode()
-    response = client.post(
-        url,
-        data=body,
-        content_type="application/json",
-        HTTP_X_GITHUB_EVENT="push",
-        HTTP_X_HUB_SIGNATURE_256="sha256=" + sign(body),
+    headers = {"HTTP_X_GITHUB_EVENT": "push", "HTTP_X_HUB_SIGNATURE_256": "sha256=" + sign(body)}
+    first = client.post(url, data=body, content_type="application/json", **headers)
+    again = client.post(url, data=body, content_type="application/json", **headers)
+    assert (first.status_code, again.status_code) == (202, 409)
+    assert WebhookDelivery.objects.get().delivery_id == ""
+
+
+def test_one_body_deploys_once_whatever_delivery_id_it_carries(client, url):
+    """A captured body (a proxy log, the forge's delivery log) sent again with fresh ids."""
+    body = json.dumps(github_push()).encode()
+    statuses = [
+        post_github(client, url, None, body=body, delivery=str(uuid.uuid4())).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [202, 409, 409, 409, 409, 409]
+    assert Deployment.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+def test_only_the_configured_providers_are_accepted(client, url, settings):
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "WEBHOOK_PROVIDERS": ["github"]}
+    # the raw secret as a GitLab token: not accepted by a GitHub-only site
+    refused = post_gitlab(client, url, gitlab_push())
+    assert refused.status_code == 403 and "gitlab" in refused.json()["error"]
+    assert "WEBHOOK_PROVIDERS" in refused.json()["error"]
+    assert not Deployment.objects.exists()
+    assert post_github(client, url, github_push()).status_code == 202
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "WEBHOOK_PROVIDERS": []}
+    none = post_github(client, url, github_push(after="c" * 40))
+    assert none.status_code == 403 and "WEBHOOK_PROVIDERS" in none.json()["error"]
+    assert Deployment.objects.count() == 1
+
+
+def test_a_push_of_what_is_already_queued_is_ignored(client, url):
+    assert post_github(client, url, github_push()).status_code == 202
+    # another body (another 'before') pushing the same commit: one deploy is enough
+    again = post_github(client, url, github_push(before="e" * 40))
+    assert again.status_code == 200 and again.json()["status"] == "ignored"
+    assert "already" in again.json()["reason"] and Deployment.objects.count() == 1
+
+
+def test_a_push_of_what_serves_or_older_is_ignored(client, url, tmp_path, settings):
+    repo = tmp_path / "repo"
+    _git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    for message in ("one", "two"):
+        _git(repo, "-c", "user.email=a@b.c", "-c", "user.name=A", "commit", "-q",
+             "--allow-empty", "-m", message)  # fmt: skip
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD", "HEAD~1"],
+                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "REPO_DIR": str(repo)}
+    serving = post_github(client, url, github_push(after=head[0]))
+    assert serving.status_code == 200 and "already serves" in serving.json()["reason"]
+    older = post_github(client, url, github_push(after=head[1]))
+    assert older.status_code == 200 and "older than" in older.json()["reason"]
+    # a commit this checkout has not fetched yet is new: deployed
+    assert post_github(client, url, github_push(after="f" * 40)).status_code == 202
+    assert Deployment.objects.count() == 1
+
+
+def test_old_delivery_rows_are_pruned(client, url):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = WebhookDelivery.objects.create(provider="github", delivery_id="old")
+    WebhookDelivery.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(days=91)
     )
-    assert response.status_code == 400
-    assert "delivery id" in response.json()["error"]
+    assert post_github(client, url, github_push()).status_code == 202
+    assert list(WebhookDelivery.objects.values_list("delivery_id", flat=True)) != ["old"]
+    assert not WebhookDelivery.objects.filter(pk=old.pk).exists()
 
 
 def test_ping_and_other_events_do_not_deploy(client, url):
@@ -306,6 +373,20 @@ def test_gitlab_token(client, url):
     assert post_gitlab(client, url, gitlab_push(), delivery="gl-1").status_code == 409
     assert post_gitlab(client, url, gitlab_push(ref="refs/heads/dev")).json()["status"] == "ignored"
     assert Deployment.objects.count() == 1
+
+
+def test_gitlab_deliveries_are_not_named_by_the_hook(client, url):
+    """X-Gitlab-Webhook-UUID names the hook (the same on every delivery), not the delivery."""
+    hook = str(uuid.uuid4())
+    statuses = []
+    for after in ("1" * 40, "2" * 40, "3" * 40):
+        payload = {**gitlab_push(), "after": after, "checkout_sha": after}
+        response = client.post(url, data=json.dumps(payload), content_type="application/json",
+                               HTTP_X_GITLAB_EVENT="Push Hook", HTTP_X_GITLAB_TOKEN=SECRET,
+                               HTTP_X_GITLAB_WEBHOOK_UUID=hook)  # fmt: skip
+        statuses.append(response.status_code)
+    assert statuses == [202, 202, 202]
+    assert hook not in set(WebhookDelivery.objects.values_list("delivery_id", flat=True))
 
 
 # -- Gitea and Forgejo -------------------------------------------------------------------------
@@ -392,3 +473,9 @@ def test_no_known_branch_is_a_clear_400(client, url, tmp_path, settings):
     response = post_github(client, url, github_push())
     assert response.status_code == 400
     assert "BRANCH" in response.json()["error"]
+
+
+def test_the_models_and_their_migrations_agree():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "django_zerodeploy", "--check", "--dry-run", verbosity=0)

@@ -121,6 +121,7 @@ ZERODEPLOY = {
     "SMOKE_URLS": _env_list("ZERODEPLOY_SMOKE_URLS", ["/"]),
     "HEALTHZ_TOKEN": os.environ.get("ZERODEPLOY_HEALTHZ_TOKEN") or None,
     "WEBHOOK_SECRET": os.environ.get("ZERODEPLOY_WEBHOOK_SECRET") or None,
+    "WEBHOOK_PROVIDERS": _env_list("ZERODEPLOY_WEBHOOK_PROVIDERS", ["github"]),
 }
 
 LOGGING = {
