@@ -1,4 +1,4 @@
-"""Benchmark ``manage.py deploy`` against the seed's deploy script (benchmarks/seed_deploy.sh:
+"""Benchmark ``manage.py deploy`` against the usual deploy shell script (benchmarks/shell_deploy.sh:
 git pull, pip install, migrate, collectstatic, kill -HUP) on the same example site, with the
 runs of the two interleaved (ours first in even rounds, the script first in odd ones).
 
@@ -43,7 +43,7 @@ from tests.support.gunicorn import Gunicorn, wait_for  # noqa: E402
 from tests.support.load import LoadGenerator  # noqa: E402
 from tests.support.site import Site, make_site  # noqa: E402
 
-SCRIPT = ROOT / "benchmarks" / "seed_deploy.sh"
+SCRIPT = ROOT / "benchmarks" / "shell_deploy.sh"
 TIMEOUT = 300  # no single command may take longer
 
 
@@ -190,7 +190,7 @@ def summary(runs: list[Run]) -> list[str]:
             served = med([r.served_after for r in chosen]) if scen != "noop" else None
             window = med([r.mixed_window for r in chosen]) if scen != "noop" else None
             max_window = max((r.mixed_window or 0 for r in chosen), default=0)
-            label = "manage.py deploy" if who == "ours" else "seed_deploy.sh"
+            label = "manage.py deploy" if who == "ours" else "shell_deploy.sh"
             lines.append(
                 f"| {scen} | {label} | {len(chosen)} | {wall} s ({max(r.wall for r in chosen):.3f}) | "
                 f"{served if served is not None else '-'} s | "
