@@ -3,12 +3,15 @@ open the deploy history, start a deploy, watch the detail page follow it to ``su
 
 Chromium is Debian's (``/usr/bin/chromium``; ``.ci/run`` installs it), never a downloaded one.
 Static files are answered from the site's STATIC_ROOT by the browser context, as the web server
-in front of Gunicorn would. Screenshots land in ``test-artifacts/`` (gitignored).
+in front of Gunicorn would. Screenshots land in ``test-artifacts/`` (gitignored); with
+``ZERODEPLOY_DOCS_SCREENSHOTS=1`` they are also written into ``docs/img/`` for the admin page of
+the documentation (generate them that way, look at them, commit them).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,23 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+DOCS_IMG = REPO_ROOT / "docs" / "img"
+# the ones docs/admin.md shows
+DOCS_SHOTS = {
+    "admin-history",
+    "admin-deploy-confirm",
+    "admin-deploy-running",
+    "admin-deploy-succeeded",
+    "admin-deploy-steps",
+}
+
+
+def screenshot(page, name: str) -> None:  # noqa: ANN001
+    """``test-artifacts/NAME.png``, and ``docs/img/NAME.png`` when asked for the docs."""
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if os.environ.get("ZERODEPLOY_DOCS_SCREENSHOTS") == "1" and name in DOCS_SHOTS:
+        DOCS_IMG.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=False)
 
 
 @pytest.fixture
@@ -110,7 +130,7 @@ def test_deploy_from_the_admin_in_a_real_browser(
     assert page.locator("[data-zd-cluster=running]").count() == 1
     header_bg = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
     assert header_bg not in ("rgba(0, 0, 0, 0)", "transparent"), "admin CSS not loaded"
-    page.screenshot(path=str(ARTIFACTS / "admin-history-empty.png"), full_page=True)
+    screenshot(page, "admin-history-empty")
 
     load = load_factory(port=server.port, clients=3, max_seconds=240, timeout=30).start()
     try:
@@ -120,7 +140,7 @@ def test_deploy_from_the_admin_in_a_real_browser(
             page.wait_for_selector("pre.zd-plan")
             plan = page.inner_text("pre.zd-plan")
             assert v2[:10] in plan and "Release v2: deployed from a browser" in plan
-            page.screenshot(path=str(ARTIFACTS / "admin-deploy-confirm.png"), full_page=True)
+            screenshot(page, "admin-deploy-confirm")
             page.click("#zd-confirm")
             page.wait_for_url("**/deployment/*/change/")
             deployment_id = int(page.url.rstrip("/").split("/")[-2])
@@ -133,7 +153,7 @@ def test_deploy_from_the_admin_in_a_real_browser(
                 timeout=240_000,
             )
             if page.get_attribute("#zd-live", "data-zd-finished") == "false":
-                page.screenshot(path=str(ARTIFACTS / "admin-deploy-running.png"), full_page=True)
+                screenshot(page, "admin-deploy-running")
             page.wait_for_function(
                 "() => document.querySelector('#zd-live').dataset.zdFinished === 'true'"
                 " && document.querySelector('#zd-live-status').textContent.trim() !== ''",
@@ -150,14 +170,16 @@ def test_deploy_from_the_admin_in_a_real_browser(
     assert "Release v2: deployed from a browser" in page.inner_text("#zd-live-subject")
     assert "Release v2: deployed from a browser" in page.inner_text("ul.zd-commits")
     assert page.locator("#zd-steps-body tr.zd-step-ok").count() >= 5
-    page.screenshot(path=str(ARTIFACTS / "admin-deploy-succeeded.png"), full_page=True)
+    screenshot(page, "admin-deploy-succeeded")
+    page.locator("#zd-steps-body").scroll_into_view_if_needed()
+    screenshot(page, "admin-deploy-steps")
 
     # back in the history: the new row, newest first, with its badge
     page.goto(f"{base}/admin/django_zerodeploy/deployment/")
     first_row = page.locator("#result_list tbody tr").first
     assert first_row.locator(".zd-badge").inner_text().strip() == "succeeded"
     assert v2[:10] in first_row.inner_text()
-    page.screenshot(path=str(ARTIFACTS / "admin-history.png"), full_page=True)
+    screenshot(page, "admin-history")
     context.close()
 
     assert errors == [], errors

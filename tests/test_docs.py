@@ -131,3 +131,14 @@ def test_troubleshooting_explains_every_error_message() -> None:
     assert not missing, "\n".join(missing)
     for code in range(5):
         assert f"## Exit {code}:" in page
+
+
+def test_images_exist_and_are_used() -> None:
+    text = "\n".join(p.read_text() for p in PAGES)
+    referenced = set(re.findall(r"\]\((img/[\w.-]+\.png)\)", text))
+    present = {f"img/{p.name}" for p in (DOCS / "img").glob("*.png")}
+    assert referenced, "the admin page shows screenshots"
+    assert referenced - present == set(), "missing images"
+    assert present - referenced == set(), "images no page shows"
+    for name in present:
+        assert (DOCS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
