@@ -53,3 +53,21 @@ def started_at(pid: int) -> float | None:
     with contextlib.suppress(psutil.Error):
         return process.create_time()
     return None
+
+
+def last_lines(path: str | os.PathLike[str], count: int, max_bytes: int = 65536) -> str:
+    """The last ``count`` lines of a text file, reading backwards from its end and never more
+    than ``max_bytes`` (a log can be gigabytes). '' when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            data, pos = b"", end
+            while pos > 0 and data.count(b"\n") <= count and end - pos < max_bytes:
+                step = min(8192, pos, max_bytes - (end - pos))
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return "\n".join(lines[-count:])

@@ -14,12 +14,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# https://user:token@host -> https://***@host; also redis://:password@host (no user name)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]*(?::[^/\s@]*)?@")
-# Environment-style secrets: PIP_INDEX_URL=..., *_TOKEN=..., *_PASSWORD=..., *_SECRET=...
+# https://user:token@host -> https://***@host; also redis://:password@host (no user name) and a
+# raw password holding "/" (https://u:pa/ss@host)
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/\s:@]*:[^\s@]*|[^/\s:@]*)@"
+)
+# A name whose underscore-separated words include a secret word: DB_PASS, password, SECRET_KEY,
+# PIP_INDEX_URL, AWS_SECRET_ACCESS_KEY, token (not "passed", not "tokenizer")
+_SECRET_WORD = r"(?:TOKEN|PASSWORD|PASSWD|PASS|PWD|SECRET|INDEX_URL|API_KEY|ACCESS_KEY|PRIVATE_KEY)"  # noqa: S105
+_SECRET_NAME = rf"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)*{_SECRET_WORD}(?:_[A-Za-z0-9]+)*(?![A-Za-z0-9])"
+_QUOTED_OR_BARE = r"""(?:"(?P<dq>[^"\n]*)"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s'",;&}]+))"""
+# NAME=value, NAME: value, NAME = "value", "name": "value", --password value, --token=value
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?P<name>\b[A-Z0-9_]*(?:TOKEN|PASSWORD|SECRET|PASSWD|INDEX_URL|API_KEY|ACCESS_KEY)[A-Z0-9_]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s'\"]+)",
+    rf"""(?P<name>(?P<dash>--?)?{_SECRET_NAME}['"]?)(?P<sep>\s*[=:]\s*|(?(dash) +(?=\S)|(?!)))"""
+    + _QUOTED_OR_BARE,
+    re.IGNORECASE,
+)
+# Authorization: Bearer <token> (the scheme is kept, the credentials go)
+_AUTHORIZATION = re.compile(
+    r"(?P<head>\b(?:Proxy-)?Authorization\s*:\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)\S[^\n]*",
+    re.IGNORECASE,
 )
 SECRET_ENV_HINTS = ("TOKEN", "PASSWORD", "SECRET", "PASSWD", "INDEX_URL", "API_KEY", "ACCESS_KEY")
 
@@ -32,13 +46,36 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     ]
 
 
+def project_secrets() -> list[str]:
+    """This project's own secrets, by value: SECRET_KEY, the database passwords, WEBHOOK_SECRET
+    and HEALTHZ_TOKEN (empty when Django is not configured)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return []
+    try:
+        values = [getattr(settings, "SECRET_KEY", "")]
+        values += [db.get("PASSWORD") for db in getattr(settings, "DATABASES", {}).values()]
+        ours = getattr(settings, "ZERODEPLOY", None) or {}
+        values += [ours.get("WEBHOOK_SECRET"), ours.get("HEALTHZ_TOKEN")]
+    except Exception:  # noqa: BLE001 - redaction must never fail the output it cleans
+        return []
+    return [v for v in values if isinstance(v, str) and len(v) >= 6]
+
+
+def _assignment(match: re.Match[str]) -> str:
+    quote = '"' if match.group("dq") is not None else "'" if match.group("sq") is not None else ""
+    return f"{match.group('name')}{match.group('sep')}{quote}***{quote}"
+
+
 def redact(text: str, extra: Sequence[str] = ()) -> str:
-    """Remove credentials from text meant for logs and records."""
+    """Remove credentials from text meant for logs, records and pages."""
     text = _URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", text)
-    text = _SECRET_ASSIGNMENT.sub(lambda m: m.group("name") + m.group("sep") + "***", text)
-    for value in (*secret_values(), *extra):
-        if value:
-            text = text.replace(value, "***")
+    text = _AUTHORIZATION.sub(lambda m: m.group("head") + "***", text)
+    text = _SECRET_ASSIGNMENT.sub(_assignment, text)
+    values = {v for v in (*secret_values(), *project_secrets(), *extra) if v}
+    for value in sorted(values, key=len, reverse=True):  # a longer secret may hold a shorter
+        text = text.replace(value, "***")
     return text
 
 

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from django_zerodeploy import proc
 from django_zerodeploy.proc import ProcResult, python_env, redact, run, tail
@@ -248,3 +249,50 @@ def test_large_input_and_output_do_not_deadlock():
 def test_output_is_text_with_newlines_normalised():
     result = run([sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'a\\r\\nb\\xff\\n')"])
     assert result.stdout == "a\nb\ufffd\n"
+
+
+# -- redaction: the shapes secrets take in real output ---------------------------------------
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("psql: connecting with password=hunter22x host=db", "hunter22x"),
+        ("DB_PASS=Tr0ub4dor in the environment", "Tr0ub4dor"),
+        ("mysqldump --password s3cretpw --user app", "s3cretpw"),
+        ("mysqldump --password=s3cretpw --user app", "s3cretpw"),
+        ("> Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def", "eyJhbGciOiJIUzI1NiJ9.abc.def"),
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        ('SECRET_KEY = "django-insecure-abc def"', "django-insecure-abc def"),
+        ("SECRET_KEY = 'django-insecure-xyz'", "django-insecure-xyz"),
+        ("GET /hook?token=tok123abc&x=1", "tok123abc"),
+        ('{"password": "json-pw-1"}', "json-pw-1"),
+        ("cloning https://u:pa/ss@h.example/repo.git", "pa/ss"),
+    ],
+)
+def test_redact_common_secret_shapes(text, secret):
+    out = redact(text)
+    assert secret not in out, out
+    assert "***" in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tests passed=3 failed=0",
+        "tokenizer=fast",
+        "see https://example.com/a@b",
+        "Authorization header missing",
+        "password reset link sent",
+    ],
+)
+def test_redact_leaves_ordinary_text(text):
+    assert redact(text) == text
+
+
+def test_the_projects_own_secrets_are_redacted_by_value(settings, monkeypatch):
+    settings.SECRET_KEY = "k3y-" + "x" * 40
+    monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", "dbpw-77")
+    settings.ZERODEPLOY = {"WEBHOOK_SECRET": "hook-secret-99", "HEALTHZ_TOKEN": "probe-token-55"}
+    text = f"{settings.SECRET_KEY} dbpw-77 hook-secret-99 probe-token-55 plain"
+    assert redact(text) == "*** *** *** *** plain"
+    result = run([sys.executable, "-c", f"print({text!r})"])
+    assert result.output.strip() == "*** *** *** *** plain"

@@ -21,6 +21,7 @@ import psutil
 from .. import proc as proc_mod
 from .. import readiness
 from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
+from ..osutil import last_lines
 from . import systemd
 from .master import Master, build_master, child_masters, read_pidfile
 from .probe import GunicornConfig, started_as_module
@@ -115,10 +116,7 @@ def log_tail(master: Master, config: GunicornConfig, lines: int = 12) -> str:
     path = (master.facts.errorlog if master.facts else None) or config.errorlog
     if not path:
         return ""
-    with contextlib.suppress(OSError):
-        text = Path(path).read_text(errors="replace")
-        return proc_mod.redact("\n".join(text.strip().splitlines()[-lines:]))
-    return ""
+    return proc_mod.redact(last_lines(path, lines))
 
 
 def wait_until(predicate: Callable[[], object], seconds: float) -> object:
