@@ -142,3 +142,14 @@ def test_images_exist_and_are_used() -> None:
     assert present - referenced == set(), "images no page shows"
     for name in present:
         assert (DOCS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _texts() if p.name not in ("development.md", "architecture.md", "README.md")],
+    ids=lambda p: p.name,
+)
+def test_operator_pages_hold_no_test_inventory(path: Path) -> None:
+    """Which test covers what belongs on the development page, not in an operator's way."""
+    found = re.findall(r"\btests/[\w/.]+|\btest_\w+(?:\.py)?", path.read_text())
+    assert not found, found
