@@ -221,13 +221,15 @@ def check_hook(master: Any, config: Any) -> Finding:
             "gunicorn.conf.py loads the hook, but the running workers have not reported "
             "through it (Gunicorn was started before, or uses another runtime directory)",
             "restart Gunicorn once (e.g. systemctl restart UNIT) so that it loads the hook",
+            required=False,
         )
     return Finding(
         "Gunicorn hook",
         False,
         "Gunicorn does not load django_zerodeploy.gunicorn_conf: a new generation's readiness "
-        "cannot be observed",
+        "cannot be observed from its workers",
         f"{HOOK_LINE}  # in gunicorn.conf.py, then restart Gunicorn once",
+        required=False,  # whether a reload works without it is the reload check's verdict
     )
 
 
@@ -475,6 +477,5 @@ def check_setup() -> SetupReport:
         check_runtime_dir(master),
         *check_unit(unit_name(master)),
     ]
-    if config.hooked or (master.facts is not None and master.facts.hooked):
-        report.findings.append(check_reload(master, config))
+    report.findings.append(check_reload(master, config))
     return report

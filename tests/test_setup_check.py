@@ -99,6 +99,8 @@ def test_incomplete_setup_reports_each_missing_piece(site, gunicorn_factory) -> 
         assert fix in found[name]["fix"], found[name]
     assert str(site.runtime) in found["runtime directory"]["detail"]  # what the workers see
     assert not found["pidfile"]["required"]  # the master is still found by its processes
+    # without the hook, the reload check says what the reload itself would do
+    assert "readiness hook" in found["reload"]["detail"] or found["reload"]["ok"]
     # text output: every missing piece once, with its fix, and the verdict
     text = site.manage(
         "deploy",
