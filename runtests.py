@@ -8,7 +8,8 @@ also use the PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) servers the 
 
     python3 runtests.py                          # everything (what CI runs): the full suite on
                                                  # Python 3.11 + Django 5.2, then the fast tests
-                                                 # on Django 4.2 and on the newest Django 6.x
+                                                 # and the `matrix` Gunicorn subset on Django 4.2
+                                                 # and on the newest Django 6.x
     python3 runtests.py -m "not integration"     # only the fast tests, in .venv
     python3 runtests.py tests/test_git_wrapper.py -x
     python3 runtests.py --matrix -k settings     # your arguments, plus the matrix
@@ -30,7 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 MAIN_VENV = ROOT / ".venv"
 MIN_PYTHON = (3, 11)
-FAST = ["-m", "not integration"]
+# what the other Django versions run: the fast tests plus a Gunicorn-backed subset under load
+# (a good deploy, broken ones refused and rolled back, a good and a refused reload)
+MATRIX_TESTS = ["-m", "not integration or matrix"]
 SKIPPED = -1  # a local run without the interpreter for one combination
 
 
@@ -132,7 +135,7 @@ def main(argv: list[str]) -> int:
 
     if matrix:
         for combo in MATRIX:
-            label = f"fast tests, {combo.django}, {combo.python}"
+            label = f"fast tests + matrix subset, {combo.django}, {combo.python}"
             interpreter = find_python(combo.python)
             if not interpreter:
                 print(
@@ -143,7 +146,7 @@ def main(argv: list[str]) -> int:
             print(f"\n== {label} ==", flush=True)
             venv_python = ensure_venv(ROOT / combo.venv, interpreter, "test", combo.django)
             # exit code 5 (no test collected) is a failure like any other non-zero code
-            results.append((label, run_pytest(venv_python, [*FAST, "-q", *args])))
+            results.append((label, run_pytest(venv_python, [*MATRIX_TESTS, "-q", *args])))
 
     print("\nruntests summary:")
     for label, code in results:

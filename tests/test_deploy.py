@@ -81,6 +81,7 @@ def original(site: Site, rel: str) -> str:
 
 
 # -- the main job ------------------------------------------------------------------------------------
+@pytest.mark.matrix
 def test_good_release_deploys_under_load(site, gunicorn_factory, load_factory):
     server = gunicorn_factory(workers=2)
     v1 = site.server_head()

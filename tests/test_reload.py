@@ -159,7 +159,10 @@ def signal_recorder_fixture(tmp_path: Path):  # noqa: ANN201
 
 
 # -- the good path -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["foreground-tcp", "daemon-tcp", "foreground-uds"])
+@pytest.mark.parametrize(
+    "mode",
+    [pytest.param("foreground-tcp", marks=pytest.mark.matrix), "daemon-tcp", "foreground-uds"],
+)
 def test_usr2_reload_keeps_every_request_and_serves_the_new_release(
     site, gunicorn_factory, load_factory, mode
 ):

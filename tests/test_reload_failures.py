@@ -54,7 +54,9 @@ def _no_new_master(server, master: int, workers: set[int]) -> None:  # noqa: ANN
     assert set(server.worker_pids()) == workers
 
 
-@pytest.mark.parametrize("breakage", ["urlconf", "smoke-500"])
+@pytest.mark.parametrize(
+    "breakage", [pytest.param("urlconf", marks=pytest.mark.matrix), "smoke-500"]
+)
 def test_broken_release_is_refused_by_preflight_and_by_the_worker_hook(
     site, gunicorn_factory, load_factory, site_settings, breakage
 ):
