@@ -3,6 +3,7 @@ releases when its holder dies, however it dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -107,16 +108,42 @@ def test_wait_lock_gives_up_after_the_wait(tmp_path):
         holder.wait(10)
 
 
-def test_lock_file_is_not_inherited_by_subprocesses(tmp_path):
-    """A step's subprocess must not keep the lock alive after the deploy is gone."""
+SPAWNER = (
+    "import os, sys, time\n"
+    "from django_zerodeploy.pipeline.lock import DeployLock\n"
+    "lock = DeployLock(__import__('pathlib').Path(sys.argv[1])).acquire()\n"
+    "# posix_spawn closes no descriptor itself (unlike subprocess's close_fds): only the lock's\n"
+    "# own close-on-exec flag keeps it out of a step's long-lived child\n"
+    "child = os.posix_spawn(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)'],"
+    " dict(os.environ), setsid=True)\n"
+    "print(child, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_child_left_by_a_step_never_keeps_the_lock(tmp_path):
+    """A deploy dies while a process it started lives on (a daemon an extra step left): the
+    lock must be free at once, so the child must never have had the lock's descriptor."""
     path = tmp_path / "deploy.lock"
-    lock = DeployLock(path).acquire()
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    deploy = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER, str(path)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    assert deploy.stdout is not None
+    child = int(deploy.stdout.readline())
     try:
-        lock.release()
+        assert DeployLock(path).is_held()
+        os.kill(deploy.pid, signal.SIGKILL)
+        deploy.wait(10)
+        os.kill(child, 0)  # the child still runs
+        fds = Path(f"/proc/{child}/fd")
+        assert str(path) not in {os.readlink(fd) for fd in fds.iterdir()}
         assert not DeployLock(path).is_held()
     finally:
-        child.kill()
-        child.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        deploy.kill()
+        deploy.wait(10)
