@@ -98,6 +98,14 @@ def every_worker(server: Gunicorn, fetch, samples: int = 16) -> list[Any]:  # no
     return [fetch() for _ in range(samples)]
 
 
+def pg_execute(site: Site, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on the site's PostgreSQL database; returns the rows it returned."""
+    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={site.extra_env['EXAMPLE_DB_NAME']}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -306,12 +314,28 @@ def test_postgresql_round_trip_and_migrations_of_the_code_each_worker_runs(
     load.report.assert_covered()
     assert load.report.total > 10 and load.report.failed == 0, load.report.summary()
 
-    # the checkout moves to a release with a new migration, not applied yet: the running
-    # workers judge the code they loaded, which needs nothing new
+    # the checkout moves to a release with a new migration, not applied yet, and a migration
+    # of the loaded code is marked unapplied: within the 30 s a passing result is reused the
+    # workers still answer 200; after it they fail on the loaded code's migration only (the
+    # running workers judge the code they loaded, never the checkout)
+    assert {request(server)[0] for _ in range(8)} == {200}  # both workers: a fresh pass
     site.commit_release("v2", {"notes/migrations/0002_note_author.py": MIGRATION_0002})
     git(site.server, "pull", "-q")
-    time.sleep(1.5)  # past the cache window
-    assert {request(server)[0] for _ in range(8)} == {200}
+    unapplied = pg_execute(
+        site,
+        "DELETE FROM django_migrations WHERE app = 'notes' AND name = '0001_initial'"
+        " RETURNING app, name, applied",
+    )
+    assert {request(server)[0] for _ in range(8)} == {200}, "the passing result was not reused"
+    assert wait_for(lambda: {request(server)[0] for _ in range(8)} == {503}, timeout=90)
+    migrations = entries(detail(server)[1], "migrations:unapplied")["default"]
+    assert migrations["status"] == "fail" and migrations["observedValue"] == 1, migrations
+    assert "notes.0001_initial" in migrations["output"] and "0002" not in migrations["output"]
+    pg_execute(
+        site, "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, %s)", unapplied[0]
+    )
+    # a failing result is not reused: the next round after HEALTHZ_CACHE_SECONDS passes again
+    assert wait_for(lambda: {request(server)[0] for _ in range(8)} == {200}, timeout=30)
 
     # workers that load the new code see the unapplied migration and refuse traffic
     server.stop()
