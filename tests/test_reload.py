@@ -271,6 +271,50 @@ def test_usr2_works_with_preload_app_and_hup_is_refused(site, gunicorn_factory, 
     assert "Handling signal: hup" not in gunicorn_log(server)
 
 
+OWN_HOOK_CONFIG = """\
+import os
+from pathlib import Path
+
+from django_zerodeploy.gunicorn_conf import *  # noqa: F401,F403
+from django_zerodeploy.gunicorn_conf import with_readiness
+
+
+@with_readiness
+def post_worker_init(worker):
+    # the project's own hook: records, per worker, whether ours had already reported ready
+    Path(os.environ["HOOK_MARKS"], str(os.getpid())).write_text(
+        str(getattr(worker, "zerodeploy_ready", False))
+    )
+"""
+
+
+def test_a_project_hook_wrapped_with_readiness_runs_after_ours(
+    site, gunicorn_factory, load_factory
+):
+    """A gunicorn.conf.py with its own post_worker_init, wrapped as docs/reload.md says: each
+    worker runs our readiness hook and then the project's, and usr2 reloads still work."""
+    config = site.root / "own-hook.conf.py"  # outside the checkout: the tree stays clean
+    config.write_text(OWN_HOOK_CONFIG)
+    marks = site.root / "hook-marks"
+    marks.mkdir()
+    server = started(gunicorn_factory, site, config=str(config), env={"HOOK_MARKS": str(marks)})
+    first = set(server.worker_pids())
+    assert {p.name: p.read_text() for p in marks.iterdir()} == {str(w): "True" for w in first}
+
+    sha = new_release(site, "v2")
+    load = under_load(server, load_factory)
+    ran, result = reload_cli(site)
+    report = finish(load)
+    assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
+    assert report.failed == 0, report.summary()
+    assert_served(server, site, "v2", sha)
+    second = set(server.worker_pids())
+    assert len(second) == 2 and not second & first
+    assert {p.name: p.read_text() for p in marks.iterdir()} == {
+        str(w): "True" for w in first | second
+    }
+
+
 def test_two_reloads_at_once_run_one_after_the_other(site, gunicorn_factory, load_factory):
     """The second waits for the lock, then reloads the master the first one left: never two
     USR2 at the same time."""
