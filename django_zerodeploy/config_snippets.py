@@ -11,6 +11,7 @@ lets the deploy user reload the unit. Templates are plain strings with ``@NAME@`
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 import shutil
 import socket
@@ -89,7 +90,8 @@ def project_facts() -> ProjectFacts:
         wsgi_app=wsgi_app_spec(),
         user=user,
         group=group,
-        deploy_user=os_user(),
+        # who runs `manage.py deploy`: the checkout's owner when this prints as root
+        deploy_user=user if os.getuid() == 0 else os_user(),
         unit=unit,
         name=name,
         socket_path=f"/run/{name}.sock",

@@ -192,14 +192,16 @@ def check_user(master: Any) -> Finding:
     me = os.getuid()
     if master_uid is None or master_uid == me or me == 0:
         return Finding("user", True, f"this command runs as {os_user()}, who may signal it")
-    unit = app_settings.GUNICORN_SYSTEMD_UNIT or "gunicorn.service"
+    from .config_snippets import render
+
+    rule = render("sudoers").strip().splitlines()[-1]
     return Finding(
         "user",
         False,
         f"Gunicorn runs as uid {master_uid}, this command as {os_user()} (uid {me}): "
         "it cannot signal the master",
-        f"run the deploy as the user Gunicorn runs as, or reload through systemd: "
-        f"{os_user()} ALL=(root) NOPASSWD: /usr/bin/systemctl reload {unit}  # sudoers",
+        "run the deploy as the user Gunicorn runs as, or reload through systemd "
+        f'(RELOAD_STRATEGY "systemd", GUNICORN_SYSTEMD_UNIT) with this sudoers line: {rule}',
     )
 
 
