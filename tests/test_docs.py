@@ -128,7 +128,10 @@ def test_troubleshooting_explains_every_error_message() -> None:
         lead = _normal(lead)
         if len(lead) >= 12 and lead not in page:
             missing.append(f"{where}: {lead!r}")
-    assert not missing, "\n".join(missing)
+    assert not missing, (
+        "explain these messages (their beginning, as printed) on docs/troubleshooting.md, "
+        "each with its fix:\n" + "\n".join(missing)
+    )
     for code in range(5):
         assert f"## Exit {code}:" in page
 
