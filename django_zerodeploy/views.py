@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 from . import health
 from .conf import app_settings
-from .health.access import can_see_details
+from .health.access import details_lookup
 from .release import boot_release
 
 logger = logging.getLogger("django_zerodeploy.health")
@@ -25,14 +25,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
     """200 when every critical check passes (status pass or warn), 503 otherwise."""
     if request.method not in ALLOWED:
         return HttpResponseNotAllowed(ALLOWED)
-    details = can_see_details(request)
+    may_see = details_lookup(request)  # a session lookup runs alongside the checks
     try:
         report = health.get_report()
-        body, status = report.render(details), report.http_status
+        body, status = report.render(may_see()), report.http_status
     except Exception as exc:  # noqa: BLE001 - never a traceback on a probe
         logger.exception("/healthz/ could not produce a report")
         data = {"status": "fail", "releaseId": boot_release()}
-        if details:
+        if may_see():
             data["output"] = f"{type(exc).__name__} (see the server log)"
         body, status = json.dumps(data).encode(), 503
     return _respond(request, body, status)

@@ -215,6 +215,7 @@ def test_public_details_setting(client, settings):
     assert_health_json(doc, details=True)
 
 
+@pytest.mark.django_db(transaction=True)  # the lookup runs on its own thread
 def test_staff_session_sees_details_without_touching_the_session(client):
     user_model = get_user_model()
     staff = user_model.objects.create_user("ops", password="pw", is_staff=True)
@@ -226,12 +227,78 @@ def test_staff_session_sees_details_without_touching_the_session(client):
     assert_health_json(json.loads(response.content), details=True)
 
 
+@pytest.mark.django_db(transaction=True)  # the lookup runs on its own thread
 def test_non_staff_session_is_anonymous(client):
     user = get_user_model().objects.create_user("visitor", password="pw")
     client.force_login(user)
     response = get(client)
     assert "Set-Cookie" not in response
     assert set(json.loads(response.content)) == {"status", "releaseId"}
+
+
+class HungSessionStore:
+    """A file session store whose session file is a FIFO nobody writes: open() blocks, as a
+    session database that accepts and never answers does. Released at teardown."""
+
+    def __init__(self, settings, tmp_path, key: str) -> None:
+        import os
+
+        self.path = tmp_path / (settings.SESSION_COOKIE_NAME + key)
+        os.mkfifo(self.path)
+        settings.SESSION_ENGINE = "django.contrib.sessions.backends.file"
+        settings.SESSION_FILE_PATH = str(tmp_path)
+
+    def release(self) -> None:
+        import os
+
+        try:  # a writer that opens and closes at once: the blocked reader gets EOF
+            os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # no reader was blocked
+
+
+def timed_get(client, **extra: Any) -> tuple[Any, float]:
+    """A GET on its own thread, so a hang fails the test instead of stalling it."""
+    found: dict[str, Any] = {}
+
+    def call() -> None:
+        started = time.monotonic()
+        found["response"] = get(client, **extra)
+        found["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the probe hung"
+    return found["response"], found["elapsed"]
+
+
+def test_a_probe_with_any_session_cookie_never_waits_for_the_session_store(
+    client, settings, tmp_path
+):
+    key = "a" * 32  # shaped like a Django session key: it is looked up
+    store = HungSessionStore(settings, tmp_path, key)
+    configure(settings, HEALTHZ_CHECK_TIMEOUT=0.5)
+    try:
+        for _ in range(3):  # the first waits for the lookup's deadline, the later ones not
+            response, elapsed = timed_get(client, HTTP_COOKIE=f"sessionid={key}")
+            assert response.status_code in (200, 503)
+            assert set(json.loads(response.content)) == {"status", "releaseId"}
+            assert elapsed < 10, f"the probe waited {elapsed:.1f} s for a hung session store"
+    finally:
+        store.release()
+
+
+def test_an_anonymous_looking_cookie_never_reaches_the_session_store(client, settings, tmp_path):
+    key = "b" * 40  # a name the file store accepts, but no Django store makes: not opened
+    store = HungSessionStore(settings, tmp_path, key)
+    configure(settings, HEALTHZ_CHECK_TIMEOUT=30)  # a lookup would hang the whole 30 s
+    try:
+        response, elapsed = timed_get(client, HTTP_COOKIE=f"sessionid={key}")
+        assert set(json.loads(response.content)) == {"status", "releaseId"}
+        assert elapsed < 10
+    finally:
+        store.release()
 
 
 def test_probe_answers_the_instance_ip_as_host_and_other_paths_still_reject_it(client):
