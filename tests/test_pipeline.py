@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_zerodeploy import exit_codes
 from django_zerodeploy.conf import STEP_NAMES
 from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.git import Git
 from django_zerodeploy.models import Deployment, DeploymentStep
 from django_zerodeploy.pipeline import DeployOptions, DeployResult, records
 from django_zerodeploy.pipeline import history as public_history
@@ -170,38 +171,44 @@ def test_failure_before_the_release_steps_does_not_mark_it_bad():
     assert records.bad_release("b" * 40) == broken
 
 
-class FakeGit:
-    def resolve(self, ref: str) -> str:
-        if ref == "cafe":
-            return "c" * 40
-        from django_zerodeploy.git import GitError
+@pytest.fixture
+def repo_git(tmp_path) -> tuple[Git, str]:
+    """A real git repository with one commit: (its Git, the commit)."""
+    from tests.test_git_wrapper import make_repo
 
-        raise GitError(f"{ref!r} does not name a commit")
+    path = tmp_path / "repo"
+    return Git(path), make_repo(path, commits=1)[0]
 
 
 @pytest.mark.django_db
-def test_rollback_target_is_the_success_before_the_serving_one():
+def test_rollback_target_is_the_success_before_the_serving_one(repo_git):
+    git, commit = repo_git
     first = make("succeeded", "1" * 40, 30)
     make("rolled_back", "2" * 40, 20)
     make("succeeded", "3" * 40, 10)
-    assert records.rollback_target(True, {"3" * 40}, None, FakeGit())[0] == "1" * 40
-    assert records.rollback_target(str(first.pk), set(), None, FakeGit()) == (
+    assert records.rollback_target(True, {"3" * 40}, None, git)[0] == "1" * 40
+    assert records.rollback_target(str(first.pk), set(), None, git) == (
         "1" * 40,
         f"rollback to #{first.pk}",
     )
-    assert records.rollback_target("cafe", set(), None, FakeGit())[0] == "c" * 40
+    assert records.rollback_target(commit[:12], set(), None, git) == (
+        commit,
+        f"rollback to {commit[:12]}",
+    )
     failed = make("failed", "4" * 40, 5)
     with pytest.raises(CommandFailure) as refused:
-        records.rollback_target(str(failed.pk), set(), None, FakeGit())
+        records.rollback_target(str(failed.pk), set(), None, git)
     assert refused.value.exit_code == exit_codes.USAGE
-    with pytest.raises(CommandFailure):
-        records.rollback_target("nope", set(), None, FakeGit())
+    with pytest.raises(CommandFailure) as unknown:
+        records.rollback_target("nope", set(), None, git)
+    assert unknown.value.exit_code == exit_codes.USAGE
+    assert "no such deployment id or commit" in unknown.value.message
 
 
 @pytest.mark.django_db
-def test_rollback_without_history_says_what_to_do():
+def test_rollback_without_history_says_what_to_do(repo_git):
     with pytest.raises(CommandFailure) as refused:
-        records.rollback_target(True, {"9" * 40}, None, FakeGit())
+        records.rollback_target(True, {"9" * 40}, None, repo_git[0])
     assert "--rollback ID" in refused.value.message
 
 
