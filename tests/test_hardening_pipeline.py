@@ -26,12 +26,13 @@ from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.git import Git, GitError, is_sha
 from django_zerodeploy.management.base import ZeroDeployCommand
 from django_zerodeploy.models import Deployment
-from django_zerodeploy.pipeline import DeployOptions, plan, records
+from django_zerodeploy.pipeline import DeployOptions, records
 from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFailed
 from django_zerodeploy.pipeline.lock import DeployLock
 from django_zerodeploy.pipeline.project import Project
 from django_zerodeploy.pipeline.runner import Runner
 from django_zerodeploy.pipeline.steps import FetchStep, PrepareStep, Step
+from tests.support.site import git
 
 SECRET_URL = "https://deployer:s3cr3t-token@git.example.com/site.git"
 
@@ -243,32 +244,23 @@ def test_a_task_crash_is_redacted_in_the_record():
 
 
 # -- the dry run and the deploy lock --------------------------------------------------------------
-def _plan_probe(monkeypatch) -> dict:
-    """Replace the plan's git work by a probe: can a deploy take the lock meanwhile?"""
-    seen: dict = {}
-
-    def probe(the_plan, ctx, fetch) -> None:
-        seen["fetch"] = fetch.fetch
-        try:
-            DeployLock(ctx.lock.path).acquire(wait=0).release()
-            seen["deploy"] = "took the lock"
-        except CommandFailure as exc:
-            seen["deploy"] = f"exit {exc.exit_code}"
-
-    monkeypatch.setattr(plan, "_plan", probe)
-    return seen
+@pytest.mark.integration
+def test_a_dry_run_never_takes_the_deploy_lock(site, gunicorn):
+    """A real ``deploy --dry-run`` on a real checkout served by a real Gunicorn: it fetches
+    (the plan names the new release) and never even creates the lock file a deploy takes."""
+    v2 = site.commit_release("v2")
+    lock_file = site.runtime / "deploy.lock"
+    assert not lock_file.exists()
+    ran = site.manage("deploy", "--dry-run", "--json", check=False, timeout=300)
+    assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
+    assert json.loads(ran.stdout)["target_sha"] == v2  # fetched
+    assert not lock_file.exists()
 
 
-def test_a_dry_run_never_takes_the_deploy_lock(runtime, monkeypatch):
-    seen = _plan_probe(monkeypatch)
-    with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
-        result = plan.build_plan(DeployOptions(dry_run=True))
-    assert seen == {"fetch": True, "deploy": "took the lock"}  # a deploy starting now runs
-    assert result.exit_code == exit_codes.OK
-
-
-def test_a_dry_run_beside_a_running_deploy_neither_blocks_nor_fetches(runtime, monkeypatch):
-    seen = _plan_probe(monkeypatch)
+@pytest.mark.integration
+def test_a_dry_run_beside_a_running_deploy_neither_blocks_nor_fetches(site, gunicorn):
+    v1 = site.server_head()
+    site.commit_release("v2")
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -276,21 +268,25 @@ def test_a_dry_run_beside_a_running_deploy_neither_blocks_nor_fetches(runtime, m
             "import sys, time; from pathlib import Path; "
             "from django_zerodeploy.pipeline.lock import DeployLock; "
             "DeployLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
-            str(runtime / "deploy.lock"),
+            str(site.runtime / "deploy.lock"),
         ],
         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
-        with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
-            result = plan.build_plan(DeployOptions(dry_run=True))
-        assert seen["fetch"] is False and seen["deploy"] == f"exit {exit_codes.LOCKED}"
-        assert any(f"pid {holder.pid}" in n and "running now" in n for n in result.notes)
-        assert result.exit_code == exit_codes.LOCKED
-        assert DeployLock(runtime / "deploy.lock").held_by().pid == holder.pid  # untouched
+        ran = site.manage("deploy", "--dry-run", "--json", check=False, timeout=120)
+        # a running deploy is only a note for the command (docs/deploy.md); the plan says 4
+        assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
+        shown = json.loads(ran.stdout)
+        assert shown["exit_code"] == exit_codes.LOCKED
+        assert any(f"pid {holder.pid}" in n and "(no fetch)" in n for n in shown["notes"])
+        # the remote-tracking ref is where the last fetch left it: nothing raced the deploy
+        assert git(site.server, "rev-parse", "origin/main") == v1
+        assert DeployLock(site.runtime / "deploy.lock").held_by().pid == holder.pid  # untouched
         assert holder.poll() is None
     finally:
         holder.kill()
