@@ -336,7 +336,13 @@ def test_no_permission_to_signal_is_a_usage_error(sleeper):
 @pytest.fixture
 def engine(runtime, monkeypatch, sleeper) -> Callable[..., Any]:
     """reload() on a stand-in master (a real process): finding and probing Gunicorn are
-    replaced, everything from the lock to the exit code is the real engine."""
+    replaced, everything from the lock to the exit code is the real engine.
+
+    Why not a real Gunicorn here: these tests need a strategy that fails at one exact point
+    (before any signal, or after one) with one exact kind of error, to pin how the engine
+    turns that into an exit code. A real Gunicorn or systemd fails there only when it
+    misbehaves, which cannot be produced on demand. The real strategies against a real
+    Gunicorn are in test_reload*.py; the unusable lock is also tested with one below."""
     master = master_for(sleeper(signal.SIGUSR2))
     monkeypatch.setattr(reload_mod, "find_master", lambda **kwargs: master)
     monkeypatch.setattr(
@@ -407,8 +413,28 @@ def test_an_unusable_reload_lock_is_a_usage_error(engine, runtime):
     assert "Unexpected error" not in result.message and not result.master.signalled
 
 
+@pytest.mark.integration
+def test_an_unusable_reload_lock_leaves_a_real_gunicorn_alone(site, gunicorn_factory):
+    """The same refusal through the command, with a real master found and probed."""
+    from tests.test_reload import reload_cli, started
+
+    server = started(gunicorn_factory, site, workers=2)
+    master, workers = server.master_pid(), set(server.worker_pids())
+    (site.runtime / "reload.lock").mkdir()
+    ran, result = reload_cli(site)
+    assert ran.returncode == exit_codes.USAGE, ran.stdout + ran.stderr
+    assert result["message"].startswith(
+        f"Cannot use the reload lock {site.runtime / 'reload.lock'}: "
+    )
+    assert "Traceback" not in ran.stdout + ran.stderr
+    assert server.master_pid() == master and set(server.worker_pids()) == workers
+    assert server.served_releases() == {"v1"}
+
+
 def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypatch):
-    """The generation is verified and serves: exit 0, with the unconfirmed MainPID said."""
+    """The generation is verified and serves: exit 0, with the unconfirmed MainPID said.
+    (The in-place reload and `systemctl show` are replaced: a systemd that reloads and then
+    fails to answer cannot be produced on demand; the real systemd path is tested with one.)"""
     master = master_for(sleeper())
     ctx = strategies.Context(
         master, GunicornConfig(ok=True, workers=1), 5, "", "site.service", Recorder(), "systemd"
@@ -429,6 +455,8 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
 
 
 # -- C5: one generation, several releases -------------------------------------------------------
+# Observed generations are built here: workers of one master that loaded two different
+# releases need a checkout moving while the workers boot, a race no test can hit on demand.
 def mixed_generation(master_pid: int) -> strategies.Generation:
     ready = [
         WorkerReport(101, master_pid, "a" * 40, 0.0, True),
