@@ -153,6 +153,37 @@ class Git:
         self.run("worktree", "remove", "--force", str(path), check=False)
         self.run("worktree", "prune", check=False)
 
+    def clone_release(self, dest: Path, sha: str, branch: str | None) -> Git:
+        """A standalone checkout of ``sha`` at ``dest``: cloned from this repository with its
+        objects hard-linked (``--local``, no alternates: it survives the removal of this one),
+        with this repository's remotes, their remote-tracking refs and the branch's upstream,
+        so that the release fetches from where this checkout did."""
+        Git(dest.parent, self.timeout).run(
+            "clone", "--quiet", "--local", "--no-checkout", "--", str(self.repo_dir), str(dest)
+        )
+        new = Git(dest, self.timeout)
+        remotes = self.out("remote").split()
+        if "origin" not in remotes:
+            new.run("remote", "remove", "origin")
+        for remote in remotes:
+            url = self.out("remote", "get-url", "--", remote)
+            verb = "set-url" if remote == "origin" else "add"
+            new.run("remote", verb, "--", remote, url)
+            new.run(
+                "fetch", "--quiet", "--no-tags", "--", str(self.repo_dir),
+                f"+refs/remotes/{remote}/*:refs/remotes/{remote}/*",
+            )  # fmt: skip
+        if branch:
+            validate_ref(branch)
+            new.run("checkout", "--quiet", "-B", branch, _revision(sha), "--")
+            upstream = self.upstream(branch)
+            if upstream:
+                new.run("config", f"branch.{branch}.remote", upstream[0])
+                new.run("config", f"branch.{branch}.merge", f"refs/heads/{upstream[1]}")
+        else:
+            new.run("checkout", "--quiet", "--detach", _revision(sha), "--")
+        return new
+
     def move_branch_to(self, sha: str) -> None:
         """Move the checked-out branch (or a detached HEAD) to ``sha``, keeping the branch
         checked out so that a later manual ``git pull`` still works."""

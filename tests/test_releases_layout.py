@@ -105,6 +105,7 @@ def run_in(venv: Path, code: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.integration
 def test_ensure_builds_a_real_venv_once_and_reuses_it(tmp_path, wheelhouse):
     venvs_dir = tmp_path / "venvs"
     env = pip_env(wheelhouse)
@@ -118,6 +119,7 @@ def test_ensure_builds_a_real_venv_once_and_reuses_it(tmp_path, wheelhouse):
     assert run_in(built.path, "import zdprobe; print(zdprobe.VERSION)") == "1.0"
 
 
+@pytest.mark.integration
 def test_a_half_built_venv_is_rebuilt_and_a_failed_one_never_marked(tmp_path, wheelhouse):
     venvs_dir = tmp_path / "venvs"
     env = pip_env(wheelhouse)

@@ -138,9 +138,9 @@ def _imports_ok(path: Path, env: Mapping[str, str], timeout: float) -> bool:
 
 
 def freeze(python: str, env: Mapping[str, str] | None = None, timeout: float = 300) -> list[str]:
-    """The running venv's distributions as requirement lines (``pip freeze``), for a new venv
-    with the same packages."""
-    result = proc.run([python, *_PIP, "freeze", "--exclude-editable"], env=env, timeout=timeout)
+    """The running venv's distributions as requirement lines (``pip freeze``, editable installs
+    included), for a new venv with the same packages."""
+    result = proc.run([python, *_PIP, "freeze"], env=env, timeout=timeout)
     if not result.ok:
         raise VenvError(f"pip freeze exited {result.returncode}", result.output)
     return [

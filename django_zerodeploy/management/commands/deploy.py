@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -118,6 +119,14 @@ class Command(ZeroDeployCommand):
             help="Print a ready-to-use configuration snippet filled in from this project.",
         )
         parser.add_argument(
+            "--init-releases",
+            metavar="ROOT",
+            help="Create the releases layout in ROOT (new or empty) from this in-place "
+            "checkout: a first release of HEAD, its venv, shared/ with a copy of the "
+            "git-ignored state, current; prints how to start Gunicorn from it. Changes "
+            "nothing in this checkout.",
+        )
+        parser.add_argument(
             "--check-migrations",
             action="store_true",
             help="Only classify the pending migrations of the current code (for CI) "
@@ -149,6 +158,8 @@ class Command(ZeroDeployCommand):
             return exit_codes.OK
         if options["check_migrations"]:
             return self._check_migrations(options)
+        if options["init_releases"]:
+            return self._init_releases(Path(options["init_releases"]))
         deploy = DeployOptions(
             ref=options["ref"],
             force=options["force"],
@@ -194,6 +205,25 @@ class Command(ZeroDeployCommand):
         if as_json:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
         return result.exit_code
+
+    def _init_releases(self, root: Path) -> int:
+        from ...pipeline.steps import requirement_files
+        from ...releases.init import init_releases
+
+        def echo(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        result = init_releases(
+            root,
+            checkout=app_settings.repo_dir,
+            python=sys.executable,
+            requirement_files=requirement_files,
+            echo=echo,
+            timeout=float(app_settings.STEP_TIMEOUT),
+        )
+        self.stdout.write(result.instructions())
+        return exit_codes.OK
 
     def _check_migrations(self, options: dict[str, Any]) -> int:
         """``zerodeploy_migrations plan`` on the current code, in its own interpreter."""
