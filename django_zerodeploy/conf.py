@@ -60,7 +60,7 @@ KEYS: dict[str, Key] = {
     "BRANCH": Key(None, (str, _NONE), "Branch to deploy. Default: the upstream of the checked-out branch."),
     "REQUIREMENTS": Key("requirements.txt", (str, list, tuple), "Requirements file(s), relative to REPO_DIR."),
     "SHARED_PATHS": Key([], (list, tuple), "Paths (relative to REPO_DIR) of live state to link into the release's worktree, besides what git ignores and the SQLite, MEDIA_ROOT and STATIC_ROOT paths inside the checkout."),
-    "SHARED_PATHS_EXCLUDE": Key([], (list, tuple), "Paths (relative to REPO_DIR) never linked into the release's worktree, e.g. a git-ignored build folder the release makes itself."),
+    "SHARED_PATHS_EXCLUDE": Key([], (list, tuple), "Paths (relative to REPO_DIR) never linked into the release's worktree, e.g. a git-ignored build directory the release makes itself."),
     "GUNICORN_PIDFILE": Key(None, _PATH, "Gunicorn master pidfile. Default: found with psutil."),
     "GUNICORN_SYSTEMD_UNIT": Key(None, (str, _NONE), "systemd unit that runs Gunicorn (MainPID is the master)."),
     "RELOAD_STRATEGY": Key("usr2", (str,), "How to reload Gunicorn: usr2, hup or systemd.", RELOAD_STRATEGIES),
