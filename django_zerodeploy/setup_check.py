@@ -101,6 +101,44 @@ def check_middleware() -> Finding:
     return Finding("middleware", True, f"{MIDDLEWARE} is first in MIDDLEWARE")
 
 
+def check_checkout() -> Finding:
+    """What the environment step of a deploy requires of the checkout."""
+    from .git import Git, GitError
+
+    repo = app_settings.repo_dir
+    git = Git(repo, timeout=30)
+    try:
+        git.head()
+    except GitError:
+        return Finding(
+            "checkout",
+            False,
+            f"{repo} is not a git checkout with a commit",
+            "git clone URL " + str(repo),
+        )
+    branch = git.current_branch()
+    if not branch:
+        return Finding("checkout", False, f"{repo} has a detached HEAD", "git switch BRANCH")
+    upstream = git.upstream(branch)
+    if not upstream and not app_settings.BRANCH:
+        return Finding(
+            "checkout",
+            False,
+            f"branch {branch} has no upstream",
+            f"git branch --set-upstream-to={app_settings.REMOTE}/{branch}",
+        )
+    modified = git.modified_tracked_files()
+    if modified:
+        return Finding(
+            "checkout",
+            False,
+            f"tracked files are modified in {repo}: {', '.join(modified[:5])}",
+            "commit the change upstream, or git restore FILE",
+        )
+    target = "/".join(upstream) if upstream else f"{app_settings.REMOTE}/{app_settings.BRANCH}"
+    return Finding("checkout", True, f"{repo} on {branch}, follows {target}, clean")
+
+
 def healthz_path() -> str | None:
     from django.urls import NoReverseMatch, reverse
 
@@ -463,7 +501,7 @@ def check_setup() -> SetupReport:
     """Every check, in the order an operator sets things up."""
     from .gunicorn.reload import _probe
 
-    report = SetupReport([check_middleware(), check_urls()])
+    report = SetupReport([check_checkout(), check_middleware(), check_urls()])
     master_finding, master = check_master()
     report.findings.append(master_finding)
     if master is None:

@@ -28,6 +28,7 @@ def test_complete_setup_exits_0(site, gunicorn) -> None:
     code, found = findings(site)
     assert code == 0, found
     for name in (
+        "checkout",
         "middleware",
         "URL include",
         "Gunicorn master",
@@ -93,6 +94,7 @@ def test_incomplete_setup_reports_each_missing_piece(site, gunicorn_factory) -> 
         "Gunicorn hook": "from django_zerodeploy.gunicorn_conf import *",
         "pidfile": f'ZERODEPLOY["GUNICORN_PIDFILE"] = "{site.pidfile}"',
         "runtime directory": 'ZERODEPLOY["RUNTIME_DIR"] = ',
+        "checkout": "git restore FILE",  # settings.py was edited on the server
     }
     for name, fix in expected_fixes.items():
         assert not found[name]["ok"], found[name]
