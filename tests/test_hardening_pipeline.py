@@ -225,6 +225,8 @@ def test_a_broker_error_is_redacted_in_the_record(monkeypatch):
     def refuse(*args, **kwargs):
         raise ConnectionError("Error connecting to redis://:hunter2-pass@broker:6379/0")
 
+    # replaced: django-q2 reads its broker settings once at import (no unreachable broker
+    # can be configured per test), and the error text is what this test is about
     monkeypatch.setattr("django_q.tasks.async_task", refuse)
     record = Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin")
     assert tasks.enqueue_deployment(record) is None
@@ -349,6 +351,8 @@ def test_the_preflight_keeps_the_plan_json_apart_from_stderr(monkeypatch):
         stderr.write("warning: something on stderr\n")
         stdout.write(json.dumps({"pending": [], "errors": []}))
 
+    # replaced: the real plan command writes nothing on stderr unless a project's code does;
+    # the separation of the two streams is what this test is about
     monkeypatch.setattr("django.core.management.call_command", command)
     code, out, err = preflight._migration_plan(False)
     assert code == 0 and json.loads(out) == {"pending": [], "errors": []}
@@ -375,14 +379,11 @@ def test_records_use_the_shared_helpers():
 
 
 @pytest.mark.django_db
-def test_a_queued_deploy_that_cannot_start_does_not_stay_running(monkeypatch):
-    from django_zerodeploy.pipeline import runner as runner_module
+def test_a_queued_deploy_that_cannot_start_does_not_stay_running(settings, tmp_path):
     from django_zerodeploy.tasks import run_queued_deployment
 
-    def unusable(*args, **kwargs):
-        raise CommandFailure("Cannot use the runtime directory /x: not a directory.", 2)
-
-    monkeypatch.setattr(runner_module, "Runner", unusable)
+    (tmp_path / "a-file").write_text("")  # a runtime directory that cannot exist
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "RUNTIME_DIR": str(tmp_path / "a-file" / "run")}
     record = Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin")
     result = run_queued_deployment(record.pk)
     record.refresh_from_db()
