@@ -414,30 +414,8 @@ def evaluate_unit(
     unit: str, props: dict[str, str], strategy: str, runtime_configured: bool
 ) -> list[Finding]:
     """What the unit's properties (as ``systemctl show`` prints them) mean for a deploy."""
-    usr2 = strategy == "usr2"
     shown = ", ".join(f"{k}={props.get(k, '')}" for k in UNIT_PROPERTIES)
-    found = [Finding("systemd unit", True, f"{unit}: {shown}")]
-    kind = props.get("Type", "")
-    found.append(
-        Finding("unit Type", True, "notify: systemd can be told the new master after a USR2")
-        if kind == "notify"
-        else Finding(
-            "unit Type",
-            not usr2,
-            f"{kind or 'unknown'}: a USR2 under systemd needs Type=notify (Gunicorn #2856)",
-            "Type=notify  # in [Service]",
-        )
-    )
-    notify = props.get("NotifyAccess", "")
-    found.append(
-        Finding(
-            "unit NotifyAccess",
-            notify == "all" or not usr2,
-            f"{notify or 'none'}"
-            + ("" if notify == "all" else ": the new master's workers cannot notify systemd"),
-            "NotifyAccess=all  # in [Service]",
-        )
-    )
+    found = [Finding("systemd unit", True, f"{unit}: {shown}"), *_notify_findings(props, strategy)]
     reload_line = props.get("ExecReload", "")
     hup = "HUP" in reload_line and "MAINPID" in reload_line
     found.append(
@@ -469,6 +447,36 @@ def evaluate_unit(
         )
     )
     found.append(Finding("unit User", True, props.get("User") or "root (no User=)"))
+    return found
+
+
+def _notify_findings(props: dict[str, str], strategy: str) -> list[Finding]:
+    """Type= and NotifyAccess=: what a USR2 under systemd needs to hand MAINPID over."""
+    usr2 = strategy == "usr2"
+    found = []
+    kind = props.get("Type", "")
+    found.append(
+        Finding("unit Type", True, "notify: systemd can be told the new master after a USR2")
+        if kind == "notify"
+        else Finding(
+            "unit Type",
+            not usr2,
+            f"{kind or 'unknown'}: a USR2 under systemd needs Type=notify (Gunicorn #2856)",
+            "Type=notify  # in [Service]",
+            required=False,  # the reload check says whether the strategy still works
+        )
+    )
+    notify = props.get("NotifyAccess", "")
+    found.append(
+        Finding(
+            "unit NotifyAccess",
+            notify == "all" or not usr2,
+            f"{notify or 'none'}"
+            + ("" if notify == "all" else ": the new master's workers cannot notify systemd"),
+            "NotifyAccess=all  # in [Service]",
+            required=False,
+        )
+    )
     return found
 
 
