@@ -1,6 +1,11 @@
 """The admin's own pages: confirm a deploy or rollback (with the dry-run plan), cancel a queued
 deploy, and the staff-only JSON the detail page polls while a deploy runs.
 
+A GET runs no code of any release: a link is enough to make a logged-in deployer open it
+(SameSite=Lax sends the session cookie on a top-level GET), and anyone who can push a branch
+could write that link. The confirmation page shows git facts only; the migration plan, which
+runs the target's ``manage.py``, is computed after a CSRF-protected POST, or by the deploy.
+
 Every view here is wrapped by ``AdminSite.admin_view`` (staff login, CSRF on POST). Changing
 anything also needs ``django_zerodeploy.trigger_deploy``.
 """
@@ -30,6 +35,9 @@ if TYPE_CHECKING:
 
 ACTIVE = (Deployment.Status.QUEUED, Deployment.Status.RUNNING)
 POLL_OUTPUT_BYTES = 8192  # the JSON carries each step's output tail; the page shows it all
+# Bound on each git command of a preview (a fetch from a slow remote): the page must answer
+# well within Gunicorn's worker timeout (30 s by default), or the worker is killed.
+PREVIEW_GIT_TIMEOUT = 10.0
 
 
 def _url(model_admin: DeploymentAdmin, name: str, *args: Any) -> str:
@@ -98,14 +106,19 @@ class PlanPreview:
     error: str = ""
 
 
-def preview_plan(**options: Any) -> PlanPreview:
-    """The pipeline's dry-run plan, or a readable error (a bad ref, an unreachable remote)."""
+def preview_plan(*, run_code: bool = False, **options: Any) -> PlanPreview:
+    """The pipeline's dry-run plan, or a readable error (a bad ref, an unreachable remote).
+    ``run_code``: also the migration plan (only after a confirmed POST)."""
     try:
         from .pipeline import DeployOptions, build_plan
     except ImportError as exc:
         return PlanPreview(error=f"The deploy pipeline is not available: {exc}")
     try:
-        plan = build_plan(DeployOptions(dry_run=True, trigger="admin", **options))
+        plan = build_plan(
+            DeployOptions(dry_run=True, trigger="admin", **options),
+            run_code=run_code,
+            git_timeout=PREVIEW_GIT_TIMEOUT,
+        )
     except CommandFailure as exc:
         return PlanPreview(error=exc.message)
     except GitError as exc:
@@ -151,7 +164,8 @@ def deploy_view(request: HttpRequest, model_admin: DeploymentAdmin) -> HttpRespo
             validate_ref(ref)
         except GitError as exc:
             ref_error = str(exc)
-    if request.method == "POST" and not ref_error:
+    preview = request.method == "POST" and source.get("preview") == "1"
+    if request.method == "POST" and not ref_error and not preview:
         force = source.get("force") == "1"
         record = queue_deployment(
             trigger=Deployment.Trigger.ADMIN,
@@ -161,7 +175,11 @@ def deploy_view(request: HttpRequest, model_admin: DeploymentAdmin) -> HttpRespo
         )
         messages.success(request, f"Deploy #{record.pk} is queued; this page follows its progress.")
         return HttpResponseRedirect(model_admin.detail_url(record))
-    plan = PlanPreview(error=ref_error) if ref_error else preview_plan(ref=ref or None)
+    plan = (
+        PlanPreview(error=ref_error)
+        if ref_error
+        else preview_plan(ref=ref or None, run_code=preview)
+    )
     return _confirm_page(
         model_admin,
         request,
@@ -169,8 +187,9 @@ def deploy_view(request: HttpRequest, model_admin: DeploymentAdmin) -> HttpRespo
         zd_kind="deploy",
         zd_ref=ref,
         zd_plan=plan,
+        zd_full_plan=preview,
         zd_action=_url(model_admin, "deploy"),
-        status=400 if request.method == "POST" else 200,
+        status=400 if request.method == "POST" and not preview else 200,
     )
 
 
@@ -190,7 +209,8 @@ def rollback_view(
         )
         return HttpResponseRedirect(model_admin.detail_url(target))
     rollback = str(target.pk)
-    if request.method == "POST":
+    preview = request.method == "POST" and request.POST.get("preview") == "1"
+    if request.method == "POST" and not preview:
         record = queue_deployment(
             trigger=Deployment.Trigger.ADMIN,
             user=request.user,
@@ -210,7 +230,8 @@ def rollback_view(
         title=f"Roll back to the release of deploy #{target.pk}",
         zd_kind="rollback",
         zd_target=target,
-        zd_plan=preview_plan(rollback=rollback),
+        zd_plan=preview_plan(rollback=rollback, run_code=preview),
+        zd_full_plan=preview,
         zd_action=_url(model_admin, "rollback", target.pk),
     )
 

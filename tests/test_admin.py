@@ -3,8 +3,12 @@ the queued record handed to django-q2, the cluster warning, the detail page and 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -446,3 +450,98 @@ def test_progress_json(django_user_model):
         is True
     )
     assert viewer.get(url("progress", 999999)).status_code == 404
+
+
+# -- the confirmation page runs no code of any release ---------------------------------------
+def _git(cwd, *args):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@b.c",
+           "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@b.c"}  # fmt: skip
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+@pytest.fixture
+def evil_branch(tmp_path, settings):
+    """A checkout following origin/main, and a branch anyone who can push could have pushed:
+    its manage.py (what the migration plan runs) leaves a marker file."""
+    origin, clone, marker = tmp_path / "origin.git", tmp_path / "clone", tmp_path / "ran"
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(clone))
+    (clone / "manage.py").write_text("print('the real manage.py')\n")
+    _git(clone, "add", "manage.py")
+    _git(clone, "commit", "-q", "-m", "Initial")
+    _git(clone, "push", "-q", "-u", "origin", "main")
+    _git(clone, "checkout", "-q", "-b", "evil")
+    (clone / "manage.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    _git(clone, "commit", "-q", "-am", "Innocent-looking change")
+    _git(clone, "push", "-q", "origin", "evil")
+    _git(clone, "checkout", "-q", "main")
+    _git(clone, "branch", "-q", "-D", "evil")  # only origin has it
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "REPO_DIR": str(clone), "BRANCH": "main"}
+    return SimpleNamespace(origin=origin, clone=clone, marker=marker)
+
+
+def test_the_confirmation_page_runs_no_code_of_the_ref(django_user_model, evil_branch):
+    client = client_for(django_user_model, "trigger")
+    page = client.get(url("deploy"), {"ref": "origin/evil"})
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert not evil_branch.marker.exists(), "a GET ran the branch's manage.py"
+    # git facts only: the commit, the changed file, the steps and why
+    assert "Innocent-looking change" in text and "manage.py" in text
+    assert "Steps:" in text and "not computed on this page" in text
+    assert _git(evil_branch.clone, "worktree", "list").count("\n") == 0  # no worktree added
+
+
+def test_the_migration_plan_needs_a_csrf_protected_post(django_user_model, evil_branch):
+    client = client_for(django_user_model, "trigger", enforce_csrf_checks=True)
+    page = client.get(url("deploy"), {"ref": "origin/evil"}).content.decode()
+    assert 'name="preview"' in page
+    forged = client.post(url("deploy"), {"ref": "origin/evil", "preview": "1"})
+    assert forged.status_code == 403 and not evil_branch.marker.exists()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    posted = client.post(
+        url("deploy"), {"ref": "origin/evil", "preview": "1", "csrfmiddlewaretoken": token}
+    )
+    assert posted.status_code == 200 and 'id="zd-confirm"' in posted.content.decode()
+    assert evil_branch.marker.exists()  # the plan ran the target's code, as confirmed
+    assert not Deployment.objects.exists()  # a preview queues nothing
+
+
+def test_the_page_does_not_fetch_while_a_deploy_runs(django_user_model, evil_branch, settings):
+    from django_zerodeploy.conf import app_settings
+    from django_zerodeploy.pipeline.lock import deploy_lock
+
+    before = _git(evil_branch.clone, "for-each-ref", "refs/remotes/")
+    other = evil_branch.clone.parent / "other"
+    _git(evil_branch.clone.parent, "clone", "-q", str(evil_branch.origin), str(other))
+    _git(other, "commit", "-q", "--allow-empty", "-m", "Newer")
+    _git(other, "push", "-q", "origin", "main")
+    lock = deploy_lock(app_settings.runtime_dir).acquire()
+    try:
+        text = client_for(django_user_model, "trigger").get(url("deploy")).content.decode()
+    finally:
+        lock.release()
+    assert "A deploy is running now" in text
+    assert _git(evil_branch.clone, "for-each-ref", "refs/remotes/") == before  # no fetch
+
+
+def test_the_page_answers_when_the_remote_hangs(django_user_model, evil_branch, monkeypatch):
+    """A remote that accepts and never answers: the page must answer well within Gunicorn's
+    worker timeout (30 s by default), saying why the plan is incomplete."""
+    from django_zerodeploy import admin_views
+    from tests.test_healthz_gunicorn import SilentListener
+
+    monkeypatch.setattr(admin_views, "PREVIEW_GIT_TIMEOUT", 2.0)
+    hung = SilentListener()
+    try:
+        _git(evil_branch.clone, "remote", "set-url", "origin", f"git://127.0.0.1:{hung.port}/x")
+        started = time.monotonic()
+        page = client_for(django_user_model, "trigger").get(url("deploy"))
+        elapsed = time.monotonic() - started
+    finally:
+        hung.close()
+    assert page.status_code == 200 and hung.accepted
+    assert "timed out" in page.content.decode()
+    assert elapsed < 20, f"the page took {elapsed:.1f} s"

@@ -4,8 +4,9 @@ nothing (no record, no change to the live tree, the database or the processes).
 It never takes the deploy lock: a dry run (the admin's confirmation page computes one on every
 view) must never make a real deploy that starts meanwhile find the lock taken and exit 4. When
 a deploy runs, the plan says so and uses the refs fetched last; otherwise it fetches (which moves
-remote-tracking refs only). It reads the pending migrations by running the target's code from a
-temporary worktree outside the checkout, removed afterwards.
+remote-tracking refs only). With ``run_code`` it reads the pending migrations by running the
+target's code from a temporary worktree outside the checkout, removed afterwards; without it
+(the admin's GET: a link must not run the code of any branch) it gives git facts only.
 """
 
 from __future__ import annotations
@@ -115,8 +116,12 @@ class DeployPlan:
         return "\n".join(lines)
 
 
-def build_plan(options: Any) -> DeployPlan:
-    """What ``deploy`` with ``options`` would do now."""
+def build_plan(
+    options: Any, *, run_code: bool = True, git_timeout: float | None = None
+) -> DeployPlan:
+    """What ``deploy`` with ``options`` would do now. ``run_code=False``: no worktree, no
+    code of the target run (the migration plan is left to the deploy); ``git_timeout`` bounds
+    every git command (a page must answer before its worker is killed)."""
     from .runner import validate_options
 
     plan = DeployPlan()
@@ -129,7 +134,8 @@ def build_plan(options: Any) -> DeployPlan:
     project = Project.current()
     notes: list[str] = []
     lock = deploy_lock(app_settings.runtime_dir)
-    ctx = DeployContext(options, project, Git(project.repo_dir), notes.append, lock=lock)
+    git = Git(project.repo_dir) if git_timeout is None else Git(project.repo_dir, git_timeout)
+    ctx = DeployContext(options, project, git, notes.append, lock=lock)
     fetch = FetchStep()
     holder = lock.running_holder()  # reads the holder file only; never touches the flock
     if holder is not None:
@@ -141,7 +147,7 @@ def build_plan(options: Any) -> DeployPlan:
         plan.exit_code = exit_codes.LOCKED
         fetch.fetch = False
     try:
-        _plan(plan, ctx, fetch)
+        _plan(plan, ctx, fetch, run_code)
     finally:
         if ctx.worktree is not None:
             records.remove_worktree(ctx.git, ctx.worktree)
@@ -149,7 +155,7 @@ def build_plan(options: Any) -> DeployPlan:
     return plan
 
 
-def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
+def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep, run_code: bool) -> None:
     try:
         EnvironmentStep().run(ctx)
     except CommandFailure as exc:
@@ -189,6 +195,36 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
         ctx.changed_files = fetch._changed(ctx)
     plan.commits = [[c.sha, c.subject] for c in ctx.commits]
     plan.changed_files = ctx.changed_files
+    if not run_code:
+        plan.notes.append(NO_CODE_NOTE)
+        plan.steps = [_decide_without_code(step, ctx) for step in steps]
+        return
+    _plan_migrations(plan, ctx)
+    plan.steps = [_decide(step, ctx) for step in steps]
+
+
+NO_CODE_NOTE = (
+    "The migration plan is not computed on this page: it runs the target's code. It is "
+    "computed when you ask for it (a confirmed POST) and by the deploy itself."
+)
+
+
+def _decide_without_code(step: Step, ctx: DeployContext) -> PlannedStep:
+    """What git alone tells about a step: migration steps depend on the migration files."""
+    if step.name in ("migrate", "post_migrate"):
+        changed = [f for f in ctx.changed_files if "/migrations/" in f"/{f}" and f.endswith(".py")]
+        if changed:
+            return PlannedStep(
+                step.name, True, f"{len(changed)} migration file(s) changed; the deploy plans them"
+            )
+        return PlannedStep(step.name, False, "no migration file changed (the deploy checks)")
+    if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS:
+        return PlannedStep(step.name, True, "in the preflight, or after the migrations")
+    return _decide(step, ctx)
+
+
+def _plan_migrations(plan: DeployPlan, ctx: DeployContext) -> None:
+    """Run the target's own code from a worktree to list its pending migrations."""
     path = records.worktrees_dir() / f"plan-{ctx.target_sha[:12]}-{os.getpid()}"
     ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
     try:
@@ -206,7 +242,6 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep) -> None:
         plan.migration_errors = found.errors
         if not found.ok and plan.exit_code == exit_codes.OK:
             plan.exit_code = exit_codes.FAILED
-    plan.steps = [_decide(step, ctx) for step in steps]
 
 
 def _decide(step: Step, ctx: DeployContext) -> PlannedStep:
