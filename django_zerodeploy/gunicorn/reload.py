@@ -29,7 +29,7 @@ from . import systemd
 from .master import Master, find_master
 from .probe import GunicornConfig, probe_config
 from .result import Recorder, ReloadResult
-from .strategies import RUNNERS, Context, refusal
+from .strategies import HOOKLESS_NOTE, RUNNERS, Context, fallback, refusal
 
 logger = logging.getLogger("django_zerodeploy.reload")
 LOCK_EXTRA_WAIT = 60.0  # beyond --timeout: a reload in progress may still retire its old master
@@ -121,6 +121,14 @@ def _probe(master: Master, timeout: float) -> GunicornConfig:
     return probe_config(master.python, args, master.cwd, master.environ, timeout=timeout)
 
 
+def gunicorn_app_spec(spec: str | None) -> str | None:
+    """``module:callable`` as Gunicorn reads it: ``gunicorn myproject.wsgi`` serves the
+    module's ``application`` (gunicorn ``util.import_app``)."""
+    if spec and ":" not in spec:
+        return f"{spec}:application"
+    return spec
+
+
 def _preflight_phase(
     master: Master, config: GunicornConfig, timeout: float, run_app: bool, recorder: Recorder
 ) -> ReloadResult | None:
@@ -145,7 +153,7 @@ def _preflight_phase(
         code_dir,
         python=master.python,
         env=env,
-        wsgi_app=config.wsgi_app or master.wsgi_app,
+        wsgi_app=gunicorn_app_spec(config.wsgi_app or master.wsgi_app),
         smoke_urls=list(app_settings.SMOKE_URLS),
         timeout=timeout,
     )
@@ -175,7 +183,7 @@ def reload(
     recorder = Recorder(echo)
     strategy = strategy or app_settings.RELOAD_STRATEGY
     result = _reload(recorder, strategy, pidfile, unit, timeout, run_preflight)
-    result.strategy = strategy
+    result.strategy = result.strategy or strategy  # the one that ran, after a fallback
     result.phases = recorder.phases
     result.duration = recorder.elapsed
     if not result.ok:
@@ -229,7 +237,15 @@ def _reload(
                 _resolve_unit(unit, master),
                 recorder,
                 strategy=strategy,
+                hooked=config.hooked,
             )
+            if not config.hooked:
+                recorder.phase("readiness", HOOKLESS_NOTE)
+            switched = fallback(strategy, ctx)
+            if switched:
+                strategy, why = switched
+                ctx.strategy = strategy
+                recorder.phase("strategy", why)
             refused = refusal(strategy, ctx)
             if refused:
                 code, message = refused

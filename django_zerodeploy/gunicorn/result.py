@@ -36,6 +36,7 @@ class ReloadResult:
     phases: list[Phase] = field(default_factory=list)
     output: str = ""  # log or traceback lines that explain a failure, redacted
     duration: float = 0.0
+    hooked: bool = True  # False: readiness was observed from outside (no django_zerodeploy hook)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

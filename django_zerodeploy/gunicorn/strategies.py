@@ -1,10 +1,15 @@
 """The three ways to load new code into a running Gunicorn, each with its own checks.
 
 ``usr2``: a new master next to the old one; the old one is retired only once every worker of
-the new generation reported ready, and a new generation that fails is stopped while the old one
+the new generation is ready, and a new generation that fails is stopped while the old one
 keeps serving. ``hup`` and ``systemd`` (``systemctl reload``, whose ExecReload sends HUP) reload
 in place: Gunicorn stops the old workers as soon as the new ones are forked, so they depend on
 the preflight, and the verification can only tell whether the site came back.
+
+"Ready" is what the workers of a Gunicorn running our hook report (URLconf and smoke URLs
+passed, and the release each runs). Without the hook it is observed from outside: the worker
+entered Gunicorn's request loop (``heartbeat``), after the preflight passed; the release that
+serves is then read from ``HEALTHZ_URL`` once only the new workers remain.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from .. import proc as proc_mod
 from .. import readiness
 from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
 from ..osutil import last_lines
-from . import systemd
+from . import heartbeat, systemd
 from .master import Master, build_master, child_masters, read_pidfile
 from .probe import GunicornConfig, started_as_module
 from .result import Recorder, ReloadResult
@@ -31,6 +36,13 @@ POLL = 0.1
 RETIRE_MARGIN = 15.0  # beyond graceful_timeout, for a master to finish exiting
 PROMOTION_WAIT = 15.0  # the new master checks its parent about once a second
 ANNOUNCE_WAIT = 10.0
+VERIFY_WAIT = 15.0  # hookless: for HEALTHZ_URL to report the new release
+HOOKLESS_NOTE = (
+    "Gunicorn runs without django_zerodeploy's hook: new workers count as ready once they "
+    "enter Gunicorn's request loop, gated by the preflight. The hook adds a URLconf and smoke "
+    "check in every worker, the release each one runs, and USR2 under systemd: add "
+    "`from django_zerodeploy.gunicorn_conf import *` to gunicorn.conf.py (docs/reload.md)."
+)
 
 
 @dataclass
@@ -44,6 +56,7 @@ class Context:
     unit: str | None
     recorder: Recorder
     strategy: str = ""
+    hooked: bool = True  # the next generation runs our readiness hook (config.hooked)
 
     def result(self, ok: bool, code: int, message: str, **extra: object) -> ReloadResult:
         result = ReloadResult(
@@ -53,6 +66,7 @@ class Context:
             message=message,
             old_master_pid=self.master.pid,
             phases=self.recorder.phases,
+            hooked=self.hooked,
         )
         for key, value in extra.items():
             setattr(result, key, value)
@@ -83,17 +97,39 @@ class Generation:
 
 
 def observe(
-    master: Master, expected: int, since: float, exclude: set[int] = frozenset()
-) -> Generation:  # type: ignore[assignment]
+    master: Master,
+    expected: int,
+    since: float,
+    exclude: set[int] = frozenset(),  # type: ignore[assignment]
+    hooked: bool = True,
+) -> Generation:
     """The generation of ``master`` started after ``since`` (workers in ``exclude`` are the old
-    ones, for an in-place reload)."""
+    ones, for an in-place reload). Without the hook a worker is ready once it entered the
+    request loop; its release is unknown ('')."""
     alive = master.alive()
     live = master.worker_pids() - exclude if alive else set()
-    ready = [
-        r for r in readiness.reports_for_master(master.pid) if r.ready and r.pid not in exclude
-    ]
+    if hooked:
+        ready = [
+            r for r in readiness.reports_for_master(master.pid) if r.ready and r.pid not in exclude
+        ]
+    else:
+        ready = [
+            readiness.WorkerReport(pid, master.pid, "", time.time(), True, "request loop")
+            for pid in sorted(live)
+            if heartbeat.in_request_loop(pid)
+        ]
     refusals = [r for r in readiness.refusals_for_master(master.pid) if r.booted_at >= since]
     return Generation(alive, expected, ready, live, refusals)
+
+
+def serving(master: Master) -> bool:
+    """``master`` is alive and has a worker that serves: one that reported ready, or (without
+    the hook) one in Gunicorn's request loop."""
+    if not master.alive():
+        return False
+    if any(r.ready for r in readiness.reports_for_master(master.pid)):
+        return True
+    return any(heartbeat.in_request_loop(pid) for pid in master.worker_pids())
 
 
 def _short(releases: set[str]) -> str:
@@ -147,13 +183,6 @@ def stop_master(master: Master, grace: float) -> str:
 # -- refusals, decided before any signal ---------------------------------------------------------
 def refusal(strategy: str, ctx: Context) -> tuple[int, str] | None:
     master, config = ctx.master, ctx.config
-    if not config.hooked:
-        return USAGE, (
-            "Gunicorn's configuration does not run django_zerodeploy's readiness hook, so a new "
-            "generation's readiness cannot be observed: start Gunicorn with "
-            "`-c python:django_zerodeploy.gunicorn_conf` or add "
-            "`from django_zerodeploy.gunicorn_conf import *` to gunicorn.conf.py."
-        )
     if strategy in ("hup", "systemd") and (master.preload or config.preload):
         return FAILED, (
             f"Refusing a {strategy} reload: Gunicorn runs with preload_app, so HUP would fork new "
@@ -188,6 +217,36 @@ def refusal(strategy: str, ctx: Context) -> tuple[int, str] | None:
     return None
 
 
+def fallback(strategy: str, ctx: Context) -> tuple[str, str] | None:
+    """(strategy to run instead, why) when a USR2 cannot work for this master but a reload in
+    place can: what ``systemctl reload`` (a HUP) would have done, behind the preflight. None
+    when usr2 works, or when a HUP could not load new code either (preload_app: refused)."""
+    if strategy != "usr2" or ctx.master.preload or ctx.config.preload:
+        return None
+    if not _reexec_ok(ctx):
+        why = (
+            "started with `python -m gunicorn` without django_zerodeploy's pre_exec hook, a "
+            "USR2 re-exec could not import Django (Gunicorn #3281)"
+        )
+    elif ctx.master.under_systemd and _systemd_usr2_refusal(ctx) is not None:
+        why = (
+            "under systemd a USR2 gets the new master killed when the old MainPID exits "
+            "(Gunicorn #2856) unless the hook announces it (Type=notify, NotifyAccess=all)"
+        )
+    else:
+        return None
+    chosen = "hup"
+    if ctx.master.under_systemd and ctx.unit:
+        with contextlib.suppress(CommandFailure):
+            if systemd.main_pid(ctx.unit) == ctx.master.pid:
+                chosen = "systemd"
+    how = f"systemctl reload {ctx.unit}" if chosen == "systemd" else "HUP to the master"
+    return (
+        chosen,
+        f"usr2 -> {chosen}: master {ctx.master.pid} was {why}; reloading in place ({how})",
+    )
+
+
 def _reexec_ok(ctx: Context) -> bool:
     """The running master's own fact if its workers reported it, else its command line and the
     configuration file."""
@@ -205,6 +264,8 @@ def _systemd_usr2_refusal(ctx: Context) -> tuple[int, str] | None:
         "and the django_zerodeploy.gunicorn_conf hooks (see docs/reload.md)."
     )
     base = f"Gunicorn master {master.pid} runs under systemd: a plain USR2 would get the new master killed when the old one exits (Gunicorn #2856)."
+    if not ctx.config.hooked:
+        return USAGE, base + " Gunicorn runs without the hook that announces it." + advice
     if not master.environ.get("NOTIFY_SOCKET"):
         return (
             USAGE,
@@ -286,8 +347,7 @@ def _abort(ctx: Context, new: Master, pidfile2: Path | None, why: str) -> Reload
     ctx.recorder.phase("aborted", f"new {stopped}; {reason}")
     output = log_tail(old, ctx.config)
     readiness.forget_master(new.pid)
-    serving = old.alive() and any(r.ready for r in readiness.reports_for_master(old.pid))
-    if serving:
+    if serving(old):
         return ctx.result(
             False,
             FAILED,
@@ -338,7 +398,7 @@ def run_usr2(ctx: Context) -> ReloadResult:
     rec.phase("new master", f"pid {new.pid}")
 
     while True:
-        gen = observe(new, ctx.config.workers, since)
+        gen = observe(new, ctx.config.workers, since, hooked=ctx.hooked)
         if gen.complete:
             break
         if gen.refusals:
@@ -362,7 +422,7 @@ def run_usr2(ctx: Context) -> ReloadResult:
     mixed = _mixed(gen)
     if mixed:
         return _abort(ctx, new, pidfile2, mixed)
-    if ctx.expected_release and gen.releases != {ctx.expected_release}:
+    if ctx.hooked and ctx.expected_release and gen.releases != {ctx.expected_release}:
         return _abort(
             ctx,
             new,
@@ -417,6 +477,8 @@ def run_usr2(ctx: Context) -> ReloadResult:
 def _reloaded(ctx: Context, master: Master, gen: Generation, note: str = "") -> ReloadResult:
     """The success result: ``master`` serves the one release its ready generation reports."""
     (release,) = gen.releases  # one release: _mixed() refused several
+    if not ctx.hooked:
+        return _verified_from_outside(ctx, master, gen, note)
     return ctx.result(
         True,
         OK,
@@ -426,6 +488,57 @@ def _reloaded(ctx: Context, master: Master, gen: Generation, note: str = "") -> 
         release=release,
         workers_ready=len(gen.ready),
         workers_expected=gen.expected,
+    )
+
+
+def _verified_from_outside(
+    ctx: Context, master: Master, gen: Generation, note: str
+) -> ReloadResult:
+    """Without the hook, the workers do not say which release they run: only new workers remain
+    now, so HEALTHZ_URL answers for them. Without HEALTHZ_URL the release is not verified."""
+    from ..conf import app_settings
+    from ..pipeline.serving import healthz_release
+
+    done = dict(
+        new_master_pid=master.pid, workers_ready=len(gen.ready), workers_expected=gen.expected
+    )
+    url = app_settings.HEALTHZ_URL
+    if not url:
+        ctx.recorder.phase("verify", "not verified: no hook and no HEALTHZ_URL")
+        return ctx.result(
+            True,
+            OK,
+            f"Reloaded: master {master.pid} serves with {gen.count()} workers in their request "
+            f"loop{note}; the release is not verified (set HEALTHZ_URL, or add the hook).",
+            **done,
+        )
+    expected = ctx.expected_release
+
+    def new_release() -> str | None:
+        release = healthz_release(url)
+        return release if release and (not expected or release == expected) else None
+
+    seen = wait_until(new_release, VERIFY_WAIT)
+    if not seen:
+        got = healthz_release(url)
+        ctx.recorder.phase("verify", f"{url} reports releaseId {got!r}")
+        return ctx.result(
+            False,
+            FAILED,
+            f"The reloaded workers of master {master.pid} report release {(got or 'none')[:12]} "
+            f"at {url}, not the checkout's {expected[:12]} (a symlinked release directory? "
+            "Gunicorn #394).",
+            release=got,
+            **done,
+        )
+    ctx.recorder.phase("verify", f"{url} reports releaseId {seen}")
+    return ctx.result(
+        True,
+        OK,
+        f"Reloaded: master {master.pid} serves release {str(seen)[:12]} with {gen.count()} "
+        f"workers in their request loop{note}.",
+        release=seen,
+        **done,
     )
 
 
@@ -455,7 +568,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
     rec.phase("signal", send())
     deadline = time.monotonic() + ctx.timeout
     while True:
-        gen = observe(master, ctx.config.workers, since, exclude=old_workers)
+        gen = observe(master, ctx.config.workers, since, old_workers, ctx.hooked)
         if not gen.master_alive:
             reason = _refusal_text(gen.refusals) or "see Gunicorn's log"
             return ctx.result(
@@ -468,8 +581,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
             break
         if time.monotonic() > deadline:
             reason = _refusal_text(gen.refusals)
-            serving = [r for r in readiness.reports_for_master(master.pid) if r.ready]
-            code = FAILED if serving and not gen.ready else DOWN
+            code = FAILED if serving(master) and not gen.ready else DOWN
             return ctx.result(
                 False,
                 code,
@@ -494,7 +606,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
             workers_ready=len(gen.ready),
             workers_expected=gen.expected,
         )
-    if ctx.expected_release and gen.releases != {ctx.expected_release}:
+    if ctx.hooked and ctx.expected_release and gen.releases != {ctx.expected_release}:
         (release,) = gen.releases
         return ctx.result(
             False,

@@ -115,6 +115,7 @@ class DeployContext:
     collected: bool = False
     reload_attempted: bool = False
     reloaded: bool = False
+    reload_hooked: bool = True  # False: Gunicorn runs without our readiness hook
     applied_migrations: list[str] = field(default_factory=list)
     mixed_window_started: float | None = None
     mixed_window: float | None = None

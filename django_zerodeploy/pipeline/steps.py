@@ -694,6 +694,11 @@ class ReloadStep(Step):
                 exit_code=code,
             )
         ctx.reloaded = True
+        ctx.reload_hooked = result.hooked
+        if not result.hooked:
+            from ..gunicorn.strategies import HOOKLESS_NOTE
+
+            ctx.echo(f"  note: {HOOKLESS_NOTE}")
         retired = time.monotonic() - began
         if ctx.mixed_window_started is not None:
             ctx.mixed_window = (began - ctx.mixed_window_started) + _until_new_generation(
@@ -771,6 +776,8 @@ class VerifyStep(Step):
         return True, "HEALTHZ_URL unset: the workers' reports"
 
     def run(self, ctx: DeployContext) -> Outcome:
+        if not app_settings.HEALTHZ_URL and not ctx.reload_hooked:
+            return Outcome("not verified: Gunicorn runs without the hook and HEALTHZ_URL is unset")
         try:
             master = serving.find_master()
         except CommandFailure:

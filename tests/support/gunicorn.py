@@ -4,8 +4,11 @@ pid and reaped at teardown, never left running."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,7 +62,11 @@ class Gunicorn:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         worker_class: str = "sync",
+        command: list[str] | None = None,
     ) -> None:
+        """``command``: the exact command line, as a user starts Gunicorn by hand or from a
+        systemd unit (no config, pidfile or log of ours); the master is then followed through
+        the process tree (USR2 children carry GUNICORN_PID)."""
         self.site = site
         self.workers = workers
         self.daemon = daemon
@@ -73,11 +80,16 @@ class Gunicorn:
             site.port = free_port()
         self.port = None if uds else site.port
         self.log = site.root / "gunicorn.log"
+        self.command = command
+        if command:
+            self.workers = int(_value(command, "-w", "--workers") or 1)
         self.proc: subprocess.Popen[bytes] | None = None
         self.seen_masters: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
     def argv(self) -> list[str]:
+        if self.command:
+            return list(self.command)
         bind = f"unix:{self.uds}" if self.uds else f"127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "gunicorn"]
         if self.config:
@@ -134,12 +146,38 @@ class Gunicorn:
 
     def master_pid(self) -> int | None:
         """The current master, from the pidfile (Gunicorn rewrites it after a USR2)."""
+        if self.command:
+            return self._oldest_master()
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.site.pidfile.read_text().strip())
             if psutil.pid_exists(pid):
                 self.seen_masters.add(pid)
                 return pid
         return None
+
+    def _oldest_master(self) -> int | None:
+        """Without a pidfile: the oldest live master among the one started and the masters
+        USR2 made of it (the old one until it exits, as Gunicorn's pidfile would say)."""
+        if self.proc:
+            self.seen_masters.add(self.proc.pid)
+        grew = True
+        while grew:  # a re-exec'd master keeps GUNICORN_PID in its exec-time environment
+            grew = False
+            for proc in psutil.process_iter():
+                with contextlib.suppress(psutil.Error):
+                    if proc.pid in self.seen_masters or not _is_gunicorn(proc):
+                        continue
+                    parent = proc.environ().get("GUNICORN_PID", "")
+                    if parent.isdigit() and int(parent) in self.seen_masters:
+                        self.seen_masters.add(proc.pid)
+                        grew = True
+        live = []
+        for pid in self.seen_masters:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE and _is_gunicorn(proc):
+                    live.append((proc.create_time(), pid))
+        return min(live)[1] if live else None
 
     def worker_pids(self, master: int | None = None) -> list[int]:
         master = master or self.master_pid()
@@ -220,6 +258,13 @@ class Gunicorn:
         self.stop()
 
 
+def _value(argv: list[str], *names: str) -> str | None:
+    for index, part in enumerate(argv[:-1]):
+        if part in names:
+            return argv[index + 1]
+    return None
+
+
 def _is_gunicorn(p: psutil.Process) -> bool:
     with contextlib.suppress(psutil.Error):
         return any("gunicorn" in part for part in p.cmdline()[:4])
@@ -244,3 +289,35 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1):  # noqa: AN
 
 
 __all__ = ["Gunicorn", "free_port", "wait_for", "connection", "Path"]
+
+
+def gunicorn_venv(version: str) -> Path:
+    """A small virtualenv with exactly Gunicorn ``version`` from PyPI, built once and cached
+    outside the repository. Django, django-q2, psutil and django-zerodeploy come from the test
+    virtualenv through a ``.pth`` file, which Python reads after the small venv's own
+    site-packages: its ``gunicorn`` is the one imported, and ``bin/gunicorn`` starts it."""
+    import hashlib
+    import site as site_mod
+
+    cache = Path(os.environ.get("ZERODEPLOY_TEST_CACHE", "/var/cache/django-zerodeploy-tests"))
+    key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:10]
+    venv = cache / f"gunicorn-{version}-{key}"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a half-built venv is redone
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", f"gunicorn=={version}"],
+                check=True,
+                env=dict(os.environ, PIP_CONSTRAINT="", PIP_DISABLE_PIP_VERSION_CHECK="1"),
+                timeout=600,
+            )
+            (venv / ".complete").touch()
+    (own,) = (venv / "lib").glob("python*/site-packages")
+    host = [p for p in site_mod.getsitepackages() if p.startswith(sys.prefix)]
+    # addsitedir, not a plain path line: the host's own .pth files (an editable install) run too
+    lines = [f"import site; site.addsitedir({path!r})" for path in host]
+    (own / "zerodeploy-test-host.pth").write_text("\n".join(lines) + "\n")
+    return venv
