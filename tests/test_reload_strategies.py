@@ -118,26 +118,29 @@ def test_systemd_strategy_runs_systemctl_reload_and_verifies(
     assert_served(server, site, "v2", sha)
 
 
-def test_bare_usr2_is_refused_for_a_master_under_systemd(
+def test_usr2_under_systemd_without_notify_access_reloads_through_systemctl(
     site, gunicorn_factory, load_factory, tmp_path
 ):
-    """Not Type=notify (no NOTIFY_SOCKET): a USR2 would get the new master killed when the old
-    MainPID exits (Gunicorn #2856), so the command refuses (exit 2) and signals nothing."""
+    """Not Type=notify (no NOTIFY_SOCKET): a bare USR2 would get the new master killed when the
+    old MainPID exits (Gunicorn #2856). The command sends no USR2 and reloads the way the
+    unit's own ``systemctl reload`` does, behind the preflight and with the same checks."""
     server = started(gunicorn_factory, site, workers=2, env={"INVOCATION_ID": "0123456789abcdef"})
     master, workers = server.master_pid(), set(server.worker_pids())
-    bin_dir, _ = systemctl_standin(tmp_path, site.pidfile, notify_access="main")
-    new_release(site, "v2")
+    bin_dir, log = systemctl_standin(tmp_path, site.pidfile, notify_access="main")
+    sha = new_release(site, "v2")
     load = under_load(server, load_factory)
     ran, result = reload_cli(site, "--unit", UNIT, PATH=_path_with(site, bin_dir))
     report = finish(load)
 
-    assert ran.returncode == exit_codes.USAGE, ran.stdout + ran.stderr
-    assert "runs under systemd" in result["message"] and "#2856" in result["message"]
-    assert "--strategy systemd" in result["message"]
-    assert server.master_pid() == master and set(server.worker_pids()) == workers
-    assert "usr2" not in gunicorn_log(server)
+    assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
+    assert result["strategy"] == "systemd"
+    (switch,) = [p["detail"] for p in result["phases"] if p["name"] == "strategy"]
+    assert switch.startswith("usr2 -> systemd") and "#2856" in switch
+    assert f"reload {UNIT}" in log.read_text().splitlines()
+    assert server.master_pid() == master and not set(server.worker_pids()) & workers
+    assert "usr2" not in gunicorn_log(server).lower()
     assert report.failed == 0, report.summary()
-    assert_served(server, site, "v1")
+    assert_served(server, site, "v2", sha)
 
 
 class NotifySocket:
