@@ -1,6 +1,9 @@
 """The hup and systemd strategies, and usr2 for a master that runs under systemd.
 
-systemd itself cannot run here. A ``systemctl`` stand-in on PATH answers what the command asks
+A real systemd runs these in tests/test_systemd_real.py (systemd-nspawn, as root). These keep a
+stand-in for what the real one cannot show: the exact ``systemctl`` command lines built, and the
+exact MAINPID datagram with the moment it arrived (the old master still alive); they also run
+without root. A ``systemctl`` stand-in on PATH answers what the command asks
 (``show -p MainPID --value UNIT``, ``show -p NotifyAccess --value UNIT``) and does what the
 documented unit's ``ExecReload=/bin/kill -s HUP $MAINPID`` does on ``reload``; it logs every
 command line it gets, so the tests check the exact commands built. systemd's notification

@@ -167,9 +167,12 @@ class Container:
         timeout: float = 300,
         check: bool = True,
         env: dict[str, str] | None = None,
+        cwd: Path | str = "/",
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside the container (all its namespaces) and wait for it."""
-        inner = ["env", "-i", *(f"{k}={v}" for k, v in (env or {"PATH": _PATH}).items()), *argv]
+        """Run ``argv`` inside the container (all its namespaces) in ``cwd`` with exactly
+        ``env``, and wait for it."""
+        variables = [f"{k}={v}" for k, v in (env or {"PATH": _PATH}).items()]
+        inner = ["env", "-i", "-C", str(cwd), *variables, *argv]
         ran = subprocess.run(
             ["nsenter", "-t", str(self.leader), "-a", *inner],
             capture_output=True,

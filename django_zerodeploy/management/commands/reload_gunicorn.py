@@ -16,8 +16,8 @@ EPILOG = (
     "Exit codes: 0 reloaded, the new release serves; 1 refused or aborted (preflight failed, "
     "the new generation did not get ready, another reload kept the lock, hup or systemd on preload_app): "
     "the old release still serves; 2 bad usage or configuration (unknown strategy, pidfile of "
-    "another project, several masters, no readiness hook, a master under systemd that cannot "
-    "take a USR2), nothing was signalled; 3 the site is down or may be (Gunicorn not running, "
+    "another project, several masters, usr2 on a preload_app master that cannot re-exec), "
+    "nothing was signalled; 3 the site is down or may be (Gunicorn not running, "
     "the master exited) and needs a person."
 )
 
