@@ -484,7 +484,7 @@ def check_reload(master: Any, config: Any) -> Finding:
     """The refusals the reload itself would make, decided the same way (nothing signalled)."""
     from .gunicorn.reload import _resolve_unit
     from .gunicorn.result import Recorder
-    from .gunicorn.strategies import Context, refusal
+    from .gunicorn.strategies import Context, decide
 
     strategy = app_settings.RELOAD_STRATEGY
     if config is None or not config.ok:
@@ -498,11 +498,17 @@ def check_reload(master: Any, config: Any) -> Finding:
         unit=_resolve_unit(None, master),
         recorder=Recorder(),
         strategy=strategy,
+        hooked=config.hooked,
     )
-    refused = refusal(strategy, ctx)
+    chosen, why, refused = decide(strategy, ctx)
     if refused:
-        return Finding("reload", False, f"strategy {strategy}: {refused[1]}")
-    return Finding("reload", True, f"strategy {strategy} would reload master {master.pid}")
+        return Finding("reload", False, f"strategy {chosen}: {refused[1]}")
+    detail = f"strategy {chosen} would reload master {master.pid}"
+    if why:
+        detail += f" ({why})"
+    if not config.hooked:
+        detail += "; readiness observed from outside (no hook)"
+    return Finding("reload", True, detail)
 
 
 def check_setup() -> SetupReport:

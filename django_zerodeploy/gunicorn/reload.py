@@ -29,7 +29,7 @@ from . import systemd
 from .master import Master, find_master
 from .probe import GunicornConfig, probe_config
 from .result import Recorder, ReloadResult
-from .strategies import HOOKLESS_NOTE, RUNNERS, Context, fallback, refusal
+from .strategies import HOOKLESS_NOTE, RUNNERS, Context, decide
 
 logger = logging.getLogger("django_zerodeploy.reload")
 LOCK_EXTRA_WAIT = 60.0  # beyond --timeout: a reload in progress may still retire its old master
@@ -241,12 +241,10 @@ def _reload(
             )
             if not config.hooked:
                 recorder.phase("readiness", HOOKLESS_NOTE)
-            switched = fallback(strategy, ctx)
-            if switched:
-                strategy, why = switched
+            strategy, why, refused = decide(strategy, ctx)
+            if why:
                 ctx.strategy = strategy
                 recorder.phase("strategy", why)
-            refused = refusal(strategy, ctx)
             if refused:
                 code, message = refused
                 recorder.phase("refused", message)

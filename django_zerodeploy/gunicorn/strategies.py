@@ -217,6 +217,16 @@ def refusal(strategy: str, ctx: Context) -> tuple[int, str] | None:
     return None
 
 
+def decide(strategy: str, ctx: Context) -> tuple[str, str, tuple[int, str] | None]:
+    """(the strategy that will run, why it replaced the one asked for or '', the refusal or
+    None): what a reload does before any signal, also what ``deploy --check`` reports."""
+    switched = fallback(strategy, ctx)
+    why = ""
+    if switched:
+        strategy, why = switched
+    return strategy, why, refusal(strategy, ctx)
+
+
 def fallback(strategy: str, ctx: Context) -> tuple[str, str] | None:
     """(strategy to run instead, why) when a USR2 cannot work for this master but a reload in
     place can: what ``systemctl reload`` (a HUP) would have done, behind the preflight. None
