@@ -336,6 +336,12 @@ def _ignore_reason(push: Push, wanted: str) -> str | None:
     active = (Deployment.Status.QUEUED, Deployment.Status.RUNNING)
     if Deployment.objects.filter(target_sha=push.after, status__in=active).exists():
         return f"a deploy of {push.after[:10]} is already queued or running"
+    done = Deployment.objects.filter(target_sha=push.after, status=Deployment.Status.SUCCEEDED)
+    first = done.order_by("pk").first()
+    if first is not None:  # e.g. rolled back since: a replay must not bring it back
+        return (
+            f"{push.after[:10]} was already deployed (deploy #{first.pk}); deploy it from the admin"
+        )
     return _serving_reason(push.after)
 
 

@@ -292,6 +292,14 @@ def test_a_push_of_what_is_already_queued_is_ignored(client, url):
     assert "already" in again.json()["reason"] and Deployment.objects.count() == 1
 
 
+def test_a_push_of_a_release_deployed_before_is_ignored(client, url):
+    """Rolled back since, a replayed push (its delivery row pruned) must not bring it back."""
+    done = Deployment.objects.create(status=Deployment.Status.SUCCEEDED, target_sha=HEAD)
+    response = post_github(client, url, github_push())
+    assert response.status_code == 200 and f"deploy #{done.pk}" in response.json()["reason"]
+    assert Deployment.objects.count() == 1
+
+
 def test_a_push_of_what_serves_or_older_is_ignored(client, url, tmp_path, settings):
     repo = tmp_path / "repo"
     _git(tmp_path, "init", "-q", "-b", "main", str(repo))
