@@ -29,6 +29,7 @@ INTERNAL = [
     r"\b(?:this|last|previous|next) session\b",
     r"\bour (?:tests?|measurements?|benchmarks?)\b",
     r"\btests? prove\b",
+    r"\b(?:of ours|our (?:hooks?|config\w*|code|command))\b",
     r"\breviewers?\b",
     r"\bhelpers?\.md\b",
     r"\bfield[_ ]notes\b",
@@ -57,6 +58,7 @@ def test_the_wording_check_catches_internal_phrases() -> None:
         "the seed's script",
         "as the last session found",
         "our tests prove it",
+        "a Gunicorn without any config of ours",
     ]
     for sample in samples:
         assert any(re.search(p, sample, re.IGNORECASE) for p in INTERNAL), sample
