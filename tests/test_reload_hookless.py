@@ -191,3 +191,28 @@ def test_deploy_without_hook_good_then_broken(site, gunicorn_factory, load_facto
     assert report.failed == 0, report.summary()
     assert_served(server, site, "v2", good)
     assert site.server_head() == good
+
+
+def test_usr2_without_hook_on_a_unix_socket_without_healthz_url(
+    site, gunicorn_factory, load_factory
+):
+    """``-b unix:...`` and no HEALTHZ_URL: the reload still happens (the new workers in their
+    request loop), the socket file keeps its inode, and the message says the release could not
+    be verified rather than claiming it."""
+    user_project(site)
+    sock = site.runtime / "gunicorn.sock"
+    command = [str(VENV_BIN / "gunicorn"), "exampleproject.wsgi", "-w", "3", "-b", f"unix:{sock}"]
+    server: Gunicorn = gunicorn_factory(command=command, uds=True, env=NO_PIDFILE)
+    inode = sock.stat().st_ino
+    old = server.master_pid()
+    new_release(site, "v2")
+    load = under_load(server, load_factory)
+    ran, result = reload_cli(site, ZERODEPLOY_HEALTHZ_URL="", **NO_PIDFILE)
+    report = finish(load)
+
+    assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
+    assert result["new_master_pid"] == server.master_pid() != old and not alive(old)
+    assert "the release is not verified" in result["message"] and result["release"] is None
+    assert sock.stat().st_ino == inode
+    assert report.failed == 0, report.summary()
+    assert server.served_releases(6) == {"v2"}
