@@ -128,8 +128,8 @@ def test_no_gunicorn_exits_2(site) -> None:
     )
 
 
-# systemctl needs systemd as PID 1, which this machine does not run: the unit's properties are
-# given as `systemctl show` prints them (the format parse_show reads).
+# The property values as `systemctl show` prints them, for every branch of evaluate_unit;
+# tests/test_systemd_real.py runs `deploy --check` against real units under a real systemd.
 DOCS_UNIT = """\
 Type=simple
 ExecReload={ path=/bin/kill ; argv[]=/bin/kill -s HUP $MAINPID ; ignore_errors=no }

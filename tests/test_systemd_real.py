@@ -9,7 +9,8 @@ of ours; bound to a TCP port instead of the docs' socket activation, so that the
 it), and the one docs/reload.md recommends (``NotifyAccess=all``, our hooks, a pidfile). For
 each: a good release with every strategy that applies, a broken one, then ``systemctl reload``
 and ``systemctl restart``; every deploy under load with 0 failed requests, and afterwards the
-release that serves, the unit ``active`` and its ``MainPID`` the live Gunicorn master.
+release that serves, the unit ``active`` and its ``MainPID`` the live Gunicorn master. And
+``deploy --check`` reading both units through ``systemctl show``.
 """
 
 from __future__ import annotations
@@ -294,3 +295,58 @@ def test_recommended_unit_deploys_with_usr2_and_the_mainpid_handover(container, 
     served(service, "v3", sha)
 
     later_reload_and_restart(service, "v3", sha, load_factory)
+
+
+def _check(service: Service, **env: str) -> tuple[int, dict[str, dict]]:
+    """``manage.py deploy --check --json`` inside the container, as the operator runs it."""
+    import json
+
+    environment = {**_environment(service.site, env.pop("pidfile", "")), **env}
+    environment["PATH"] = f"{VENV_BIN}:{systemd_nspawn._PATH}"
+    ran = service.box.run(
+        str(VENV_BIN / "python"),
+        "manage.py",
+        "deploy",
+        "--check",
+        "--json",
+        env=environment,
+        cwd=service.site.server,
+        check=False,
+    )
+    data = json.loads(ran.stdout)
+    return ran.returncode, {f["name"]: f for f in data["findings"]}
+
+
+def test_deploy_check_reads_the_running_units(container):
+    """``deploy --check`` reads each unit through ``systemctl show``: the documented unit's
+    NotifyAccess=main and its PrivateTmp are reported (with RUNTIME_DIR outside /tmp the
+    processes still meet), the recommended unit passes; both would deploy (exit 0)."""
+    docs_site = new_site(container, "check-docs", hooked=False)
+    docs_text = docs_unit(docs_site).replace("RuntimeDirectory=gunicorn", "RuntimeDirectory=chk")
+    docs = Service(container, docs_site, "chk-docs.service", docs_text)
+    ours_site = new_site(container, "check-site", hooked=True)
+    pidfile = "/run/chk-site/gunicorn.pid"
+    ours = Service(container, ours_site, "chk-site.service", our_unit(ours_site, "chk-site"))
+    docs.start()
+    ours.start()
+    try:
+        code, found = _check(docs)
+        assert found["systemd unit"]["ok"], found["systemd unit"]
+        assert "chk-docs.service" in found["systemd unit"]["detail"]
+        assert not found["unit NotifyAccess"]["ok"]
+        assert found["unit NotifyAccess"]["fix"].startswith("NotifyAccess=all")
+        assert found["unit Type"]["ok"] and found["unit KillMode"]["ok"]
+        assert found["unit PrivateTmp"]["ok"]  # RUNTIME_DIR is configured outside /tmp
+        assert found["unit PrivateTmp"]["detail"].startswith("yes")
+        assert found["runtime directory"]["ok"], found["runtime directory"]
+        assert not found["Gunicorn hook"]["ok"]
+        assert code == exit_codes.OK, found
+
+        code, found = _check(ours, pidfile=pidfile)
+        assert code == exit_codes.OK, found
+        for name in ("unit Type", "unit NotifyAccess", "unit ExecReload", "Gunicorn hook"):
+            assert found[name]["ok"], found[name]
+        assert "chk-site.service" in found["systemd unit"]["detail"]  # found from the cgroup
+    finally:
+        for service in (docs, ours):
+            service.box.systemctl("stop", service.unit, check=False)
