@@ -289,6 +289,24 @@ def test_a_probe_with_any_session_cookie_never_waits_for_the_session_store(
         store.release()
 
 
+def test_without_the_health_middleware_first_a_hung_session_store_is_still_bounded(
+    client, settings, tmp_path
+):
+    """Reached through SessionMiddleware and AuthenticationMiddleware (HealthCheckMiddleware
+    missing), request.user is lazy: using it would load the session on the request thread."""
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "zerodeploy" not in m]
+    assert "django.contrib.auth.middleware.AuthenticationMiddleware" in settings.MIDDLEWARE
+    key = "c" * 32
+    store = HungSessionStore(settings, tmp_path, key)
+    configure(settings, HEALTHZ_CHECK_TIMEOUT=0.5)
+    try:
+        response, elapsed = timed_get(client, HTTP_COOKIE=f"sessionid={key}")
+        assert set(json.loads(response.content)) == {"status", "releaseId"}
+        assert elapsed < 10, f"the probe waited {elapsed:.1f} s for a hung session store"
+    finally:
+        store.release()
+
+
 def test_an_anonymous_looking_cookie_never_reaches_the_session_store(client, settings, tmp_path):
     key = "b" * 40  # a name the file store accepts, but no Django store makes: not opened
     store = HungSessionStore(settings, tmp_path, key)

@@ -21,6 +21,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import close_old_connections
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject, empty
 
 from ..conf import app_settings
 from .lanes import lane
@@ -58,7 +59,7 @@ def details_lookup(request: HttpRequest) -> Callable[[], bool]:
     if app_settings.HEALTHZ_PUBLIC_DETAILS or bearer_token_ok(request):
         return lambda: True
     user = getattr(request, "user", None)  # set when reached through AuthenticationMiddleware
-    if user is not None:
+    if user is not None and _evaluated(user):
         return lambda: _staff(user)
     key = _session_key(request)
     if key is None:
@@ -81,6 +82,13 @@ def details_lookup(request: HttpRequest) -> Callable[[], bool]:
         return False
 
     return answer
+
+
+def _evaluated(user: Any) -> bool:
+    """Whether ``request.user`` is already loaded. AuthenticationMiddleware sets a lazy object
+    whose first use loads the session and the user on this thread, unbounded (a health path
+    reached without HealthCheckMiddleware first): that lookup goes to the lane instead."""
+    return not isinstance(user, SimpleLazyObject) or user._wrapped is not empty
 
 
 def _session_key(request: HttpRequest) -> str | None:
