@@ -21,7 +21,11 @@ _URL_CREDENTIALS = re.compile(
 )
 # A name whose underscore-separated words include a secret word: DB_PASS, password, SECRET_KEY,
 # PIP_INDEX_URL, AWS_SECRET_ACCESS_KEY, token (not "passed", not "tokenizer")
-_SECRET_WORD = r"(?:TOKEN|PASSWORD|PASSWD|PASS|PWD|SECRET|INDEX_URL|API_KEY|ACCESS_KEY|PRIVATE_KEY)"  # noqa: S105
+# PGPASSWORD: libpq's variable, one word; --api-key: a dash
+_SECRET_WORD = (
+    r"(?:TOKEN|PASSWORD|PGPASSWORD|PASSWD|PASS|PWD|SECRET|INDEX_URL|API[_-]KEY|ACCESS[_-]KEY"  # noqa: S105
+    r"|PRIVATE[_-]KEY)"
+)
 _SECRET_NAME = rf"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)*{_SECRET_WORD}(?:_[A-Za-z0-9]+)*(?![A-Za-z0-9])"
 _QUOTED_OR_BARE = r"""(?:"(?P<dq>[^"\n]*)"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s'",;&}]+))"""
 # NAME=value, NAME: value, NAME = "value", "name": "value", --password value, --token=value

@@ -266,6 +266,8 @@ def test_output_is_text_with_newlines_normalised():
         ("GET /hook?token=tok123abc&x=1", "tok123abc"),
         ('{"password": "json-pw-1"}', "json-pw-1"),
         ("cloning https://u:pa/ss@h.example/repo.git", "pa/ss"),
+        ("PGPASSWORD=pg-pw-42 psql -h db", "pg-pw-42"),
+        ("curl --api-key=ak-123456 https://x", "ak-123456"),
     ],
 )
 def test_redact_common_secret_shapes(text, secret):
