@@ -114,9 +114,9 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["provider", "body_sha256"], name="zerodeploy_unique_delivery_body"
-            )
+            # not per provider: Forgejo signs one body for its own, Gitea's and GitHub's
+            # headers alike, so a body taken as forgejo could come back as gitea or github
+            models.UniqueConstraint(fields=["body_sha256"], name="zerodeploy_unique_delivery_body")
         ]
 
     def __str__(self) -> str:

@@ -424,6 +424,22 @@ def test_gitea_and_forgejo_signatures(client, url, forge):
     assert delivery.provider == forge.lower()
 
 
+def test_one_body_is_not_taken_again_as_another_provider(client, url):
+    """Forgejo signs one body for its own, Gitea's and GitHub's headers: the body received as
+    forgejo, its deploy failed, must not deploy again re-sent with the gitea or github headers."""
+    body = json.dumps(github_push()).encode()
+    headers = {"HTTP_X_FORGEJO_EVENT": "push", "HTTP_X_FORGEJO_SIGNATURE": sign(body)}
+    first = client.post(url, data=body, content_type="application/json", **headers)
+    assert first.status_code == 202, first.content
+    Deployment.objects.update(status=Deployment.Status.FAILED)
+    as_gitea = {"HTTP_X_GITEA_EVENT": "push", "HTTP_X_GITEA_SIGNATURE": sign(body)}
+    as_github = {"HTTP_X_GITHUB_EVENT": "push", "HTTP_X_HUB_SIGNATURE_256": "sha256=" + sign(body)}
+    for other in (as_gitea, as_github):
+        again = client.post(url, data=body, content_type="application/json", **other)
+        assert again.status_code == 409, again.content
+    assert Deployment.objects.count() == 1
+
+
 def test_forgejo_sending_gitea_and_github_headers_too_is_read_as_forgejo(client, url):
     body = json.dumps(github_push()).encode()
     response = client.post(

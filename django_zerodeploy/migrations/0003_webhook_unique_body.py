@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="webhookdelivery",
             constraint=models.UniqueConstraint(
-                fields=("provider", "body_sha256"), name="zerodeploy_unique_delivery_body"
+                fields=("body_sha256",), name="zerodeploy_unique_delivery_body"
             ),
         ),
     ]
