@@ -29,10 +29,10 @@ STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
     "fetch",
     "prepare",
     "install",
+    "collectstatic",
     "preflight",
     "checkout",
     "migrate",
-    "collectstatic",
     "smoke",
     "reload",
     "verify",
@@ -351,9 +351,15 @@ def _providers_ok(value: Any) -> str | None:
 
 
 def _requirements_ok(value: Any) -> str | None:
+    """Each item a path relative to REPO_DIR that stays inside it."""
     items = [value] if isinstance(value, str) else list(value)
     for item in items:
-        if not isinstance(item, str) or Path(item).is_absolute() or ".." in Path(item).parts:
+        if (
+            not isinstance(item, str)
+            or not item.strip("/.")
+            or Path(item).is_absolute()
+            or ".." in Path(item).parts
+        ):
             return f"{item!r} must be a path relative to REPO_DIR, inside it."
     return None
 

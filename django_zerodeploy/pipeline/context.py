@@ -102,6 +102,7 @@ class DeployContext:
     baselines: set[str] = field(default_factory=set)  # releases the live state may hold
     unknown_baseline: bool = False  # a baseline git cannot diff: assume everything changed
     worktree: Path | None = None
+    shared: Any = None  # shared.SharedPaths: live state linked into the worktree
 
     # what the new release needs
     pending: list[Migration] = field(default_factory=list)
@@ -111,8 +112,11 @@ class DeployContext:
 
     # what has been done (read by the rollback)
     installed: bool = False
+    packages_before: Any = None  # packages.Snapshot taken before pip install
     checked_out: bool = False
     collected: bool = False
+    manifest_saved: bool = False  # previous_manifest holds STATIC_ROOT's manifest before collect
+    previous_manifest: bytes | None = None  # None: there was none
     reload_attempted: bool = False
     reloaded: bool = False
     reload_hooked: bool = True  # False: Gunicorn runs without our readiness hook

@@ -20,7 +20,7 @@ from .. import exit_codes
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
-from . import migrations, records
+from . import migrations, records, shared
 from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
 from .project import Project
@@ -229,7 +229,8 @@ def _plan_migrations(plan: DeployPlan, ctx: DeployContext) -> None:
     ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
     try:
         ctx.git.worktree_add(path, ctx.target_sha)
-    except GitError as exc:
+        shared.link_into(path, ctx.live, ctx.shared or shared.SharedPaths())
+    except (GitError, CommandFailure) as exc:
         plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
         records.remove_worktree(ctx.git, path)
         ctx.worktree = None  # the steps below read the live tree instead

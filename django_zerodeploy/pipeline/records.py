@@ -294,7 +294,12 @@ def cleanup_worktrees(git: Git) -> list[str]:
 
 
 def remove_worktree(git: Git, path: Path) -> None:
-    """Remove a worktree of ours, even one that ``git worktree add`` left half made."""
+    """Remove a worktree of ours, even one that ``git worktree add`` left half made; the links
+    to live state go first, so that nothing can delete through them."""
+    from .shared import unlink_from
+
+    if path.is_dir():
+        unlink_from(path)
     git.worktree_remove(path)  # also prunes what git knew of it
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)

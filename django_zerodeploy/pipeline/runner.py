@@ -49,9 +49,10 @@ def validate_options(options: DeployOptions) -> None:
 
 
 def format_line(result: StepResult) -> str:
-    """The step's line for the terminal (redacted: a detail may quote a URL with a token)."""
+    """The step's line for the terminal (redacted: a detail may quote a URL with a token). A
+    failed step's line has no detail: the deploy's closing message says it, once."""
     duration = "" if result.duration is None else f"{result.duration:6.2f} s"
-    detail = proc.redact(result.detail)
+    detail = "" if result.status == StepStatus.FAILED else proc.redact(result.detail)
     return f"  {result.name:<14} {result.status:<11} {duration:>8}  {detail}".rstrip()
 
 

@@ -24,7 +24,7 @@ from ..conf import app_settings, extra_steps_problem
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
 from ..preflight import preflight
-from . import migrations, records, serving
+from . import migrations, packages, records, serving, shared
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
 
 
@@ -130,7 +130,8 @@ class EnvironmentStep(Step):
                 exit_codes.USAGE,
             )
         details.append("clean")
-        details += _location_problems(ctx)
+        ctx.shared = shared.shared_paths(ctx.git, ctx.live)
+        shared.refuse_tracked(ctx.git, ctx.live, ctx.shared)
         free_mb = min(
             psutil.disk_usage(str(ctx.live)).free,
             psutil.disk_usage(str(app_settings.runtime_dir)).free,
@@ -146,40 +147,6 @@ class EnvironmentStep(Step):
             ctx.master = serving.find_master()
             details.append(f"Gunicorn master {getattr(ctx.master, 'pid', '?')}")
         return Outcome(", ".join(details))
-
-
-def _location_problems(ctx: DeployContext) -> list[str]:
-    """The preflight runs the new release from a worktree elsewhere: a SQLite file inside the
-    checkout would be another (empty) database there. Refuse that; note a STATIC_ROOT inside."""
-    notes = []
-    for alias, config in settings.DATABASES.items():
-        name = str(config.get("NAME") or "")
-        if (
-            "sqlite" in str(config.get("ENGINE", ""))
-            and name
-            and not name.startswith(":memory:")
-            and "mode=memory" not in name
-            and _inside_live(ctx, Path(name))
-        ):
-            raise CommandFailure(
-                f"DATABASES[{alias!r}]['NAME'] ({name}) lies inside the checkout {ctx.live}: the "
-                "preflight runs the new release from a worktree elsewhere and would open another "
-                "file there. Put the database outside the checkout (e.g. from an environment "
-                "variable); see docs/deploy.md.",
-                exit_codes.USAGE,
-            )
-    static_root = getattr(settings, "STATIC_ROOT", None)
-    if static_root and _inside_live(ctx, Path(static_root)):
-        notes.append(f"note: STATIC_ROOT {static_root} is inside the checkout (see docs/deploy.md)")
-    return notes
-
-
-def _inside_live(ctx: DeployContext, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(ctx.live.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
 
 
 # git's words when another fetch (e.g. a dry run's, which takes no lock) updates the same refs
@@ -335,7 +302,14 @@ class PrepareStep(Step):
             ctx.git.worktree_add(path, ctx.target_sha)
         except GitError as exc:
             raise StepFailed(f"Cannot prepare a worktree of {ctx.target_sha[:10]}: {exc}") from None
-        return Outcome(f"worktree {path}")
+        # the live checkout's own state (.env, SQLite, media, static, venv...) seen from the
+        # worktree: what the preflight checks is what the workers will run with
+        linked = shared.link_into(path, ctx.live, ctx.shared or shared.SharedPaths())
+        return Outcome(
+            f"worktree {path}; linked {len(linked)} live path(s)",
+            "linked from the live checkout:\n" + "\n".join(linked) if linked else "",
+            0,
+        )
 
 
 # -- the release, in the worktree --------------------------------------------------------------
@@ -393,6 +367,13 @@ class InstallStep(Step):
         return proc.run(args, cwd=tree, env=ctx.project.env(tree), timeout=_timeout())
 
     def run(self, ctx: DeployContext) -> Outcome:
+        env = ctx.project.env(ctx.new_code)
+        try:
+            ctx.packages_before = packages.snapshot(ctx.project.python, env, _timeout())
+        except packages.PackageError as exc:
+            raise StepFailed(
+                f"Cannot list the installed packages: {exc.message}", output=exc.output
+            ) from None
         ctx.installed = True  # even a failed pip may have changed packages: undo either way
         result = self._pip(ctx, ctx.new_code)
         if not result.ok:
@@ -401,12 +382,19 @@ class InstallStep(Step):
         return Outcome(done[-1] if done else "requirements already satisfied", result.output, 0)
 
     def undo(self, ctx: DeployContext) -> Outcome | None:
-        if not ctx.installed:
+        """The exact package set from before the install (see packages.py), not a reinstall of
+        the previous requirements: what the release added is removed, upgrades are reverted."""
+        if not ctx.installed or ctx.packages_before is None:
             return None
-        result = self._pip(ctx, ctx.live)  # the live tree holds the previous release again
-        if not result.ok:
-            raise _fail_from(result, "pip install of the previous requirements")
-        return Outcome("previous requirements reinstalled", result.output, 0)
+        try:
+            done = packages.restore(
+                ctx.project.python, ctx.project.env(ctx.live), ctx.packages_before, _timeout()
+            )
+        except packages.PackageError as exc:
+            raise StepFailed(
+                f"Restoring the previous packages failed: {exc.message}", output=exc.output
+            ) from None
+        return Outcome(done)
 
 
 class PreflightStep(Step):
@@ -572,6 +560,11 @@ def _static_sources(ctx: DeployContext) -> list[str]:
 
 
 class CollectStaticStep(Step):
+    """Collects the release's static files into STATIC_ROOT before the preflight, from the
+    worktree (linked to the live STATIC_ROOT): the preflight's and the smoke's ``{% static %}``
+    must find the new files in a manifest storage. No ``--clear``: the hashed files the previous
+    release references stay; its manifest is put back exactly if the deploy is undone."""
+
     name = "collectstatic"
     conditional = True
 
@@ -586,6 +579,9 @@ class CollectStaticStep(Step):
             return True, "installed packages changed"
         if ctx.unknown_baseline:
             return True, "the serving release is unknown to git"
+        manifest = _manifest_path()
+        if manifest is not None and not manifest.is_file():
+            return True, f"no manifest yet ({manifest})"
         sources = _static_sources(ctx)
         changed = [
             f
@@ -598,17 +594,21 @@ class CollectStaticStep(Step):
             return True, f"static files changed: {', '.join(changed[:3])}{more}"
         return False, "static sources unchanged"
 
-    def _collect(self, ctx: DeployContext) -> proc.ProcResult:
+    def _collect(self, ctx: DeployContext, tree: Path) -> proc.ProcResult:
         return proc.run(
-            ctx.project.manage(ctx.live, "collectstatic", "--noinput"),
-            cwd=ctx.project.live_dir,
-            env=ctx.project.env(ctx.live),
+            ctx.project.manage(tree, "collectstatic", "--noinput"),
+            cwd=ctx.project.code_dir(tree),
+            env=ctx.project.env(tree),
             timeout=_timeout(),
         )
 
     def run(self, ctx: DeployContext) -> Outcome:
+        manifest = _manifest_path()
+        if manifest is not None:
+            ctx.manifest_saved = True
+            ctx.previous_manifest = manifest.read_bytes() if manifest.is_file() else None
         ctx.collected = True
-        result = self._collect(ctx)
+        result = self._collect(ctx, ctx.new_code)
         if not result.ok:
             raise _fail_from(result, "collectstatic")
         return Outcome(result.last_lines(1), result.output, 0)
@@ -616,10 +616,30 @@ class CollectStaticStep(Step):
     def undo(self, ctx: DeployContext) -> Outcome | None:
         if not ctx.collected:
             return None
-        result = self._collect(ctx)
+        result = self._collect(ctx, ctx.live)  # the live tree holds the previous release again
         if not result.ok:
             raise _fail_from(result, "collectstatic of the previous release")
-        return Outcome("previous static files collected again", result.output, 0)
+        manifest = _manifest_path()
+        if manifest is not None and ctx.manifest_saved:
+            if ctx.previous_manifest is None:
+                manifest.unlink(missing_ok=True)
+            else:
+                manifest.write_bytes(ctx.previous_manifest)
+        return Outcome("previous static files and manifest back", result.output, 0)
+
+
+def _manifest_path() -> Path | None:
+    """The manifest file of a manifest static files storage (whitenoise's included), or None."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    try:
+        name = getattr(staticfiles_storage, "manifest_name", None)
+        location = getattr(staticfiles_storage, "location", None)
+    except Exception:  # noqa: BLE001 - a storage that cannot even load says so in collectstatic
+        return None
+    if not name or not location:
+        return None
+    return Path(location) / str(name)
 
 
 class SmokeStep(Step):
@@ -853,10 +873,10 @@ def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
         FetchStep(),
         PrepareStep(),
         InstallStep(),
+        CollectStaticStep(),
         PreflightStep(),
         CheckoutStep(),
         MigrateStep(),
-        CollectStaticStep(),
         SmokeStep(),
         ReloadStep(),
         VerifyStep(),
