@@ -38,12 +38,28 @@ BROKEN_MIGRATION = (
 
 
 def ensure_in_venv() -> None:
-    """Re-run this script with the project's .venv (created or refreshed by runtests)."""
+    """Re-run this script with the project's .venv. The demo needs only the project and
+    Gunicorn (the ``demo`` extra): a .venv that the test runner made already has them and is
+    used as it is; otherwise one is made without the test and docs tools (browser, MkDocs)."""
     venv = runtests.MAIN_VENV
     if Path(sys.prefix).resolve() == venv.resolve():
         return
-    python = runtests.ensure_venv(venv, sys.executable, "test,docs")
+    python = venv / "bin" / "python"
+    if not _has_extras(venv, ("demo", "test")):
+        python = runtests.ensure_venv(venv, sys.executable, "demo")
     os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])  # noqa: S606
+
+
+def _has_extras(venv: Path, any_of: tuple[str, ...]) -> bool:
+    """The venv holds this very pyproject installed with one of ``any_of`` (runtests' marker:
+    python, extras, Django, then pyproject.toml)."""
+    marker = venv / ".zerodeploy-installed"
+    if not (venv / "bin" / "python").exists() or not marker.exists():
+        return False
+    lines = marker.read_text().split("\n", 3)
+    pyproject = (runtests.ROOT / "pyproject.toml").read_text()
+    extras = lines[1].split(",") if len(lines) > 3 else []
+    return len(lines) > 3 and lines[3] == pyproject and any(e in extras for e in any_of)
 
 
 def title(text: str) -> None:

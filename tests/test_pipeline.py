@@ -52,7 +52,9 @@ def test_extra_steps_go_after_their_anchor_in_settings_order():
         "second",
     ]
     assert names[names.index("migrate") + 1] == "npm"
-    assert names.index("npm") < names.index("collectstatic")
+    assert names.index("npm") < names.index("smoke")
+    # static files are collected before the preflight renders {% static %}
+    assert names.index("install") < names.index("collectstatic") < names.index("preflight")
     assert isinstance(default_steps(extra=extra)[names.index("npm")], ExtraStep)
 
 
