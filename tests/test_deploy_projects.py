@@ -1,0 +1,274 @@
+"""``manage.py deploy`` in place on projects laid out as ``startproject`` makes them.
+
+Each fixture project (tests/support/projects.py) keeps SQLite, media, static files, a ``.env``,
+``local_settings.py`` and its virtualenv inside the checkout, git-ignored, and is served by a
+real Gunicorn under load. The rule under test: what the preflight checks is what serves. A view
+of the fixture computes a digest of the effective settings; the load's Gunicorn workers answer it
+over HTTP and the preflight interpreter writes it to a file while it requests the same URL as a
+smoke URL: the two must be equal, on every layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from django_zerodeploy.pipeline import shared
+from tests.support.projects import LAYOUTS, ProjectSite, build_wheel, home_template, make_project
+from tests.test_deploy import assert_clean_checkout, history, show, step, under_load
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def project_factory(tmp_path: Path):
+    """Make projects and start their Gunicorn; every Gunicorn is stopped at teardown."""
+    servers = []
+
+    def make(layout: str, **kwargs):
+        site = make_project(tmp_path / layout, layout, **kwargs)
+        server = site.gunicorn()
+        servers.append(server)
+        server.start()
+        return site, server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def live_digest(server) -> dict:
+    status, _, body = server.get("/digest/")
+    assert status == 200, body[:500]
+    return json.loads(body)
+
+
+def preflight_digests(folder: Path, site: ProjectSite) -> list[dict]:
+    """Digests the preflight interpreter wrote (its BASE_DIR is the worktree, not the live tree)."""
+    found = [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
+    return [d for d in found if Path(d["base_dir"]).resolve() != site.server.resolve()]
+
+
+def manifest(site: ProjectSite) -> bytes:
+    return (site.server / "staticfiles" / "staticfiles.json").read_bytes()
+
+
+NEW_STATIC = {
+    "pages/static/pages/new.css": "h1 { font-weight: 300; }\n",
+    "pages/templates/pages/home.html": home_template("pages/site.css", "pages/new.css"),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_good_release_deploys_and_preflight_sees_the_live_settings(
+    project_factory, load_factory, tmp_path, layout
+):
+    site, server = project_factory(layout)
+    before = live_digest(server)
+    assert before["settings"]["DEBUG"] is False  # production values from .env, in the workers
+    assert before["settings"]["BANNER"] == f"production-{layout}"
+    assert before["settings"]["SESSION_COOKIE_SECURE"] is True  # from local_settings.py
+    if layout == "environ":
+        assert before["settings"]["journal_mode"] == "wal"
+    good = site.commit_release("v2", NEW_STATIC)  # a new static file, used by the template
+    digests = tmp_path / f"digests-{layout}"
+    digests.mkdir()
+    result, report = under_load(site, server, load_factory, DIGEST_DIR=str(digests))
+    assert result.returncode == 0, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v2", report.summary()
+    assert server.served_releases() == {"v2"}
+    assert server.healthz()["releaseId"] == good
+    assert_clean_checkout(site, good)
+
+    seen = preflight_digests(digests, site)
+    assert seen, "the preflight did not request /digest/"
+    after = live_digest(server)
+    for digest in seen:
+        assert digest["settings"] == before["settings"]
+        assert digest["digest"] == before["digest"] == after["digest"]
+    # the new file was collected into the live STATIC_ROOT before the preflight rendered it
+    hashed = json.loads(manifest(site))["paths"]["pages/new.css"]
+    assert server.get(f"/static/{hashed}")[0] == 200
+    # SQLite's journal and WAL were made next to the live database, and only there
+    assert not list(site.runtime.glob("worktrees/*"))
+    record = history(site)[0]
+    assert "linked" in step(record, "prepare")["detail"]
+
+
+# -- broken releases, on one layout ------------------------------------------------------------
+FAILING_MIGRATION = {
+    "pages/models.py": "from django.db import models\n\n\nclass Tag(models.Model):\n"
+    "    name = models.CharField(max_length=20, null=True)\n",
+    "pages/migrations/0001_initial.py": "from django.db import migrations, models\n\n"
+    "class Migration(migrations.Migration):\n    initial = True\n    dependencies = []\n"
+    "    operations = [migrations.CreateModel('Tag', [('id', models.BigAutoField("
+    "primary_key=True)), ('name', models.CharField(max_length=20, null=True))])]\n",
+    "pages/migrations/0002_boom.py": "from django.db import migrations\n\n"
+    "def boom(apps, schema_editor):\n    raise RuntimeError('migration boom')\n\n"
+    "class Migration(migrations.Migration):\n    dependencies = [('pages', '0001_initial')]\n"
+    "    operations = [migrations.RunPython(boom, migrations.RunPython.noop)]\n",
+}
+
+
+def broken(site: ProjectSite, kind: str, wheels: Path) -> tuple[dict, dict]:
+    """(files of the broken release, environment of the deploy)."""
+    settings = (site.dev / "myproject" / "settings.py").read_text()
+    urls = (site.dev / "myproject" / "urls.py").read_text()
+    views = (site.dev / "pages" / "views.py").read_text()
+    requirements = (site.dev / "requirements.txt").read_text()
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+    if kind == "settings_import_error":
+        return {
+            "myproject/settings.py": settings + "\nimport missing_settings_helper  # noqa\n"
+        }, {}
+    if kind == "urlconf_import_error":
+        return {"myproject/urls.py": urls + "\nfrom pages.views import missing_view  # noqa\n"}, {}
+    if kind == "smoke_500":  # with a new static file: its manifest entry must be undone
+        files = dict(NEW_STATIC)
+        files["pages/views.py"] = views.replace(
+            "def home(request):\n", "def home(request):\n    raise ValueError('home is broken')\n"
+        )
+        return files, {}
+    if kind == "production_only_500":
+        # DEBUG=True (no .env) renders this; DEBUG=False with the manifest storage raises
+        # "Missing staticfiles manifest entry": only the live settings show the 500
+        return {"pages/templates/pages/home.html": home_template("pages/missing.css")}, {}
+    if kind == "failing_migration":
+        return FAILING_MIGRATION, {}
+    if kind == "bad_requirement":
+        return {"requirements.txt": requirements + "zd-missing-package==1.0\n"}, offline
+    raise AssertionError(kind)
+
+
+BROKEN = [
+    ("settings_import_error", "preflight", "missing_settings_helper"),
+    ("urlconf_import_error", "preflight", "missing_view"),
+    ("smoke_500", "preflight", "500"),
+    ("production_only_500", "preflight", "answered 500"),
+    ("failing_migration", "migrate", "pages.0001_initial"),
+    ("bad_requirement", "install", "pip install"),
+]
+
+
+@pytest.mark.parametrize(("kind", "failing", "words"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_release_is_refused_and_the_live_state_is_untouched(
+    project_factory, load_factory, tmp_path, kind, failing, words
+):
+    site, server = project_factory("dotenv")
+    v1 = site.server_head()
+    packages, static = site.packages(), manifest(site)
+    (tmp_path / "wheels").mkdir()  # an empty, offline package source: pip fails at once
+    files, env = broken(site, kind, tmp_path / "wheels")
+    site.commit_release("v2", files)
+    result, report = under_load(site, server, load_factory, **env)
+    assert result.returncode == 1, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v1", report.summary()
+    assert server.served_releases() == {"v1"}
+    assert server.healthz()["releaseId"] == v1
+    assert_clean_checkout(site, v1)
+    record = history(site)[0]
+    assert step(record, failing)["status"] == "failed", record["steps"]
+    assert words in record["message"], record["message"]
+    assert result.stdout.count(record["message"].split(":")[0]) == 1, show(result)  # said once
+    assert site.packages() == packages
+    assert manifest(site) == static  # the previous manifest, byte for byte
+    with closing(sqlite3.connect(site.db_path)) as conn:  # the live database still answers
+        assert conn.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 0
+
+
+def test_failed_requirement_change_restores_the_exact_package_set(
+    project_factory, load_factory, tmp_path
+):
+    """A release that upgrades one package and adds another, then fails its preflight: the
+    venv ends with exactly the packages it had (wheels built here, pip offline)."""
+    wheels = tmp_path / "wheels"
+    for name, version in (
+        ("zd-fixture-lib", "1.0"),
+        ("zd-fixture-lib", "2.0"),
+        ("zd-fixture-extra", "1.0"),
+    ):
+        build_wheel(wheels, name, version)
+    site, server = project_factory("dotenv", requirements="zd-fixture-lib\n")
+    site.pip("install", "--no-index", "--find-links", str(wheels), "zd-fixture-lib==1.0")
+    before = site.packages()
+    assert "zd-fixture-lib==1.0" in before
+    settings = (site.dev / "myproject" / "settings.py").read_text()
+    requirements = (site.dev / "requirements.txt").read_text()
+    site.commit_release(
+        "v2",
+        {
+            "requirements.txt": requirements.replace("zd-fixture-lib\n", "zd-fixture-lib==2.0\n")
+            + "zd-fixture-extra==1.0\n",
+            "myproject/settings.py": settings + "\nimport missing_settings_helper  # noqa\n",
+        },
+    )
+    env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+    result, report = under_load(site, server, load_factory, **env)
+    assert result.returncode == 1, show(result)
+    assert report.failed == 0, report.summary()
+    assert server.served_releases() == {"v1"}
+    record = history(site)[0]
+    installed = step(record, "install")
+    assert installed["status"] == "rolled_back", record["steps"]
+    assert (
+        "zd-fixture-extra-1.0" in installed["detail"]
+        and "zd-fixture-lib-2.0" in installed["detail"]
+    )
+    assert site.packages() == before
+    assert "exact previous package set" in step(record, "rollback:install")["detail"]
+
+
+# -- the linking itself, without a server ---------------------------------------------------------
+def test_sqlite_through_a_link_is_the_same_database_and_keeps_its_wal_beside_it(tmp_path):
+    live, tree = tmp_path / "live", tmp_path / "tree"
+    live.mkdir(), tree.mkdir()
+    with closing(sqlite3.connect(live / "db.sqlite3")) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    os.symlink(live / "db.sqlite3", tree / "db.sqlite3")
+    with closing(sqlite3.connect(tree / "db.sqlite3")) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.commit()
+        assert {p.name for p in live.iterdir()} >= {"db.sqlite3-wal", "db.sqlite3-shm"}
+        assert sorted(p.name for p in tree.iterdir()) == ["db.sqlite3"]
+    with closing(sqlite3.connect(live / "db.sqlite3")) as conn:
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_a_release_tracking_live_state_is_refused_naming_it(tmp_path):
+    live, tree = tmp_path / "live", tmp_path / "tree"
+    (live / "media").mkdir(parents=True)
+    (tree / "media").mkdir(parents=True)  # the release tracks a file in media/
+    paths = shared.SharedPaths()
+    paths.add("media", "MEDIA_ROOT")
+    with pytest.raises(shared.CommandFailure) as refused:
+        shared.link_into(tree, live, paths)
+    assert "media is live state" in refused.value.message
+    assert "SHARED_PATHS_EXCLUDE" in refused.value.message
+
+
+def test_removing_a_worktree_never_reaches_through_its_links(tmp_path):
+    live, tree = tmp_path / "live", tmp_path / "tree"
+    (live / "media" / "uploads").mkdir(parents=True)
+    (live / "media" / "uploads" / "photo.jpg").write_bytes(b"jpeg")
+    (tree / "myproject").mkdir(parents=True)
+    paths = shared.SharedPaths()
+    for rel, why in (
+        ("media", "MEDIA_ROOT"),
+        ("media/uploads", "git-ignored"),
+        ("__pycache__", "x"),
+    ):
+        paths.add(rel, why)
+    assert list(paths.paths) == ["media"]  # a parent covers its children; bytecode never
+    shared.link_into(tree, live, paths)
+    shared.unlink_from(tree)
+    assert not (tree / "media").exists()
+    assert (live / "media" / "uploads" / "photo.jpg").read_bytes() == b"jpeg"
