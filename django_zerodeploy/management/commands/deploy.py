@@ -20,12 +20,12 @@ from ...exit_codes import CommandFailure
 from ..base import ZeroDeployCommand
 
 EPILOG = """\
-Steps: lock, environment, fetch, prepare (worktree beside the live tree), install (only if a
-requirements file changed), preflight (check, WSGI import, URLconf, migration plan, in the
-worktree), checkout (git reset --keep, the branch stays checked out), migrate (only if
-migrations are pending), collectstatic (only if static sources changed), smoke, reload, verify,
-post_migrate. A failure rolls back code, packages, static files and workers; applied
-migrations are listed, not reversed.
+Steps: lock, environment, fetch, prepare (worktree beside the live tree, the live git-ignored
+state linked in), install (only if a requirements file changed), collectstatic (only if static
+sources changed), preflight (check, WSGI import, URLconf, migration plan, in the worktree),
+checkout (git reset --keep, the branch stays checked out), migrate (only if migrations are
+pending), smoke, reload, verify, post_migrate. A failure rolls back code, the exact package
+set, static files and workers; applied migrations are listed, not reversed.
 
 Exit codes:
   0  deployed, or nothing to deploy
