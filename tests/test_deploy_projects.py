@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.git import Git
 from django_zerodeploy.pipeline import shared
 from tests.support.projects import LAYOUTS, ProjectSite, build_wheel, home_template, make_project
 from tests.test_deploy import assert_clean_checkout, history, show, step, under_load
@@ -249,7 +252,7 @@ def test_a_release_tracking_live_state_is_refused_naming_it(tmp_path):
     (tree / "media").mkdir(parents=True)  # the release tracks a file in media/
     paths = shared.SharedPaths()
     paths.add("media", "MEDIA_ROOT")
-    with pytest.raises(shared.CommandFailure) as refused:
+    with pytest.raises(CommandFailure) as refused:
         shared.link_into(tree, live, paths)
     assert "media is live state" in refused.value.message
     assert "SHARED_PATHS_EXCLUDE" in refused.value.message
@@ -272,3 +275,62 @@ def test_removing_a_worktree_never_reaches_through_its_links(tmp_path):
     shared.unlink_from(tree)
     assert not (tree / "media").exists()
     assert (live / "media" / "uploads" / "photo.jpg").read_bytes() == b"jpeg"
+
+
+def _repo(path: Path, files: dict[str, str], ignore: str) -> Git:
+    path.mkdir()
+    (path / ".gitignore").write_text(ignore)
+    for rel, text in files.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+    for args in (
+        ("init", "-q"),
+        ("add", "-A"),
+        ("-c", "user.email=a@b", "-c", "user.name=A", "commit", "-qm", "x"),
+    ):
+        subprocess.run(["git", "-C", str(path), *args], check=True)
+    return Git(path)
+
+
+def test_shared_paths_are_the_ignored_state_and_the_settings_paths(tmp_path, settings):
+    live = tmp_path / "live"
+    repo = _repo(
+        live,
+        {"manage.py": "", "app/views.py": ""},
+        "db.sqlite3*\n.env\nvenv/\n__pycache__/\nlocal_settings.py\nbuild/\n",
+    )
+    for rel in (
+        ".env",
+        "db.sqlite3",
+        "db.sqlite3-wal",
+        "venv/bin/python",
+        "app/__pycache__/x.pyc",
+        "app/local_settings.py",
+        "build/x",
+    ):
+        (live / rel).parent.mkdir(parents=True, exist_ok=True)
+        (live / rel).write_text("")
+    settings.MEDIA_ROOT = str(live / "media")  # not there yet, not ignored: still shared
+    settings.STATIC_ROOT = str(tmp_path / "elsewhere")  # outside the checkout: nothing to link
+    settings.ZERODEPLOY = {"SHARED_PATHS_EXCLUDE": ["build"], "SHARED_PATHS": ["uploads"]}
+    found = shared.shared_paths(repo, live)
+    assert found.paths == {
+        ".env": "git-ignored",
+        "app/local_settings.py": "git-ignored",
+        "db.sqlite3": "git-ignored",
+        "media": "MEDIA_ROOT",
+        "uploads": "SHARED_PATHS",
+        "venv": "git-ignored",
+    }
+    shared.refuse_tracked(repo, live, found)  # none of it tracked
+
+
+def test_a_database_tracked_by_git_is_refused_with_the_fix(tmp_path):
+    live = tmp_path / "live"
+    repo = _repo(live, {"db.sqlite3": "", "manage.py": ""}, "")
+    paths = shared.SharedPaths()
+    paths.add("db.sqlite3", "DATABASES['default']['NAME']")
+    with pytest.raises(CommandFailure) as refused:
+        shared.refuse_tracked(repo, live, paths)
+    assert "is tracked by git" in refused.value.message
+    assert "git rm -r --cached db.sqlite3" in refused.value.message

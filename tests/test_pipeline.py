@@ -125,6 +125,12 @@ def test_step_line_has_name_status_and_time():
     assert line.split()[:4] == ["preflight", "ok", "1.23", "s"]
 
 
+def test_failed_step_line_leaves_the_message_to_the_closing_line():
+    """The refusal is printed once: by the deploy's closing message, not also by its step."""
+    line = format_line(StepResult("environment", "failed", "Tracked files are modified", 0.04))
+    assert line.split() == ["environment", "failed", "0.04", "s"]
+
+
 def test_subprocess_environment_points_into_the_tree(tmp_path, monkeypatch):
     repo = tmp_path / "live"
     (repo / "src").mkdir(parents=True)
