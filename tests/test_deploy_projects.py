@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -43,6 +44,7 @@ def project_factory(tmp_path: Path):
     yield make
     for server in servers:
         server.stop()
+        shutil.rmtree(server.site.runtime, ignore_errors=True)
 
 
 def live_digest(server) -> dict:

@@ -28,6 +28,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from django_zerodeploy.runtime import default_runtime_dir
+
 from .gunicorn import Gunicorn, free_port
 from .site import Site, git
 
@@ -195,6 +197,10 @@ class ProjectSite(Site):
         return self.server / VENV_DIR[self.layout]
 
     @property
+    def pidfile(self) -> Path:
+        return self.root / "run" / "gunicorn.pid"
+
+    @property
     def python(self) -> str:
         return str(self.venv / "bin" / "python")
 
@@ -208,7 +214,6 @@ class ProjectSite(Site):
         env.update(
             PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
             VIRTUAL_ENV=str(self.venv),
-            XDG_RUNTIME_DIR=str(self.runtime.parent.parent),  # the runtime dir in the test's tmp
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)
@@ -383,20 +388,17 @@ def make_project(
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     dev, server = root / "dev", root / "server"
-    # the default runtime directory (under XDG_RUNTIME_DIR, one per checkout), made here so
-    # that the test knows it and Gunicorn can write its pidfile there
-    user_dir = root / "xdg" / f"django-zerodeploy-{os.getuid()}"
-    runtime = user_dir / hashlib.sha256(str(server.resolve()).encode()).hexdigest()[:12]
-    runtime.mkdir(parents=True)
-    for folder in (root / "xdg", user_dir, runtime):
-        folder.chmod(0o700)
+    # the default runtime directory (one per checkout; the test removes it at teardown), and
+    # where Gunicorn writes its pidfile (the README's /run/mysite/gunicorn.pid)
+    runtime = default_runtime_dir(server.resolve())
+    (root / "run").mkdir(mode=0o700)
     base = "Django\ngunicorn\ndjango-q2\npsutil\nwhitenoise\n"
     tool = {"dotenv": "python-dotenv", "environ": "django-environ", "decouple": "python-decouple"}
     _seed(
         root / "seed",
         layout,
         port,
-        runtime / "gunicorn.pid",
+        root / "run" / "gunicorn.pid",
         base + tool[layout] + "\n" + requirements,
     )
     seed = root / "seed"
