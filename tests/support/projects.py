@@ -271,17 +271,14 @@ class ProjectSite(Site):
 
 class ProjectGunicorn(Gunicorn):
     """``gunicorn myproject.wsgi -w 2 -b 127.0.0.1:PORT`` from the project's venv, in its
-    checkout. TODO: the ``-c`` of our hook is a stop-gap until deploy and reload work with a
-    Gunicorn started without any config of ours (the Gunicorn half of this work); then drop it.
-    ``--pid`` is the pidfile the README's minimal ZERODEPLOY names."""
+    checkout, without any config file: as its owner starts it. ``--pid`` is the pidfile the
+    README's minimal ZERODEPLOY names."""
 
     def argv(self) -> list[str]:
         return [
             self.site.python,
             "-m",
             "gunicorn",
-            "-c",
-            "python:django_zerodeploy.gunicorn_conf",
             "myproject.wsgi",
             "-w",
             str(self.workers),
