@@ -31,7 +31,7 @@ def check_runtime_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     from .runtime import problems
 
     try:
-        configured, repo_dir = app_settings.RUNTIME_DIR, app_settings.repo_dir
+        configured, repo_dir = app_settings.RUNTIME_DIR, app_settings.deploy_root
     except Exception:  # noqa: BLE001 - a bad setting is check_settings' to report
         return []
     hint = (

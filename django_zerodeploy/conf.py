@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .releases.layout import root_of
+
 RELOAD_STRATEGIES = ("usr2", "hup", "systemd")
 STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
     "lock",
@@ -143,11 +145,18 @@ class AppSettings:
         return [value] if isinstance(value, str) else list(value)
 
     @property
+    def deploy_root(self) -> Path:
+        """What host-local state is keyed on: ROOT in the releases layout (every release shares
+        one lock and one readiness directory), else the checkout."""
+        root = root_of(self.repo_dir) if self.LAYOUT != "in_place" else None
+        return root.path if root is not None else self.repo_dir
+
+    @property
     def runtime_dir(self) -> Path:
         """Host-local state (locks, readiness reports, the drain flag): see runtime.py."""
         from .runtime import runtime_dir
 
-        return runtime_dir(self.RUNTIME_DIR, self.repo_dir)
+        return runtime_dir(self.RUNTIME_DIR, self.deploy_root)
 
 
 app_settings = AppSettings()

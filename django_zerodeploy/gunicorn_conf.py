@@ -50,6 +50,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .releases.reexec import follow_current
+
 __all__ = ["post_worker_init", "pre_exec", "worker_exit"]
 
 WORKER_BOOT_ERROR = 3  # gunicorn.arbiter.Arbiter.WORKER_BOOT_ERROR: halts the master
@@ -197,10 +199,16 @@ def pre_exec(server: Any) -> None:
     ``__main__.py`` as a script, which puts gunicorn's own package directory first on sys.path,
     where its ``http`` package hides the standard library's: Django then fails to import and
     the new master halts (Gunicorn #3281; PR #3285 proposes ``sys.orig_argv``, unmerged). Re-exec
-    the command line the master was really started with instead."""
+    the command line the master was really started with instead. In the releases layout, the
+    re-exec runs from the release ``ROOT/current`` names now (``releases.reexec``; Gunicorn
+    #394, #1898)."""
     original = getattr(sys, "orig_argv", None)
     if original and _started_as_module() and "-m" in original:
         server.START_CTX["args"] = [sys.executable, *original[1:]]
+    # the releases layout: run the new master from the release ROOT/current names now
+    release = follow_current(server.START_CTX, server.cfg.env_orig)
+    if release:
+        server.log.info("re-executing from release %s", release)
 
 
 pre_exec.zerodeploy_hook = True  # type: ignore[attr-defined]

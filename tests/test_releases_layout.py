@@ -197,3 +197,26 @@ def test_prune_keeps_current_previous_and_their_venvs(tmp_path):
     assert not root.metadata_path(made[0].name).exists()
     assert "3 release" not in result.describe() and "4 release(s)" in result.describe()
     assert prune.prune(root, keep=3).describe() == "nothing to prune"
+
+
+def test_a_reexec_follows_current_into_the_new_release(tmp_path):
+    from django_zerodeploy.releases.reexec import follow_current
+
+    root = ReleasesRoot(tmp_path)
+    old = make_release(root, SHA_A, stamp(0), venv="v1")
+    new = make_release(root, SHA_B, stamp(1), venv="v2")
+    switch.switch(root, old)
+    switch.switch(root, new)  # the deploy switched current before the USR2
+    for cwd in (str(old.path), str(root.current_link)):  # systemd's resolved cwd, or a shell's PWD
+        ctx = {
+            "cwd": cwd,
+            0: f"{cwd}/.venv/bin/python",
+            "args": [f"{cwd}/.venv/bin/python", f"{cwd}/.venv/bin/gunicorn", f"--chdir={cwd}"],
+        }
+        environ = {"PWD": cwd, "HOME": "/root"}
+        assert follow_current(ctx, environ) == str(new.path)
+        assert ctx["cwd"] == str(new.path) and environ == {"PWD": str(new.path), "HOME": "/root"}
+        assert ctx[0] == f"{new.path}/.venv/bin/python"
+        assert ctx["args"][1:] == [f"{new.path}/.venv/bin/gunicorn", f"--chdir={new.path}"]
+    elsewhere = {"cwd": str(tmp_path / "checkout"), 0: "/usr/bin/python3", "args": []}
+    assert follow_current(elsewhere, {}) is None and elsewhere["cwd"] == str(tmp_path / "checkout")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import exit_codes
 from ..git import Commit, Git
+from ..releases.layout import Release, ReleasesRoot
 from .project import Project
 
 if TYPE_CHECKING:
@@ -123,6 +124,14 @@ class DeployContext:
     applied_migrations: list[str] = field(default_factory=list)
     mixed_window_started: float | None = None
     mixed_window: float | None = None
+
+    # the releases layout (pipeline/release_steps.py): the release being built and the live one
+    releases: ReleasesRoot | None = None
+    release: Release | None = None  # the new release
+    live_project: Project | None = None  # the release that served when the deploy started
+    venv_key: str = ""
+    venv_built: bool = False
+    switched: bool = False
 
     @property
     def live(self) -> Path:

@@ -24,7 +24,8 @@ from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
 from .project import Project
 from .records import Recorder, StepResult
-from .steps import UNDO_ORDER, Step, default_steps
+from .release_steps import layout_steps
+from .steps import UNDO_ORDER, Step
 
 if TYPE_CHECKING:
     from . import DeployOptions, DeployResult
@@ -73,7 +74,7 @@ class Runner:
         )
         self.recorder = Recorder(deployment, warn=echo)
         self.opened = False
-        self.steps = steps if steps is not None else default_steps()
+        self.steps = steps if steps is not None else layout_steps()
         self.results: list[StepResult] = []
         self.started = time.monotonic()
         self.started_at = timezone.now()

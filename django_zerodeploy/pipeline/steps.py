@@ -882,6 +882,11 @@ def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
         VerifyStep(),
         PostDeployMigrateStep(),
     ]
+    return with_extra_steps(steps, extra)
+
+
+def with_extra_steps(steps: list[Step], extra: list[dict[str, Any]] | None = None) -> list[Step]:
+    """``steps`` with EXTRA_STEPS (or ``extra``) placed after the step each names."""
     extra = app_settings.EXTRA_STEPS if extra is None else extra
     problem = extra_steps_problem(extra)
     if problem:  # the system check says it first; a queued task must not run it either
@@ -901,6 +906,7 @@ def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
     return steps
 
 
-# Order in which changes are undone: code first (the others read it), then packages, static
-# files, and last the workers, so that they boot the previous release.
-UNDO_ORDER = ("checkout", "install", "collectstatic", "reload")
+# Order in which changes are undone: code first (the others read it; in the releases layout,
+# the switch of ROOT/current), then packages, static files, and last the workers, so that
+# they boot the previous release.
+UNDO_ORDER = ("checkout", "switch", "install", "collectstatic", "reload")

@@ -31,6 +31,18 @@ class Pruned:
         return "removed " + "; ".join(parts)
 
 
+def remove_incomplete(root: ReleasesRoot) -> list[str]:
+    """Releases a failed or killed build left (never current or previous); their names."""
+    protected = {r.name for r in (root.current(), root.previous()) if r is not None}
+    removed = []
+    for release in root.releases():
+        if release.name not in protected and not root.is_complete(release.name):
+            shutil.rmtree(release.path, ignore_errors=True)
+            root.metadata_path(release.name).unlink(missing_ok=True)
+            removed.append(release.name)
+    return removed
+
+
 def prune(root: ReleasesRoot, keep: int) -> Pruned:
     """Keep the ``keep`` newest complete releases (at least current and previous)."""
     pruned = Pruned()

@@ -62,12 +62,17 @@ class Gunicorn:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         worker_class: str = "sync",
+        cwd: Path | None = None,
+        launcher: list[str] | None = None,
         command: list[str] | None = None,
     ) -> None:
         """``command``: the exact command line, as a user starts Gunicorn by hand or from a
         systemd unit (no config, pidfile or log of ours); the master is then followed through
         the process tree (USR2 children carry GUNICORN_PID)."""
         self.site = site
+        self.cwd = cwd or site.server  # e.g. ROOT/current in the releases layout
+        # what runs Gunicorn before its arguments, e.g. ROOT/current/.venv/bin/{python,gunicorn}
+        self.launcher = launcher or [sys.executable, "-m", "gunicorn"]
         self.workers = workers
         self.daemon = daemon
         self.preload = preload
@@ -91,7 +96,7 @@ class Gunicorn:
         if self.command:
             return list(self.command)
         bind = f"unix:{self.uds}" if self.uds else f"127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "gunicorn"]
+        args = list(self.launcher)
         if self.config:
             args += ["-c", self.config]
         args += [
@@ -121,8 +126,8 @@ class Gunicorn:
     def start(self, timeout: float = 60) -> Gunicorn:
         self.proc = subprocess.Popen(
             self.argv(),
-            cwd=self.site.server,
-            env=self.site.env(**self.extra_env),
+            cwd=self.cwd,
+            env=self.site.env(**{"PWD": str(self.cwd), **self.extra_env}),
             stdin=subprocess.DEVNULL,
             stdout=open(self.site.root / "gunicorn.out", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,

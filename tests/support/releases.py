@@ -56,3 +56,27 @@ def init_releases(site: Site, root: Path) -> subprocess.CompletedProcess[str]:
 
 def release_python(root: Path) -> str:
     return os.fspath(root / "current" / ".venv" / "bin" / "python")
+
+
+def deploy_from_current(
+    site: Site, root: Path, *args: str, timeout: float = 400
+) -> subprocess.CompletedProcess[str]:
+    """``ROOT/current/.venv/bin/python manage.py deploy`` run from ROOT/current, as documented."""
+    current = root / "current"
+    env = site.env(PWD=str(current))
+    return subprocess.run(
+        [release_python(root), "manage.py", "deploy", "--no-input", *args],
+        cwd=current,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def gunicorn_from_current(site: Site, root: Path) -> dict[str, object]:
+    """Keyword arguments for the Gunicorn fixture: started from ROOT/current with its venv."""
+    current = root / "current"
+    bin_dir = current / ".venv" / "bin"
+    return {"cwd": current, "launcher": [str(bin_dir / "python"), str(bin_dir / "gunicorn")]}

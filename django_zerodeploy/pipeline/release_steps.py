@@ -1,0 +1,285 @@
+"""The deploy in the releases layout, as steps (``release_steps()``).
+
+The new release is built beside the live one (a checkout, the shared paths linked, its venv
+reused or built, bytecode compiled, static files collected into the one STATIC_ROOT without
+``--clear``) while the old workers keep serving their own directory and venv, untouched. Then
+pre-deploy migrations, one atomic switch of ``ROOT/current``, and a USR2 whose new master runs
+from the new release (``gunicorn_conf.pre_exec``). A failed build never touches ``current``; a
+failure after the switch switches back and reloads the previous release. There is no mixed
+window: no old worker ever sees a file or a package of the new release.
+
+A release with no changed migration and an unchanged venv runs no separate preflight: the new
+generation boots behind the readiness gate (each worker imports the app, loads the URLconf and
+requests SMOKE_URLS before it takes traffic), which is the import check. The preflight still runs
+when migrations or ``check`` must run against the new code first, or when Gunicorn runs without
+our hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import psutil
+
+from .. import exit_codes, proc
+from ..conf import app_settings
+from ..exit_codes import CommandFailure
+from ..git import GitError
+from ..releases import prune, shared, switch, venvs
+from ..releases.layout import VENV_LINK, ReleasesRoot, current_layout
+from . import serving
+from .context import DeployContext, Outcome, StepFailed
+from .steps import (
+    CollectStaticStep,
+    EnvironmentStep,
+    FetchStep,
+    LockStep,
+    MigrateStep,
+    PostDeployMigrateStep,
+    PreflightStep,
+    ReloadStep,
+    SmokeStep,
+    Step,
+    VerifyStep,
+    _fail_from,
+    _timeout,
+    default_steps,
+    requirement_files,
+    with_extra_steps,
+)
+
+
+def _root(ctx: DeployContext) -> ReleasesRoot:
+    if ctx.releases is None:
+        layout = current_layout()
+        if not layout.is_releases or layout.root is None:
+            raise CommandFailure(
+                f"{ctx.live} is not a release of the releases layout.", exit_codes.USAGE
+            )
+        ctx.releases = layout.root
+    return ctx.releases
+
+
+def _release(ctx: DeployContext) -> Any:
+    if ctx.release is None:
+        raise StepFailed("no release was built")
+    return ctx.release
+
+
+class BuildStep(Step):
+    """A standalone checkout of the target in ROOT/releases, the shared paths linked."""
+
+    name = "build"
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        root = _root(ctx)
+        switch.clean_temporary_links(root)
+        left = prune.remove_incomplete(root)  # builds a failure or a kill left behind
+        release = root.release(root.new_release_name(ctx.target_sha or ""))
+        root.write_metadata(release.name, sha=ctx.target_sha, complete=False)
+        ctx.release = release
+        try:
+            ctx.git.clone_release(release.path, ctx.target_sha or "", ctx.branch)
+        except GitError as exc:
+            raise StepFailed(f"Cannot check out {(ctx.target_sha or '')[:10]}: {exc}") from None
+        linked = shared.link_shared(release.path, root.shared_dir, shared.load(root))
+        removed = f"; removed unfinished {', '.join(left)}" if left else ""
+        return Outcome(f"{release.name}, {len(linked)} shared path(s) linked{removed}")
+
+
+class VenvStep(Step):
+    """The release's venv: the one whose key matches (a code-only release: no pip at all), or
+    a new one built with pip (or uv) while the old one keeps serving untouched."""
+
+    name = "venv"
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        root, release = _root(ctx), _release(ctx)
+        files = requirement_files(release.path)
+        key = venvs.venv_key(release.path, files, venvs.python_version())
+        args = []
+        for rel in files:
+            if rel in app_settings.requirements and (release.path / rel).is_file():
+                args += ["-r", str(release.path / rel)]
+        try:
+            built = venvs.ensure(root.venvs_dir, key, args, timeout=_timeout())
+        except venvs.VenvError as exc:
+            raise StepFailed(f"venv {key}: {exc.message}", output=exc.output) from None
+        os.symlink(built.path, release.path / VENV_LINK)
+        ctx.venv_key, ctx.venv_built = key, not built.reused
+        ctx.live_project = ctx.live_project or ctx.project
+        ctx.project = dataclasses.replace(ctx.project, repo_dir=release.path, python=built.python)
+        root.write_metadata(release.name, venv=key)
+        how = "reused" if built.reused else f"built with {built.installer}"
+        return Outcome(f"{key} ({how})", built.output, 0)
+
+
+class CompileStep(Step):
+    """Bytecode for the release, written once now rather than by the first workers."""
+
+    name = "compile"
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        release = _release(ctx)
+        result = proc.run(
+            [ctx.project.python, "-m", "compileall", "-q", str(release.path)],
+            env=ctx.project.env(release.path),
+            timeout=_timeout(),
+        )
+        if not result.ok:
+            raise _fail_from(result, "compileall")
+        return Outcome(f"compileall {release.name}", result.output, 0)
+
+
+class ReleaseCollectStaticStep(CollectStaticStep):
+    """collectstatic from the new release into the one STATIC_ROOT, without ``--clear``: pages
+    the old release renders keep finding their hashed files."""
+
+    def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        run, why = super().should_run(ctx)
+        if not run and ctx.venv_built and "not" not in why:
+            return True, "a new venv"
+        return run, why
+
+    def undo(self, ctx: DeployContext) -> Outcome | None:
+        if not ctx.collected or ctx.live_project is None:
+            return None
+        old = ctx.live_project
+        result = proc.run(
+            old.manage(old.repo_dir, "collectstatic", "--noinput"),
+            cwd=old.live_dir,
+            env=old.env(old.repo_dir),
+            timeout=_timeout(),
+        )
+        if not result.ok:
+            raise _fail_from(result, "collectstatic of the previous release")
+        return Outcome("the previous release's manifest collected again", result.output, 0)
+
+
+def _migrations_changed(ctx: DeployContext) -> list[str]:
+    return [f for f in ctx.changed_files if "migrations" in PurePosixPath(f).parts[:-1]]
+
+
+def _hooked(ctx: DeployContext) -> bool:
+    """Does the serving master run our readiness hook (a new generation is gated)?"""
+    return ctx.master is not None and getattr(ctx.master, "facts", None) is not None
+
+
+class ReleasePreflightStep(PreflightStep):
+    conditional = True
+
+    def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        changed = _migrations_changed(ctx)
+        if changed:
+            return True, f"migrations changed: {', '.join(changed[:3])}"
+        if ctx.unknown_baseline:
+            return True, "the serving release is unknown to git"
+        if ctx.venv_built:
+            return True, "a new venv"
+        if ctx.options.no_reload or not _hooked(ctx):
+            return True, "no readiness gate on the reload"
+        return False, "no migration changed, same venv: the new workers' readiness gate checks it"
+
+
+class ReleaseSmokeStep(SmokeStep):
+    def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        if not ctx.pending_pre and _hooked(ctx) and not ctx.options.no_reload:
+            return False, "each new worker requests SMOKE_URLS before it takes traffic"
+        return super().should_run(ctx)
+
+
+class SwitchStep(Step):
+    """``ROOT/current`` renamed to the new release in one step; undone the same way."""
+
+    name = "switch"
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        root, release = _root(ctx), _release(ctx)
+        root.write_metadata(
+            release.name,
+            complete=True,
+            applied_migrations=list(ctx.applied_migrations),
+            deployment_id=getattr(ctx.deployment, "pk", None),
+        )
+        done = switch.switch(root, release)
+        ctx.switched = ctx.checked_out = True
+        old = done.old.name if done.old else "nothing"
+        return Outcome(f"current: {old} -> {release.name}")
+
+    def undo(self, ctx: DeployContext) -> Outcome | None:
+        if not ctx.switched or ctx.live_project is None:
+            return None
+        root = _root(ctx)
+        back = root.release(ctx.live_project.repo_dir.name)
+        switch.switch(root, back, previous=ctx.release)
+        ctx.switched = False
+        return Outcome(f"current: back to {back.name}")
+
+
+class ServedFromStep(Step):
+    """The new master runs in the new release's directory (Gunicorn #394, #1898)."""
+
+    name = "served_from"
+
+    def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        if ctx.options.no_reload:
+            return False, "--no-reload"
+        return True, "the new master's working directory"
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        release = _release(ctx)
+        master = serving.find_master()
+        try:
+            cwd = Path(psutil.Process(master.pid).cwd()).resolve()
+        except psutil.Error as exc:
+            raise StepFailed(f"Cannot read the new master's directory: {exc}") from None
+        if cwd != release.path.resolve():
+            raise StepFailed(
+                f"The new Gunicorn master {master.pid} runs from {cwd}, not {release.path}: "
+                "configure pre_exec from django_zerodeploy.gunicorn_conf (see docs/releases.md)."
+            )
+        return Outcome(f"master {master.pid} in {cwd}")
+
+
+class PruneStep(Step):
+    """KEEP_RELEASES; a failure here is a warning, never a rollback."""
+
+    name = "prune"
+    rollback_on_failure: ClassVar[bool] = False
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        try:
+            return Outcome(prune.prune(_root(ctx), int(app_settings.KEEP_RELEASES)).describe())
+        except OSError as exc:
+            return Outcome(f"warning: pruning failed: {exc}")
+
+
+def release_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
+    """The releases layout's pipeline, top to bottom."""
+    steps: list[Step] = [
+        LockStep(),
+        EnvironmentStep(),
+        FetchStep(),
+        BuildStep(),
+        VenvStep(),
+        CompileStep(),
+        ReleaseCollectStaticStep(),
+        ReleasePreflightStep(),
+        MigrateStep(),
+        ReleaseSmokeStep(),
+        SwitchStep(),
+        ReloadStep(),
+        VerifyStep(),
+        ServedFromStep(),
+        PostDeployMigrateStep(),
+        PruneStep(),
+    ]
+    return with_extra_steps(steps, extra)
+
+
+def layout_steps() -> list[Step]:
+    """The steps for the layout this project runs in."""
+    return release_steps() if current_layout().is_releases else default_steps()

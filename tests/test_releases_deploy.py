@@ -1,0 +1,85 @@
+"""Deploys in the releases layout with real Gunicorn under load: the layout made by
+``--init-releases`` from a startproject-shaped checkout, Gunicorn started from ROOT/current
+(with ``PWD`` set, as a shell starts it: the case where Gunicorn would keep ROOT/current itself
+on sys.path), then a code-only release and a broken one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from django_zerodeploy.releases.layout import ReleasesRoot
+from tests.support.releases import (
+    deploy_from_current,
+    gunicorn_from_current,
+    init_releases,
+    shape_like_startproject,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def show(result) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
+
+
+def deploy_under_load(site, root, server, load_factory, *args):
+    load = load_factory(port=server.port, clients=3, max_seconds=280, timeout=30).start()
+    try:
+        with load.operation():
+            result = deploy_from_current(site, root, *args)
+    finally:
+        report = load.stop()
+    report.assert_covered()
+    return result, report
+
+
+def master_cwd(server) -> Path:
+    return Path(psutil.Process(server.master_pid()).cwd())
+
+
+def step_line(out: str, name: str) -> str:
+    return next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
+
+
+def test_code_only_release_then_a_broken_one(site, tmp_path, gunicorn_factory, load_factory):
+    shape_like_startproject(site)
+    root_dir = tmp_path / "srv"
+    init_releases(site, root_dir)
+    root = ReleasesRoot(root_dir)
+    first = root.current()
+    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
+    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
+    assert master_cwd(server) == first.path
+
+    v2 = site.commit_release("v2", {"notes/lazy_probe.py": "WHICH = 'v2'\n"})
+    result, report = deploy_under_load(site, root_dir, server, load_factory)
+    assert result.returncode == 0, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v2", report.summary()
+    second = root.current()
+    assert second.sha12 == v2[:12] and root.previous() == first
+    assert second.venv_key == first.venv_key  # a code-only release: the venv reused, no pip
+    out = result.stdout
+    assert "(reused)" in step_line(out.replace("  ", " ").strip(), "venv") or "reused" in out
+    assert "skipped" in next(ln for ln in out.splitlines() if ln.strip().startswith("preflight"))
+    # the new master runs from the new release, not from the old one or through the link
+    assert master_cwd(server) == second.path
+    assert os.path.realpath(first.path / "notes") != os.path.realpath(second.path / "notes")
+    assert (first.path / "manage.py").is_file()  # the previous release is untouched
+
+    broken = site.commit_release(
+        "v3-broken", {"exampleproject/urls.py": "raise ImportError('broken URLconf')\n"}
+    )
+    result, report = deploy_under_load(site, root_dir, server, load_factory)
+    assert result.returncode == 1, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v2", report.summary()
+    assert root.current() == second  # switched back, or never switched
+    assert master_cwd(server) == second.path
+    assert broken[:12] not in {r.sha12 for r in root.releases() if root.is_complete(r.name)} or (
+        root.current() != broken
+    )
