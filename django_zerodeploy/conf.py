@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .releases.layout import root_of
+from .releases.layout import ReleasesRoot, root_of
 
 RELOAD_STRATEGIES = ("usr2", "hup", "systemd")
 STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
@@ -145,10 +145,15 @@ class AppSettings:
         return [value] if isinstance(value, str) else list(value)
 
     @property
+    def releases_root(self) -> ReleasesRoot | None:
+        """ROOT when the project runs from a release of the releases layout, else None."""
+        return root_of(self.repo_dir) if self.LAYOUT != "in_place" else None
+
+    @property
     def deploy_root(self) -> Path:
         """What host-local state is keyed on: ROOT in the releases layout (every release shares
         one lock and one readiness directory), else the checkout."""
-        root = root_of(self.repo_dir) if self.LAYOUT != "in_place" else None
+        root = self.releases_root
         return root.path if root is not None else self.repo_dir
 
     @property

@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import release as release_mod
 from ..conf import RELOAD_STRATEGIES, app_settings
 from ..exit_codes import DOWN, FAILED, USAGE, CommandFailure
+from ..git import read_head_without_git
 from ..preflight import preflight
 from . import systemd
 from .master import Master, find_master
@@ -95,7 +96,11 @@ def _holder(path: Path) -> str:
 
 
 def expected_release() -> str:
-    """The release the checkout holds now (what new workers will report), '' if unknown."""
+    """The release the checkout holds now (what new workers will report), '' if unknown. In
+    the releases layout: the release ROOT/current names (this process runs from the old one)."""
+    root = app_settings.releases_root
+    if root is not None:
+        return read_head_without_git(Path(os.path.realpath(root.current_link))) or ""
     try:
         return release_mod.boot_release.__wrapped__()  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - only used to double-check the new workers

@@ -29,7 +29,7 @@ from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import GitError
 from ..releases import prune, shared, switch, venvs
-from ..releases.layout import VENV_LINK, ReleasesRoot, current_layout
+from ..releases.layout import VENV_LINK, Release, ReleasesRoot, current_layout
 from . import serving
 from .context import DeployContext, Outcome, StepFailed
 from .steps import (
@@ -195,6 +195,7 @@ class SwitchStep(Step):
     """``ROOT/current`` renamed to the new release in one step; undone the same way."""
 
     name = "switch"
+    previous: Release | None = None
 
     def run(self, ctx: DeployContext) -> Outcome:
         root, release = _root(ctx), _release(ctx)
@@ -204,6 +205,7 @@ class SwitchStep(Step):
             applied_migrations=list(ctx.applied_migrations),
             deployment_id=getattr(ctx.deployment, "pk", None),
         )
+        self.previous = root.previous()  # what a switch back restores as ROOT/previous
         done = switch.switch(root, release)
         ctx.switched = ctx.checked_out = True
         old = done.old.name if done.old else "nothing"
@@ -214,7 +216,7 @@ class SwitchStep(Step):
             return None
         root = _root(ctx)
         back = root.release(ctx.live_project.repo_dir.name)
-        switch.switch(root, back, previous=ctx.release)
+        switch.switch(root, back, previous=self.previous)
         ctx.switched = False
         return Outcome(f"current: back to {back.name}")
 
