@@ -1,11 +1,13 @@
 """Deploys in the releases layout with real Gunicorn under load: the layout made by
 ``--init-releases`` from a startproject-shaped checkout, Gunicorn started from ROOT/current
 (with ``PWD`` set, as a shell starts it: the case where Gunicorn would keep ROOT/current itself
-on sys.path), then a code-only release and a broken one."""
+on sys.path), then a code-only release, a broken one, an instant rollback, and a release with
+a migration whose rollback is refused."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -45,7 +47,9 @@ def step_line(out: str, name: str) -> str:
     return next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
 
 
-def test_code_only_release_then_a_broken_one(site, tmp_path, gunicorn_factory, load_factory):
+def test_code_only_release_a_broken_one_rollback_and_a_migration(
+    site, tmp_path, gunicorn_factory, load_factory
+):
     shape_like_startproject(site)
     root_dir = tmp_path / "srv"
     init_releases(site, root_dir)
@@ -81,3 +85,42 @@ def test_code_only_release_then_a_broken_one(site, tmp_path, gunicorn_factory, l
     assert "rollback:switch" in result.stdout
     assert master_cwd(server) == second.path
     assert broken[:12] in {r.sha12 for r in root.releases()}  # built beside, kept to inspect
+
+    rollback_and_migration_phases(site, root_dir, server, load_factory, first, second)
+
+
+def rollback_and_migration_phases(site, root_dir, server, load_factory, first, second):
+    """From v2 serving (v1 previous): an instant rollback, then a release with a migration,
+    whose rollback is refused naming it."""
+    root = ReleasesRoot(root_dir)
+    began = time.monotonic()
+    result, report = deploy_under_load(site, root_dir, server, load_factory, "--rollback")
+    took = time.monotonic() - began
+    assert result.returncode == 0, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v1", report.summary()
+    assert root.current() == first and root.previous() == second
+    assert master_cwd(server) == first.path
+    ran = {ln.split()[0] for ln in result.stdout.splitlines() if ln.startswith("  ")}
+    assert {"target", "switch", "reload", "verify", "served_from"} <= ran
+    assert not ran & {"fetch", "build", "venv", "collectstatic", "migrate", "install"}
+    print(f"rollback under load: {took:.2f} s")
+
+    migration = (
+        "from django.db import migrations, models\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('notes', '0001_initial')]\n"
+        "    operations = [migrations.CreateModel('Tag', [('id', models.BigAutoField("
+        "primary_key=True)), ('name', models.CharField(max_length=20))])]\n"
+    )
+    site.commit_release("v4", {"notes/migrations/0002_tag.py": migration})
+    result, report = deploy_under_load(site, root_dir, server, load_factory)
+    assert result.returncode == 0, show(result)
+    assert report.failed == 0 and report.last_marker == "v4", report.summary()
+    assert "ok" in step_line(result.stdout, "preflight")  # a migration: the preflight runs
+    assert "notes.0002_tag" in step_line(result.stdout, "migrate")
+    fourth = root.current()
+    result = deploy_from_current(site, root_dir, "--rollback")
+    assert result.returncode == 1, show(result)
+    assert "notes.0002_tag" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert root.current() == fourth and master_cwd(server) == fourth.path

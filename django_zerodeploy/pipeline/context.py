@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import exit_codes
+from ..exit_codes import CommandFailure
 from ..git import Commit, Git
-from ..releases.layout import Release, ReleasesRoot
+from ..releases.layout import Release, ReleasesRoot, current_layout
 from .project import Project
 
 if TYPE_CHECKING:
@@ -136,6 +137,17 @@ class DeployContext:
     @property
     def live(self) -> Path:
         return self.project.repo_dir
+
+    def releases_root(self) -> ReleasesRoot:
+        """ROOT of the releases layout this deploy runs in (a usage error elsewhere)."""
+        if self.releases is None:
+            layout = current_layout()
+            if layout.root is None:
+                raise CommandFailure(
+                    f"{self.live} is not a release of the releases layout.", exit_codes.USAGE
+                )
+            self.releases = layout.root
+        return self.releases
 
     @property
     def pending_pre(self) -> list[Migration]:

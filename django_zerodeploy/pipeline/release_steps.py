@@ -20,18 +20,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
-from .. import exit_codes, proc
+from .. import proc
 from ..conf import app_settings
-from ..exit_codes import CommandFailure
 from ..git import GitError
 from ..releases import prune, shared, switch, venvs
-from ..releases.layout import VENV_LINK, Release, ReleasesRoot, current_layout
+from ..releases.layout import VENV_LINK, Release, current_layout
 from . import serving
 from .context import DeployContext, Outcome, StepFailed
+from .release_rollback import RollbackTargetStep
 from .steps import (
     CollectStaticStep,
     EnvironmentStep,
@@ -51,16 +51,8 @@ from .steps import (
     with_extra_steps,
 )
 
-
-def _root(ctx: DeployContext) -> ReleasesRoot:
-    if ctx.releases is None:
-        layout = current_layout()
-        if not layout.is_releases or layout.root is None:
-            raise CommandFailure(
-                f"{ctx.live} is not a release of the releases layout.", exit_codes.USAGE
-            )
-        ctx.releases = layout.root
-    return ctx.releases
+if TYPE_CHECKING:
+    from . import DeployOptions
 
 
 def _release(ctx: DeployContext) -> Any:
@@ -75,7 +67,7 @@ class BuildStep(Step):
     name = "build"
 
     def run(self, ctx: DeployContext) -> Outcome:
-        root = _root(ctx)
+        root = ctx.releases_root()
         switch.clean_temporary_links(root)
         left = prune.remove_incomplete(root)  # builds a failure or a kill left behind
         release = root.release(root.new_release_name(ctx.target_sha or ""))
@@ -97,7 +89,7 @@ class VenvStep(Step):
     name = "venv"
 
     def run(self, ctx: DeployContext) -> Outcome:
-        root, release = _root(ctx), _release(ctx)
+        root, release = ctx.releases_root(), _release(ctx)
         files = requirement_files(release.path)
         key = venvs.venv_key(release.path, files, venvs.python_version())
         args = []
@@ -197,14 +189,18 @@ class SwitchStep(Step):
     name = "switch"
     previous: Release | None = None
 
+    def __init__(self, record: bool = True) -> None:
+        self.record = record  # False for a rollback: the release's metadata stays as it was
+
     def run(self, ctx: DeployContext) -> Outcome:
-        root, release = _root(ctx), _release(ctx)
-        root.write_metadata(
-            release.name,
-            complete=True,
-            applied_migrations=list(ctx.applied_migrations),
-            deployment_id=getattr(ctx.deployment, "pk", None),
-        )
+        root, release = ctx.releases_root(), _release(ctx)
+        if self.record:
+            root.write_metadata(
+                release.name,
+                complete=True,
+                applied_migrations=list(ctx.applied_migrations),
+                deployment_id=getattr(ctx.deployment, "pk", None),
+            )
         self.previous = root.previous()  # what a switch back restores as ROOT/previous
         done = switch.switch(root, release)
         ctx.switched = ctx.checked_out = True
@@ -214,7 +210,7 @@ class SwitchStep(Step):
     def undo(self, ctx: DeployContext) -> Outcome | None:
         if not ctx.switched or ctx.live_project is None:
             return None
-        root = _root(ctx)
+        root = ctx.releases_root()
         back = root.release(ctx.live_project.repo_dir.name)
         switch.switch(root, back, previous=self.previous)
         ctx.switched = False
@@ -254,7 +250,9 @@ class PruneStep(Step):
 
     def run(self, ctx: DeployContext) -> Outcome:
         try:
-            return Outcome(prune.prune(_root(ctx), int(app_settings.KEEP_RELEASES)).describe())
+            return Outcome(
+                prune.prune(ctx.releases_root(), int(app_settings.KEEP_RELEASES)).describe()
+            )
         except OSError as exc:
             return Outcome(f"warning: pruning failed: {exc}")
 
@@ -282,6 +280,21 @@ def release_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
     return with_extra_steps(steps, extra)
 
 
-def layout_steps() -> list[Step]:
-    """The steps for the layout this project runs in."""
-    return release_steps() if current_layout().is_releases else default_steps()
+def rollback_steps() -> list[Step]:
+    """``deploy --rollback`` in the releases layout: no fetch, pip, collectstatic, migration."""
+    return [
+        LockStep(),
+        EnvironmentStep(),
+        RollbackTargetStep(),
+        SwitchStep(record=False),
+        ReloadStep(),
+        VerifyStep(),
+        ServedFromStep(),
+    ]
+
+
+def layout_steps(options: DeployOptions) -> list[Step]:
+    """The steps for the layout this project runs in (and for a rollback in it)."""
+    if not current_layout().is_releases:
+        return default_steps()
+    return rollback_steps() if options.rollback else release_steps()

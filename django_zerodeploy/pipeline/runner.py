@@ -74,7 +74,7 @@ class Runner:
         )
         self.recorder = Recorder(deployment, warn=echo)
         self.opened = False
-        self.steps = steps if steps is not None else layout_steps()
+        self.steps = steps if steps is not None else layout_steps(options)
         self.results: list[StepResult] = []
         self.started = time.monotonic()
         self.started_at = timezone.now()
@@ -89,7 +89,7 @@ class Runner:
                 self._run_step(step)
                 if step.name == "environment":
                     self._recover_interrupted()
-                if step.name == "fetch":  # nothing changed so far: the record starts here
+                if step.opens_record:  # nothing changed so far: the record starts here
                     self._open_record()
                     self._announce()
             return self._succeeded()
@@ -296,7 +296,8 @@ class Runner:
 
         ctx = self.ctx
         message = proc.redact(message)
-        reached_fetch = any(r.name == "fetch" for r in self.results)
+        record_steps = {s.name for s in self.steps if s.opens_record}
+        reached_fetch = any(r.name in record_steps for r in self.results)
         if not self.opened and (self.recorder.deployment is not None or reached_fetch):
             # a queued record (admin, webhook) that failed before it could start, or a deploy
             # that ended at the fetch (nothing to deploy, a refused release)

@@ -37,6 +37,8 @@ class Step:
     rollback_on_failure: ClassVar[bool] = True
     # True: runs only when needed; its record says why it ran as well as what it did
     conditional: ClassVar[bool] = False
+    # True: the target is known once this step ran: the deploy's record is opened after it
+    opens_record: ClassVar[bool] = False
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         return True, ""
@@ -168,6 +170,7 @@ def _fetch(ctx: DeployContext) -> None:
 
 class FetchStep(Step):
     name = "fetch"
+    opens_record = True
     fetch = True  # False: use the refs fetched last (the dry run while another deploy runs)
 
     def run(self, ctx: DeployContext) -> Outcome:
