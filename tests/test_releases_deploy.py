@@ -20,6 +20,7 @@ from tests.support.releases import (
     init_releases,
     shape_like_startproject,
 )
+from tests.support.site import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,10 @@ def rollback_and_migration_phases(site, root_dir, server, load_factory, first, s
         "    operations = [migrations.CreateModel('Tag', [('id', models.BigAutoField("
         "primary_key=True)), ('name', models.CharField(max_length=20))])]\n"
     )
-    site.commit_release("v4", {"notes/migrations/0002_tag.py": migration})
+    urls = (REPO_ROOT / "example_project" / "exampleproject" / "urls.py").read_text()
+    site.commit_release(
+        "v4", {"notes/migrations/0002_tag.py": migration, "exampleproject/urls.py": urls}
+    )
     result, report = deploy_under_load(site, root_dir, server, load_factory)
     assert result.returncode == 0, show(result)
     assert report.failed == 0 and report.last_marker == "v4", report.summary()
