@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 ACTIVE = (Deployment.Status.QUEUED, Deployment.Status.RUNNING)
 POLL_OUTPUT_BYTES = 8192  # the JSON carries each step's output tail; the page shows it all
-# Bound on each git command of a preview (a fetch from a slow remote): the page must answer
-# well within Gunicorn's worker timeout (30 s by default), or the worker is killed.
+# Bound on each command of a preview (a fetch from a slow remote, the target's migration plan
+# after a POST): the page must answer within Gunicorn's worker timeout (30 s by default), or
+# the worker is killed (and a plan's worktree is left behind).
 PREVIEW_GIT_TIMEOUT = 10.0
 
 
@@ -117,7 +118,7 @@ def preview_plan(*, run_code: bool = False, **options: Any) -> PlanPreview:
         plan = build_plan(
             DeployOptions(dry_run=True, trigger="admin", **options),
             run_code=run_code,
-            git_timeout=PREVIEW_GIT_TIMEOUT,
+            timeout=PREVIEW_GIT_TIMEOUT,
         )
     except CommandFailure as exc:
         return PlanPreview(error=exc.message)

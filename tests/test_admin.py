@@ -545,3 +545,27 @@ def test_the_page_answers_when_the_remote_hangs(django_user_model, evil_branch, 
     assert page.status_code == 200 and hung.accepted
     assert "timed out" in page.content.decode()
     assert elapsed < 20, f"the page took {elapsed:.1f} s"
+
+
+def test_the_migration_plan_of_a_post_is_bounded_too(django_user_model, evil_branch, monkeypatch):
+    """The confirmed preview runs the target's manage.py: one that hangs (a module that blocks
+    on import) must not hold the page past Gunicorn's worker timeout, nor leave its worktree."""
+    from django_zerodeploy import admin_views
+
+    monkeypatch.setattr(admin_views, "PREVIEW_GIT_TIMEOUT", 2.0)
+    clone = evil_branch.clone
+    _git(clone, "checkout", "-q", "-b", "slow")
+    (clone / "manage.py").write_text("import time\ntime.sleep(120)\n")
+    _git(clone, "commit", "-q", "-am", "Slow to import")
+    _git(clone, "push", "-q", "origin", "slow")
+    _git(clone, "checkout", "-q", "main")
+    _git(clone, "branch", "-q", "-D", "slow")
+    started = time.monotonic()
+    page = client_for(django_user_model, "trigger").post(
+        url("deploy"), {"ref": "origin/slow", "preview": "1"}
+    )
+    elapsed = time.monotonic() - started
+    assert page.status_code == 200 and "timed out" in page.content.decode()
+    assert elapsed < 20, f"the page took {elapsed:.1f} s"
+    assert _git(clone, "worktree", "list").count("\n") == 0  # the plan's worktree removed
+    assert not Deployment.objects.exists()

@@ -116,13 +116,13 @@ def _fail_unstarted(deployment: Deployment | None, message: str) -> int | None:
 
 
 def build_plan(
-    options: DeployOptions, *, run_code: bool = True, git_timeout: float | None = None
+    options: DeployOptions, *, run_code: bool = True, timeout: float | None = None
 ) -> DeployPlan:
     """The dry run: commits, changed files, steps run or skipped and why, pending migrations
     (only with ``run_code``: they are read by running the target's code)."""
     from .plan import build_plan as _build
 
-    return _build(options, run_code=run_code, git_timeout=git_timeout)
+    return _build(options, run_code=run_code, timeout=timeout)
 
 
 def history(limit: int = 20) -> list[dict[str, Any]]:

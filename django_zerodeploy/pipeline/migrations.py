@@ -41,10 +41,13 @@ class MigrationPlan:
     source: str = ""
 
 
-def plan(project: Project, tree: Path, *, allow_unsafe: bool = False) -> MigrationPlan:
-    """The pending migrations of the code in ``tree`` against the live database."""
+def plan(
+    project: Project, tree: Path, *, allow_unsafe: bool = False, timeout: float | None = None
+) -> MigrationPlan:
+    """The pending migrations of the code in ``tree`` against the live database, within
+    ``timeout`` (default STEP_TIMEOUT)."""
     env = project.env(tree)
-    timeout = app_settings.STEP_TIMEOUT
+    timeout = app_settings.STEP_TIMEOUT if timeout is None else timeout
     if safety_available():
         args = project.manage(tree, SAFETY_COMMAND, "plan", "--json")
         if allow_unsafe:

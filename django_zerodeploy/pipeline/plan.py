@@ -116,12 +116,11 @@ class DeployPlan:
         return "\n".join(lines)
 
 
-def build_plan(
-    options: Any, *, run_code: bool = True, git_timeout: float | None = None
-) -> DeployPlan:
+def build_plan(options: Any, *, run_code: bool = True, timeout: float | None = None) -> DeployPlan:
     """What ``deploy`` with ``options`` would do now. ``run_code=False``: no worktree, no
-    code of the target run (the migration plan is left to the deploy); ``git_timeout`` bounds
-    every git command (a page must answer before its worker is killed)."""
+    code of the target run (the migration plan is left to the deploy); ``timeout`` bounds
+    every command, git and the migration plan (a page must answer before its worker is
+    killed; default: git's and STEP_TIMEOUT)."""
     from .runner import validate_options
 
     plan = DeployPlan()
@@ -134,7 +133,7 @@ def build_plan(
     project = Project.current()
     notes: list[str] = []
     lock = deploy_lock(app_settings.runtime_dir)
-    git = Git(project.repo_dir) if git_timeout is None else Git(project.repo_dir, git_timeout)
+    git = Git(project.repo_dir) if timeout is None else Git(project.repo_dir, timeout)
     ctx = DeployContext(options, project, git, notes.append, lock=lock)
     fetch = FetchStep()
     holder = lock.running_holder()  # reads the holder file only; never touches the flock
@@ -147,7 +146,7 @@ def build_plan(
         plan.exit_code = exit_codes.LOCKED
         fetch.fetch = False
     try:
-        _plan(plan, ctx, fetch, run_code)
+        _plan(plan, ctx, fetch, run_code, timeout)
     finally:
         if ctx.worktree is not None:
             records.remove_worktree(ctx.git, ctx.worktree)
@@ -155,7 +154,9 @@ def build_plan(
     return plan
 
 
-def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep, run_code: bool) -> None:
+def _plan(
+    plan: DeployPlan, ctx: DeployContext, fetch: FetchStep, run_code: bool, timeout: float | None
+) -> None:
     try:
         EnvironmentStep().run(ctx)
     except CommandFailure as exc:
@@ -199,7 +200,7 @@ def _plan(plan: DeployPlan, ctx: DeployContext, fetch: FetchStep, run_code: bool
         plan.notes.append(NO_CODE_NOTE)
         plan.steps = [_decide_without_code(step, ctx) for step in steps]
         return
-    _plan_migrations(plan, ctx)
+    _plan_migrations(plan, ctx, timeout)
     plan.steps = [_decide(step, ctx) for step in steps]
 
 
@@ -223,7 +224,7 @@ def _decide_without_code(step: Step, ctx: DeployContext) -> PlannedStep:
     return _decide(step, ctx)
 
 
-def _plan_migrations(plan: DeployPlan, ctx: DeployContext) -> None:
+def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None) -> None:
     """Run the target's own code from a worktree to list its pending migrations."""
     path = records.worktrees_dir() / f"plan-{ctx.target_sha[:12]}-{os.getpid()}"
     ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
@@ -236,7 +237,10 @@ def _plan_migrations(plan: DeployPlan, ctx: DeployContext) -> None:
         ctx.worktree = None  # the steps below read the live tree instead
     else:
         found = migrations.plan(
-            ctx.project, ctx.worktree, allow_unsafe=ctx.options.allow_unsafe_migrations
+            ctx.project,
+            ctx.worktree,
+            allow_unsafe=ctx.options.allow_unsafe_migrations,
+            timeout=timeout,
         )
         ctx.pending = found.pending
         plan.pending_migrations = [m.as_dict() for m in found.pending]
