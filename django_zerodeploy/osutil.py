@@ -21,9 +21,12 @@ def os_user() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader never sees half a file (temp file + rename)."""
+    """Write JSON so that a reader never sees half a file (temp file + rename). Readable by the
+    directory's group too: in a runtime directory group-shared between the Gunicorn user and
+    the deploying user each must read what the other wrote (the directory decides who can)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
+        os.fchmod(fd, 0o640)
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle)
         os.replace(tmp, path)
@@ -71,3 +74,17 @@ def last_lines(path: str | os.PathLike[str], count: int, max_bytes: int = 65536)
         return ""
     lines = data.decode("utf-8", "replace").strip().splitlines()
     return "\n".join(lines[-count:])
+
+
+def runtime_subdir(parent: Path, name: str) -> Path:
+    """``parent/name``, created with the group bits of ``parent`` (and its setgid bit): a
+    private runtime directory gets a private folder, a group-shared one a shared folder,
+    whichever user creates it first and whatever its umask."""
+    path = parent / name
+    if path.is_dir():
+        return path
+    shared = os.stat(parent).st_mode & (0o070 | 0o2000)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):  # created by the other user in the meantime
+        os.chmod(path, 0o700 | shared)
+    return path

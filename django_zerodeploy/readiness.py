@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from .conf import app_settings
-from .osutil import live_process, started_at, write_json_atomic
+from .osutil import live_process, runtime_subdir, started_at, write_json_atomic
 
 # a report written this long before its process was created belongs to an older process
 _CLOCK_SLACK = 1.0
@@ -63,15 +63,11 @@ class MasterFacts:
 
 
 def workers_dir() -> Path:
-    path = app_settings.runtime_dir / "workers"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return runtime_subdir(app_settings.runtime_dir, "workers")
 
 
 def masters_dir() -> Path:
-    path = app_settings.runtime_dir / "masters"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return runtime_subdir(app_settings.runtime_dir, "masters")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -190,7 +186,7 @@ def claim_announcement(master_pid: int) -> bool:
     """True for exactly one caller per master: the one that will announce it to systemd."""
     try:
         fd = os.open(
-            masters_dir() / f"{master_pid}.announced", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
+            masters_dir() / f"{master_pid}.announced", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640
         )
     except FileExistsError:
         return False

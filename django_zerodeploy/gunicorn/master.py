@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
 from ..osutil import live_process, started_at
-from . import systemd
+from . import privilege, systemd
 from .probe import gunicorn_args
 
 
@@ -42,6 +43,10 @@ class Master:
     wsgi_app: str | None
     create_time: float = 0.0
     facts: readiness.MasterFacts | None = field(default=None, repr=False)
+    user: str = ""  # who it runs as
+    uid: int | None = None
+    unit: str | None = None  # the systemd service it runs in, when known
+    environ_known: bool = True  # False: another user's, unreadable (environ is then empty)
     # set once a signal really reached this master (or systemd reloaded it): from then on a
     # failure may have changed what serves
     signalled: bool = field(default=False, repr=False)
@@ -74,12 +79,16 @@ class Master:
         return {w.pid for w in self.workers()}
 
     def signal(self, sig: int) -> None:
-        """Send ``sig``, but only to the process that was proved (never to a reused pid)."""
+        """Send ``sig``, but only to the process that was proved (never to a reused pid); to
+        a master of another user through ``sudo -n -u USER kill`` (see ``privilege``)."""
         proc = self.process()
         if proc is None:
             raise CommandFailure(
                 f"Gunicorn master {self.pid} is gone; nothing was signalled.", DOWN
             )
+        if privilege.needs_sudo(self.uid):
+            self._signal_through_sudo(sig)
+            return
         try:
             proc.send_signal(sig)
         except psutil.NoSuchProcess:
@@ -93,6 +102,47 @@ class Master:
                 USAGE,
             ) from None
         self.signalled = True
+
+    def _signal_through_sudo(self, sig: int) -> None:
+        argv = privilege.kill_argv(self.user, sig, self.pid)
+        ran = privilege.run(argv, timeout=30)
+        if not ran.ok:
+            if not self.alive():
+                raise CommandFailure(
+                    f"Gunicorn master {self.pid} is gone; nothing was signalled.", DOWN
+                )
+            raise CommandFailure(
+                f"`sudo -n {' '.join(argv)}` failed: {ran.last_lines(2) or ran.returncode}.",
+                USAGE,
+            )
+        self.signalled = True
+
+    def cannot_signal(self, signals: tuple[int, ...]) -> CommandFailure | None:
+        """Why this master of another user cannot be sent ``signals`` (None: it can)."""
+        if not privilege.needs_sudo(self.uid):
+            return None
+        names = tuple(signal.Signals(s).name.removeprefix("SIG") for s in signals)
+        for sig in signals:
+            argv = privilege.kill_argv(self.user, sig, self.pid)
+            ok, why = privilege.allowed(argv)
+            if not ok:
+                line = privilege.sudoers_line(argv, any_pid_signals=names)
+                what = f"Gunicorn master {self.pid} runs as user {self.user}" + (
+                    f" (unit {self.unit})" if self.unit else ""
+                )
+                if self.uid == 0:
+                    line += (
+                        "   # lets it send these signals to ANY process: prefer "
+                        "RELOAD_STRATEGY 'systemd' with GUNICORN_SYSTEMD_UNIT"
+                    )
+                return privilege.missing_rule(argv, why, what, line)
+        return None
+
+    @property
+    def child_environ(self) -> dict[str, str]:
+        """The environment for fresh interpreters that must see what the master sees: its own,
+        or ours when it belongs to another user (its /proc environ is unreadable)."""
+        return dict(self.environ) if self.environ_known else dict(os.environ)
 
     @property
     def python(self) -> str:
@@ -119,6 +169,10 @@ class Master:
     def describe(self) -> str:
         mode = "daemon" if self.daemon else "foreground"
         extra = ", under systemd" if self.under_systemd else ""
+        if self.unit:
+            extra += f" unit {self.unit}"
+        if self.uid is not None and self.uid != os.geteuid():
+            extra += f", as user {self.user}"
         where = f"pidfile {self.pidfile}" if self.pidfile else "no pidfile"
         return f"pid {self.pid} ({mode}{extra}, {len(self.workers())} workers, {where})"
 
@@ -158,7 +212,12 @@ def _is_gunicorn(proc: psutil.Process) -> bool:
 def is_child_master(child: psutil.Process, parent_pid: int) -> bool:
     """A master re-executed by ``parent_pid`` after a USR2 (Gunicorn puts GUNICORN_PID in the
     new master's environment)."""
-    return _environ(child).get("GUNICORN_PID") == str(parent_pid) and _is_gunicorn(child)
+    environ = _environ(child)
+    if not environ:  # another user's process: a re-executed master has workers of its own
+        with contextlib.suppress(psutil.Error):
+            return _is_gunicorn(child) and any(_is_gunicorn(c) for c in child.children())
+        return False
+    return environ.get("GUNICORN_PID") == str(parent_pid) and _is_gunicorn(child)
 
 
 def worker_processes(master: psutil.Process) -> list[psutil.Process]:
@@ -214,15 +273,67 @@ def _cwd(proc: psutil.Process) -> Path | None:
     return None
 
 
+def _inside_repo(path: Path) -> bool:
+    repo = app_settings.repo_dir
+    return path == repo or repo in path.parents
+
+
 def belongs_to_project(proc: psutil.Process) -> bool:
     """Its working directory is in this repository, or its workers report into this project's
-    runtime directory (the directory is per project)."""
+    runtime directory (the directory is per project). For another user's master, whose working
+    directory cannot be read, ``_belongs_across_users``."""
     cwd = _cwd(proc)
-    repo = app_settings.repo_dir
-    if cwd is not None and (cwd == repo or repo in cwd.parents):
+    if cwd is None:
+        return _belongs_across_users(proc)
+    if _inside_repo(cwd):
         return True
     facts = readiness.read_master_facts(proc.pid)
-    return bool(facts and cwd is not None and Path(facts.cwd).resolve() == cwd)
+    return bool(facts and Path(facts.cwd).resolve() == cwd)
+
+
+def _belongs_across_users(proc: psutil.Process) -> bool:
+    """A master of another user (``/proc/PID/cwd`` unreadable) is this project's when its
+    command line runs from this checkout (the checkout's virtualenv, ``--chdir``), or when a
+    live worker of this very master (its child, booted after it started) reported into this
+    project's runtime directory that the master runs in this checkout."""
+    with contextlib.suppress(psutil.Error):
+        for part in proc.cmdline()[:2] + gunicorn_chdirs(proc.cmdline()):
+            if os.path.isabs(part) and _inside_repo(Path(os.path.abspath(part))):
+                return True
+    facts = readiness.read_master_facts(proc.pid)
+    if not facts or not facts.cwd or not _inside_repo(Path(facts.cwd).resolve()):
+        return False
+    return any(r.ready for r in readiness.reports_for_master(proc.pid))
+
+
+def gunicorn_chdirs(cmdline: list[str]) -> list[str]:
+    value = _option(gunicorn_args(cmdline) or [], "--chdir")
+    return [value] if value else []
+
+
+def master_binds(master: Master) -> list[str]:
+    """The addresses the master listens on: as its workers reported them, else ``-b/--bind``
+    from its command line, else Gunicorn's default."""
+    if master.facts and master.facts.bind:
+        return list(master.facts.bind)
+    args = master.args or []
+    binds = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-b", "--bind")] + [
+        a.split("=", 1)[1] for a in args if a.startswith("--bind=")
+    ]
+    return binds or ["127.0.0.1:8000"]
+
+
+def cross_user_problem(master: Master) -> str:
+    """Why a master of another user cannot be reloaded from here ('' when it can): its workers
+    must report into this project's runtime directory, which both users must then share."""
+    if master.uid is None or master.uid == os.geteuid() or master.facts is not None:
+        return ""
+    return (
+        f"Gunicorn master {master.pid} runs as user {master.user}, and its workers do not "
+        f"report into this project's runtime directory {app_settings.runtime_dir}: set "
+        "ZERODEPLOY['RUNTIME_DIR'] to one directory both users share (group-writable, not "
+        "writable by others; see docs/migrating.md) and restart Gunicorn once"
+    )
 
 
 # -- building a Master -------------------------------------------------------------------------
@@ -251,19 +362,46 @@ def build_master(proc: psutil.Process, pidfile: Path | None = None) -> Master:
                 else (_cwd(proc) or Path()) / configured
             )
     positional = [a for a in args if not a.startswith("-") and ":" in a]
+    uid = _uid(proc)
+    under_systemd = systemd.is_under_systemd(proc.pid, proc.ppid(), environ)
     return Master(
         pid=proc.pid,
         pidfile=pidfile,
-        cwd=_cwd(proc) or Path("/"),
+        cwd=_master_cwd(proc, facts),
         cmdline=cmdline,
         environ=environ,
-        under_systemd=systemd.is_under_systemd(proc.pid, proc.ppid(), environ),
+        under_systemd=under_systemd,
         daemon=facts.daemon if facts else ("-D" in args or "--daemon" in args),
         preload=facts.preload if facts else "--preload" in args,
         wsgi_app=facts.wsgi_app if facts else (positional[-1] if positional else None),
         create_time=proc.create_time(),
         facts=facts,
+        user=process_owner(proc),
+        uid=uid,
+        unit=(systemd.unit_of(proc.pid) if under_systemd else None)
+        or app_settings.GUNICORN_SYSTEMD_UNIT,
+        environ_known=bool(environ) or uid == os.geteuid() or privilege.is_root(),
     )
+
+
+def _master_cwd(proc: psutil.Process, facts: readiness.MasterFacts | None) -> Path:
+    """Its working directory; for another user's master (unreadable), what its workers
+    reported, else its --chdir, else the checkout."""
+    cwd = _cwd(proc)
+    if cwd is not None:
+        return cwd
+    if facts and facts.cwd:
+        return Path(facts.cwd)
+    with contextlib.suppress(psutil.Error):
+        for chdir in gunicorn_chdirs(proc.cmdline()):
+            return Path(chdir)
+    return app_settings.repo_dir
+
+
+def _uid(proc: psutil.Process) -> int | None:
+    with contextlib.suppress(psutil.Error):
+        return proc.uids().real
+    return None
 
 
 # -- finding ---------------------------------------------------------------------------------
@@ -311,6 +449,8 @@ def _prove(pid: int, source: str) -> tuple[psutil.Process | None, str, int]:
         if belongs_to_project(proc):
             return proc, "", 0
         cwd = _cwd(proc)
+        if cwd is None:
+            return None, f"{source} names pid {pid}, {_unproved(proc)}", USAGE
         return (
             None,
             (
@@ -322,6 +462,34 @@ def _prove(pid: int, source: str) -> tuple[psutil.Process | None, str, int]:
     if kind == "gone":
         return None, f"{source} names pid {pid}, which is not running (stale)", DOWN
     return None, f"{source} names {why}", DOWN
+
+
+def _unproved(proc: psutil.Process) -> str:
+    """A master of another user that nothing proves to be this project's, in words."""
+    return (
+        f"a Gunicorn master running as user {process_owner(proc)} whose working directory "
+        "this user cannot read; nothing proves it is this project's: its command line does not "
+        f"run from {app_settings.repo_dir} (its virtualenv or --chdir) and no worker of it "
+        f"reported into the runtime directory {app_settings.runtime_dir} (set "
+        "ZERODEPLOY['RUNTIME_DIR'] to a directory both users share, see docs/migrating.md)"
+    )
+
+
+def other_users_masters() -> list[psutil.Process]:
+    """Gunicorn arbiters of other users that could not be proved (for the "not running"
+    message: they are named, never signalled)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        uids = proc.info.get("uids")
+        if (
+            not uids
+            or uids.real == os.geteuid()
+            or not is_gunicorn_cmdline(proc.info.get("cmdline") or [])
+        ):
+            continue
+        if _cwd(proc) is None and classify(proc, wait=0.2)[0] == "arbiter":
+            found.append(proc)
+    return found
 
 
 def find_master(*, pidfile: str | Path | None = None, unit: str | None = None) -> Master:
@@ -362,6 +530,13 @@ def find_master(*, pidfile: str | Path | None = None, unit: str | None = None) -
             DOWN,
         )
     if not found:
+        others = other_users_masters()
+        if others:
+            raise CommandFailure(
+                f"No Gunicorn master is proved to be this project's: pid {others[0].pid} is "
+                f"{_unproved(others[0])}; nothing was signalled.",
+                USAGE,
+            )
         raise CommandFailure(
             f"Gunicorn is not running for this project ({app_settings.repo_dir}): no master "
             "found (set GUNICORN_PIDFILE or use --pidfile if it runs elsewhere).",

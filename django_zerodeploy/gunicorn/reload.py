@@ -123,7 +123,7 @@ def _probe(master: Master, timeout: float) -> GunicornConfig:
             "(setproctitle?) and its workers have not reported them: start it with the "
             "django_zerodeploy.gunicorn_conf hooks",
         )
-    return probe_config(master.python, args, master.cwd, master.environ, timeout=timeout)
+    return probe_config(master.python, args, master.cwd, master.child_environ, timeout=timeout)
 
 
 def gunicorn_app_spec(spec: str | None) -> str | None:
@@ -148,7 +148,7 @@ def _preflight_phase(
             "preflight", "Gunicorn config loads; app checks skipped (run_preflight=False)"
         )
         return None
-    env = dict(master.environ)
+    env = master.child_environ
     if config.pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([config.pythonpath, env.get("PYTHONPATH", "")]).strip(
             os.pathsep

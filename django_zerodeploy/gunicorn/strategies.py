@@ -28,7 +28,7 @@ from .. import readiness
 from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
 from ..osutil import last_lines
 from . import heartbeat, systemd
-from .master import Master, build_master, child_masters, read_pidfile
+from .master import Master, build_master, child_masters, cross_user_problem, read_pidfile
 from .probe import GunicornConfig, started_as_module
 from .result import Recorder, ReloadResult
 
@@ -204,6 +204,9 @@ def refusal(strategy: str, ctx: Context) -> tuple[int, str] | None:
                 f"{ctx.unit} has MainPID {main}, not this project's Gunicorn master {master.pid}: "
                 "`systemctl reload` would not reach it. Check GUNICORN_SYSTEMD_UNIT / --unit."
             )
+    blocked = _privilege_refusal(strategy, ctx)
+    if blocked:
+        return USAGE, blocked
     if strategy == "usr2" and not _reexec_ok(ctx):
         return USAGE, (
             f"Gunicorn master {master.pid} was started with `python -m gunicorn` without "
@@ -255,6 +258,25 @@ def fallback(strategy: str, ctx: Context) -> tuple[str, str] | None:
         chosen,
         f"usr2 -> {chosen}: master {ctx.master.pid} was {why}; reloading in place ({how})",
     )
+
+
+SIGNALS = {
+    "usr2": (signal.SIGUSR2, signal.SIGWINCH, signal.SIGTERM),
+    "hup": (signal.SIGHUP,),
+}
+
+
+def _privilege_refusal(strategy: str, ctx: Context) -> str:
+    """A master of another user: its workers must report here, and sudoers must allow the
+    exact command (see ``privilege``); '' when nothing stands in the way."""
+    problem = cross_user_problem(ctx.master)
+    if problem:
+        return problem + "; nothing was signalled."
+    if strategy == "systemd":
+        failure = systemd.cannot_reload(ctx.unit or "")
+    else:
+        failure = ctx.master.cannot_signal(SIGNALS[strategy])
+    return failure.message if failure else ""
 
 
 def _reexec_ok(ctx: Context) -> bool:

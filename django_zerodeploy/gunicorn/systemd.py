@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import proc
 from ..exit_codes import USAGE, CommandFailure
+from . import privilege
 
 _UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
 
@@ -70,8 +71,25 @@ def notify_access(unit: str) -> str:
 
 
 def reload_unit(unit: str, timeout: float) -> proc.ProcResult:
-    """``systemctl reload UNIT``: runs the unit's ExecReload (HUP to $MAINPID)."""
-    return systemctl("reload", validate_unit(unit), timeout=timeout)
+    """``systemctl reload UNIT``: runs the unit's ExecReload (HUP to $MAINPID). Not as root it
+    is ``sudo -n systemctl reload UNIT`` (the seed of every VPS guide's deploy script)."""
+    if privilege.is_root():
+        return systemctl("reload", validate_unit(unit), timeout=timeout)
+    return privilege.run(privilege.systemctl_argv(validate_unit(unit)), timeout=timeout)
+
+
+def cannot_reload(unit: str) -> CommandFailure | None:
+    """Why this user cannot reload ``unit`` (None: root, or sudoers allows exactly
+    ``systemctl reload UNIT``). Runs nothing."""
+    if privilege.is_root():
+        return None
+    argv = privilege.systemctl_argv(validate_unit(unit))
+    ok, why = privilege.allowed(argv)
+    if ok:
+        return None
+    return privilege.missing_rule(
+        argv, why, f"Reloading {unit} needs root", privilege.sudoers_line(argv)
+    )
 
 
 def unit_of(pid: int) -> str | None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
+from .. import healthz_url
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 
@@ -30,23 +29,39 @@ def workers_serving(master: Any) -> set[str]:
 
 
 def healthz_release(url: str | None = None, timeout: float = 3.0) -> str | None:
-    """``releaseId`` from HEALTHZ_URL, or None when unset or unreachable. A 503 still carries
-    the release in its body, so it is read too."""
+    """``releaseId`` from HEALTHZ_URL (http, https or a Unix socket), or None when unset or
+    unreachable. A 503 still carries the release in its body, so it is read too."""
     url = url or app_settings.HEALTHZ_URL
     if not url:
         return None
-    if not url.startswith(("http://", "https://")):
-        return None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only
-            body = resp.read()
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
+        _status, body = healthz_url.get(url, timeout=timeout)
     except (OSError, ValueError):
         return None
     with contextlib.suppress(ValueError, AttributeError):
         release = json.loads(body).get("releaseId")
         return release if isinstance(release, str) and release else None
+    return None
+
+
+def healthz_path() -> str:
+    """The path of /healthz/ in this project's URLconf (where the include put it)."""
+    with contextlib.suppress(Exception):
+        from django.urls import reverse
+
+        return reverse("django_zerodeploy:healthz")
+    return "/healthz/"
+
+
+def bind_url(master: Any) -> str | None:
+    """HEALTHZ_URL unset: /healthz/ on the first address the Gunicorn master listens on
+    (``--bind``, TCP or a Unix socket), None when it cannot be read or dialled."""
+    from ..gunicorn import master_binds
+
+    for bind in master_binds(master) if master is not None else []:
+        url = healthz_url.url_for_bind(bind, healthz_path(), cwd=str(master.cwd))
+        if url:
+            return url
     return None
 
 
@@ -64,19 +79,23 @@ def serving_releases(master: Any, head: str | None) -> tuple[set[str], str]:
 
 
 def wait_for_release(target: str, master: Any, timeout: float = 15.0) -> tuple[bool, str]:
-    """Poll until HEALTHZ_URL (or, without it, the workers' reports) says ``target`` serves.
-    Returns (ok, what was seen)."""
+    """Poll until HEALTHZ_URL says ``target`` serves; without it, /healthz/ on the socket
+    Gunicorn binds, and where that gives no answer, the workers' reports. Returns (ok, what was
+    seen)."""
     deadline = time.monotonic() + timeout
     seen = ""
     while True:
-        if app_settings.HEALTHZ_URL:
-            release = healthz_release(timeout=min(3.0, timeout))
-            seen = f"{app_settings.HEALTHZ_URL} reports releaseId {release!r}"
+        url, source = app_settings.HEALTHZ_URL, ""
+        if not url and master is not None:
+            with contextlib.suppress(CommandFailure):
+                master = find_master()
+            url, source = bind_url(master), " (Gunicorn's bind)"
+        release = healthz_release(url, timeout=min(3.0, timeout)) if url else None
+        if url and (release or app_settings.HEALTHZ_URL):
+            seen = f"{url}{source} reports releaseId {release!r}"
             if release == target:
                 return True, seen
         elif master is not None:
-            with contextlib.suppress(CommandFailure):
-                master = find_master()
             releases = workers_serving(master)
             seen = f"workers report {sorted(releases)}"
             if releases == {target}:
