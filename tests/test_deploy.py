@@ -347,7 +347,7 @@ def test_no_reload_deploys_without_gunicorn_and_runs_extra_steps(site):
 
 
 def test_json_result_and_verify_without_healthz_url(site, gunicorn_factory, load_factory):
-    """Without HEALTHZ_URL the verify step asks the workers' own ready reports."""
+    """Without HEALTHZ_URL the verify step asks /healthz/ on the address Gunicorn binds."""
     server = gunicorn_factory(workers=2)
     v2 = site.commit_release("v2")
     result, report = under_load(site, server, load_factory, "--json", ZERODEPLOY_HEALTHZ_URL="")
@@ -359,7 +359,8 @@ def test_json_result_and_verify_without_healthz_url(site, gunicorn_factory, load
     assert "reload" in [s["name"] for s in data["steps"]]
     assert "  reload" in result.stderr
     verify = next(s for s in data["steps"] if s["name"] == "verify")
-    assert verify["status"] == "ok" and f"workers report ['{v2}']" in verify["detail"]
+    expected = f"http://127.0.0.1:{server.port}/healthz/ (Gunicorn's bind) reports releaseId '{v2}'"
+    assert verify["status"] == "ok" and expected in verify["detail"]
     assert server.served_releases() == {"v2"}
 
 

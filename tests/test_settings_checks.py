@@ -54,7 +54,10 @@ BAD_CONFIGS = [
     pytest.param({"SMOKE_URLS": ["healthz/"]}, "zerodeploy.E005", "starting with '/'", "SMOKE_URLS:", id="smoke-url-relative"),
     pytest.param({"REQUIREMENTS": ["/etc/requirements.txt"]}, "zerodeploy.E005", "relative to REPO_DIR", "REQUIREMENTS:", id="requirements-absolute"),
     pytest.param({"REQUIREMENTS": "../outside.txt"}, "zerodeploy.E005", "inside it", "REQUIREMENTS:", id="requirements-outside"),
-    pytest.param({"HEALTHZ_URL": "127.0.0.1:8000/healthz/"}, "zerodeploy.E005", "http:// or https:// URL", "HEALTHZ_URL:", id="healthz-url-no-scheme"),
+    pytest.param({"HEALTHZ_URL": "127.0.0.1:8000/healthz/"}, "zerodeploy.E005", "must be an http://, https:// or unix: URL", "HEALTHZ_URL:", id="healthz-url-no-scheme"),
+    pytest.param({"HEALTHZ_URL": "unix:/run/gunicorn.sock"}, "zerodeploy.E005", "unix:SOCKET:PATH", "unix:/run/gunicorn.sock:/healthz/", id="healthz-url-unix-without-path"),
+    pytest.param({"HEALTHZ_URL": "unix:run/gunicorn.sock:/healthz/"}, "zerodeploy.E005", "absolute socket path", "HEALTHZ_URL:", id="healthz-url-unix-relative"),
+    pytest.param({"HEALTHZ_URL": "http://127.0.0.1:port/healthz/"}, "zerodeploy.E005", "Port could not be cast", "HEALTHZ_URL:", id="healthz-url-bad-port"),
     pytest.param({"RELOAD_TIMEOUT": 0}, "zerodeploy.E005", "greater than 0", "RELOAD_TIMEOUT:", id="zero-timeout"),
     pytest.param({"MIN_FREE_DISK_MB": -1}, "zerodeploy.E005", "must not be negative", "MIN_FREE_DISK_MB:", id="negative-disk"),
     pytest.param({"REPO_DIR": "/nonexistent/zerodeploy/checkout"}, "zerodeploy.E005", "not an existing directory", "REPO_DIR:", id="repo-dir-missing"),
@@ -131,6 +134,8 @@ def test_defaults_and_good_values_pass(tmp_path):
     }
     assert validate(good) == []
     assert zerodeploy_messages(**good) == []
+    for url in ("unix:/run/gunicorn.sock:/healthz/", "http://[::1]:8000/healthz/?full=1"):
+        assert validate({"HEALTHZ_URL": url}) == [], url
 
 
 def test_example_project_settings_pass():

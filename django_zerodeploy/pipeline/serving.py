@@ -56,7 +56,7 @@ def healthz_path() -> str:
 def bind_url(master: Any) -> str | None:
     """HEALTHZ_URL unset: /healthz/ on the first address the Gunicorn master listens on
     (``--bind``, TCP or a Unix socket), None when it cannot be read or dialled."""
-    from ..gunicorn import master_binds
+    from ..gunicorn.master import master_binds
 
     for bind in master_binds(master) if master is not None else []:
         url = healthz_url.url_for_bind(bind, healthz_path(), cwd=str(master.cwd))
