@@ -336,6 +336,24 @@ def cross_user_problem(master: Master) -> str:
     )
 
 
+SIGNALS = {  # what each strategy sends the master (the sudoers line must allow them all)
+    "usr2": (signal.SIGUSR2, signal.SIGWINCH, signal.SIGTERM),
+    "hup": (signal.SIGHUP,),
+}
+
+
+def reload_blocked(master: Master, strategy: str, unit: str | None) -> CommandFailure | None:
+    """Why this user cannot reload ``master`` with ``strategy`` (a master of another user
+    whose workers report elsewhere, or no sudoers rule for the exact command); None when it
+    can. Runs nothing but ``sudo -n -l``; checked before any step changes anything."""
+    problem = cross_user_problem(master)
+    if problem:
+        return CommandFailure(problem + "; nothing was signalled.", USAGE)
+    if strategy == "systemd":
+        return systemd.cannot_reload(unit) if unit else None
+    return master.cannot_signal(SIGNALS.get(strategy, ()))
+
+
 # -- building a Master -------------------------------------------------------------------------
 def _option(cmdline: list[str], *names: str) -> str | None:
     for index, part in enumerate(cmdline):

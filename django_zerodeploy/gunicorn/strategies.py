@@ -28,7 +28,7 @@ from .. import readiness
 from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
 from ..osutil import last_lines
 from . import heartbeat, systemd
-from .master import Master, build_master, child_masters, cross_user_problem, read_pidfile
+from .master import Master, build_master, child_masters, read_pidfile, reload_blocked
 from .probe import GunicornConfig, started_as_module
 from .result import Recorder, ReloadResult
 
@@ -260,22 +260,10 @@ def fallback(strategy: str, ctx: Context) -> tuple[str, str] | None:
     )
 
 
-SIGNALS = {
-    "usr2": (signal.SIGUSR2, signal.SIGWINCH, signal.SIGTERM),
-    "hup": (signal.SIGHUP,),
-}
-
-
 def _privilege_refusal(strategy: str, ctx: Context) -> str:
     """A master of another user: its workers must report here, and sudoers must allow the
     exact command (see ``privilege``); '' when nothing stands in the way."""
-    problem = cross_user_problem(ctx.master)
-    if problem:
-        return problem + "; nothing was signalled."
-    if strategy == "systemd":
-        failure = systemd.cannot_reload(ctx.unit or "")
-    else:
-        failure = ctx.master.cannot_signal(SIGNALS[strategy])
+    failure = reload_blocked(ctx.master, strategy, ctx.unit)
     return failure.message if failure else ""
 
 

@@ -19,6 +19,17 @@ def find_master() -> Any:
     return _find(pidfile=app_settings.GUNICORN_PIDFILE, unit=app_settings.GUNICORN_SYSTEMD_UNIT)
 
 
+def require_reload_permission(master: Any) -> None:
+    """Refuse before anything changes when this user could not reload ``master`` (Gunicorn
+    of another user without the sudoers rule): CommandFailure, exit 2, with the line to add."""
+    from ..gunicorn.master import reload_blocked
+
+    unit = app_settings.GUNICORN_SYSTEMD_UNIT or master.unit
+    failure = reload_blocked(master, app_settings.RELOAD_STRATEGY, unit)
+    if failure:
+        raise failure
+
+
 def workers_serving(master: Any) -> set[str]:
     """Releases the live, ready workers of ``master`` report (empty when they report none)."""
     from ..gunicorn import serving_releases

@@ -148,6 +148,7 @@ class EnvironmentStep(Step):
         if not ctx.options.no_reload:
             ctx.master = serving.find_master()
             details.append(f"Gunicorn master {getattr(ctx.master, 'pid', '?')}")
+            serving.require_reload_permission(ctx.master)
         return Outcome(", ".join(details))
 
 
