@@ -119,6 +119,9 @@ def test_redact_secret_assignments():
         assert secret not in out
     assert "PIP_INDEX_URL=***" in out and "DEPLOY_TOKEN: ***" in out
     assert "DB_PASSWORD = ***" in out and "DEBUG=1" in out
+    # a sudoers line to add is advice, not a secret
+    line = "deploy ALL=(root) NOPASSWD: /usr/bin/systemctl reload gunicorn.service"
+    assert redact(line) == line
 
 
 def test_redact_values_of_secret_environment_variables(monkeypatch):

@@ -50,6 +50,8 @@ def connection(
 class Gunicorn:
     """One Gunicorn master (and whatever masters USR2 makes of it) for a Site."""
 
+    ready_path = "/healthz/live/"  # answers 200 once the workers serve
+
     def __init__(
         self,
         site: Site,
@@ -141,7 +143,7 @@ class Gunicorn:
             if pid:
                 self.seen_masters.add(pid)
                 if (
-                    self.get("/healthz/live/", timeout=2)[0] == 200
+                    self.get(self.ready_path, timeout=2)[0] == 200
                     and len(self.worker_pids()) >= self.workers
                 ):
                     return self

@@ -172,6 +172,7 @@ class Vps(Site):
             DJANGO_SETTINGS_MODULE="exampleproject.settings",
             EXAMPLE_DB_PATH=str(self.db_path),
             EXAMPLE_STATIC_ROOT=str(self.static_root),
+            ZERODEPLOY_RUNTIME_DIR=str(self.runtime),  # the example's cache folder lives there
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -1,0 +1,205 @@
+"""docs/migrating.md, followed step by step on a VPS-shaped fixture (tests/support/vps.py).
+
+Real users (``useradd``), Gunicorn as the web user on a Unix socket, the deploy run as the
+deploying user, a real ``sudo`` with a sudoers drop-in the test writes, real pip installing the
+app from a wheel named in requirements.txt, a real load through the socket. systemd is not PID 1
+on this machine: Gunicorn is started as its unit's ExecStart would, and the reload goes through
+``sudo -n -u WEBUSER kill`` (the usr2 strategy, for real). The ``sudo -n systemctl reload UNIT``
+path is run for real through sudo too, with a stand-in ``systemctl`` (the one of
+tests/test_reload_strategies.py) that does what the documented ExecReload does; the test says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from django_zerodeploy.gunicorn.privilege import SECURE_PATH
+from tests.support import vps as vps_mod
+from tests.support.site import EXAMPLE, git
+from tests.support.vps import Sudoers, Users, Vps, VpsGunicorn
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd, sudoers, setpriv"),
+]
+
+
+def open_tmpdir(prefix: str) -> Path:
+    """A folder under /tmp the test users can enter (pytest's own base folder is private)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wheel() -> Iterator[Path]:
+    folder = open_tmpdir("zd-wheels-")
+    try:
+        yield vps_mod.build_wheel(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def users() -> Iterator[Users]:
+    vps_mod.ensure_sudo()
+    made = vps_mod.make_users()
+    try:
+        yield made
+    finally:
+        vps_mod.remove_users(made)
+
+
+@pytest.fixture
+def sudoers() -> Iterator[Sudoers]:
+    drop_ins = Sudoers()
+    try:
+        yield drop_ins
+    finally:
+        drop_ins.remove_all()
+
+
+@pytest.fixture
+def vps(users, wheel) -> Iterator[Vps]:
+    """The server before the migration; every Gunicorn started on it is stopped at teardown."""
+    root = open_tmpdir("zd-vps-") / "srv"
+    site = vps_mod.make_vps(root, users, wheel)
+    started: list[VpsGunicorn] = []
+    site.started = started  # type: ignore[attr-defined]
+    try:
+        yield site
+    finally:
+        for server in started:
+            server.stop()
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def start(site: Vps, *, hooked: bool) -> VpsGunicorn:
+    server = site.gunicorn(hooked=hooked)
+    if not hooked:
+        server.ready_path = "/"  # no /healthz/ before the app is installed
+    site.started.append(server)  # type: ignore[attr-defined]
+    return server.start()
+
+
+def owner(pid: int | None) -> str:
+    assert pid
+    return psutil.Process(pid).username()
+
+
+# -- the guide's steps, in its order ----------------------------------------------------------------
+def step1_install_and_configure(site: Vps) -> str:
+    """Steps 1 and 2: the app in requirements.txt (a wheel: it is not on PyPI), the settings
+    (INSTALLED_APPS, MIDDLEWARE, urls, ZERODEPLOY), the Gunicorn hooks; committed and pushed."""
+    for rel in ("exampleproject/settings.py", "exampleproject/urls.py", "gunicorn.conf.py"):
+        shutil.copy(EXAMPLE / rel, site.dev / rel)
+    with (site.dev / "requirements.txt").open("a") as handle:
+        handle.write(f"django-zerodeploy @ file://{site.wheel}\n")
+    with (site.dev / "exampleproject" / "settings.py").open("a") as handle:
+        handle.write(
+            "\n# django-zerodeploy on this server (docs/migrating.md)\n"
+            "ZERODEPLOY.update({\n"
+            f"    'RUNTIME_DIR': '{site.runtime}',\n"
+            f"    'GUNICORN_PIDFILE': '{site.pidfile}',\n"
+            f"    'HEALTHZ_URL': 'unix:{site.sock}:/healthz/',\n"
+            "    'RELOAD_STRATEGY': 'usr2',\n"
+            "})\n"
+        )
+    git(site.dev, "add", "-A")
+    git(site.dev, "commit", "-q", "-m", "Install django-zerodeploy")
+    git(site.dev, "push", "-q", "origin", "HEAD:main")
+    return git(site.dev, "rev-parse", "HEAD")
+
+
+def step3_old_way_one_last_time(site: Vps) -> None:
+    """Step 3: on the server, as the deploying user: pull, pip install, migrate, collectstatic."""
+    site.server_git("pull", "-q", "--ff-only")
+    site.install_requirements()
+    site.manage("migrate", "--noinput")
+    site.manage("collectstatic", "--noinput")
+
+
+def deploy_under_load(site: Vps, server: VpsGunicorn, load_factory) -> tuple:  # noqa: ANN001
+    load = load_factory(uds=str(site.sock), clients=3, max_seconds=240, timeout=30).start()
+    time.sleep(0.5)
+    try:
+        result = site.manage("deploy", "--no-input", check=False)
+        ended = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        report = load.stop()
+    assert report.total > 0 and not report.cut_short, "the load did not cover the deploy"
+    assert any(h.started > ended for h in report.hits), "no request after the deploy ended"
+    return result, report
+
+
+def show(result) -> str:  # noqa: ANN001
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
+
+
+def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
+    site = vps
+    shell_era = start(site, hooked=False)
+    assert owner(shell_era.master_pid()) == users.web
+    assert shell_era.served_release() == "v1"
+
+    installed = step1_install_and_configure(site)
+    step3_old_way_one_last_time(site)
+    assert site.server_head() == installed
+
+    # Step 4: the one Gunicorn restart that loads the hooks (systemctl restart gunicorn)
+    shell_era.stop()
+    server = start(site, hooked=True)
+    first_master = server.master_pid()
+    assert owner(first_master) == users.web
+    assert server.healthz()["releaseId"] == installed
+
+    # Step 5, first without the sudoers line: refused before anything changes, one message
+    # naming the exact line, exit 2, the site still serving.
+    v2 = site.commit_release("v2")
+    kill = shutil.which("kill", path=SECURE_PATH)
+    line = (
+        f"{users.deploy} ALL=({users.web}) NOPASSWD: {kill} -s USR2 -- *, "
+        f"{kill} -s WINCH -- *, {kill} -s TERM -- *"
+    )
+    refused = site.manage("deploy", "--no-input", check=False)
+    assert refused.returncode == 2, show(refused)
+    output = refused.stdout + refused.stderr
+    assert f"Gunicorn master {first_master} runs as user {users.web}" in output
+    assert line in output, show(refused)
+    assert "Traceback" not in output
+    assert site.server_head() == installed and server.master_pid() == first_master
+    assert server.served_release() == "v1"
+
+    # ... then with it (validated by visudo -cf), the first deploy under load through the socket
+    sudoers.allow(line)
+    result, report = deploy_under_load(site, server, load_factory)
+    assert result.returncode == 0, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v2", report.summary()
+    assert server.served_releases() == {"v2"}
+    assert site.server_head() == v2 and site.server_branch() == "main"
+    new_master = server.master_pid()
+    assert new_master != first_master and owner(new_master) == users.web
+    assert server.proc and server.proc.wait(timeout=30) == 0  # the old master (our child) exited
+    record = json.loads(site.manage("deploy", "--history", "--json", "--limit", "1").stdout)[0]
+    verify = next(s for s in record["steps"] if s["name"] == "verify")
+    assert f"unix:{site.sock}:/healthz/ reports releaseId '{v2}'" in verify["detail"]
+
+    # Step 6: a broken release is refused, the site keeps serving v2 throughout
+    site.commit_release("v3", {"notes/views.py": "raise ImportError('broken release')\n"})
+    broken, report = deploy_under_load(site, server, load_factory)
+    assert broken.returncode == 1, show(broken)
+    assert "broken release" in broken.stdout + broken.stderr
+    assert report.failed == 0, report.summary()
+    assert set(report.markers) == {"v2"}, report.summary()
+    assert site.server_head() == v2 and server.served_releases() == {"v2"}
