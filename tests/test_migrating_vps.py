@@ -26,6 +26,7 @@ from django_zerodeploy.gunicorn.privilege import SECURE_PATH
 from tests.support import vps as vps_mod
 from tests.support.site import EXAMPLE, git
 from tests.support.vps import Sudoers, Users, Vps, VpsGunicorn
+from tests.test_reload_strategies import UNIT, systemctl_standin
 
 pytestmark = [
     pytest.mark.integration,
@@ -203,3 +204,52 @@ def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
     assert report.failed == 0, report.summary()
     assert set(report.markers) == {"v2"}, report.summary()
     assert site.server_head() == v2 and server.served_releases() == {"v2"}
+
+
+def test_systemd_strategy_reloads_through_sudo_systemctl(vps, users, sudoers, load_factory):
+    """``sudo -n systemctl reload UNIT`` for a deployer who is not root. systemd cannot run
+    here: the ``systemctl`` run through the real sudo is the stand-in of
+    tests/test_reload_strategies.py (its ``reload`` does what ExecReload does: HUP to MainPID);
+    the sudoers rule names exactly that binary and arguments."""
+    site = vps
+    step1_install_and_configure(site)
+    step3_old_way_one_last_time(site)
+    server = start(site, hooked=True)
+    master = server.master_pid()
+    folder = site.root / "standin"
+    folder.mkdir()
+    folder.chmod(0o755)
+    bin_dir, log = systemctl_standin(folder, site.pidfile)
+    (bin_dir / "systemctl").chmod(0o755)  # run by the deployer too (systemctl show)
+    log.touch()
+    log.chmod(0o666)  # the deployer's `systemctl show` calls log there too
+    path = f"{bin_dir}:{site.env()['PATH']}"
+    argv = ["reload_gunicorn", "--strategy", "systemd", "--unit", UNIT, "--json"]
+
+    refused = site.manage(*argv, check=False, PATH=path)
+    line = f"{users.deploy} ALL=(root) NOPASSWD: {bin_dir}/systemctl reload {UNIT}"
+    assert refused.returncode == 2, show(refused)
+    assert f"Reloading {UNIT} needs root" in refused.stdout + refused.stderr
+    assert line in refused.stdout + refused.stderr
+    assert "reload" not in log.read_text()  # nothing ran
+
+    sudoers.allow(line)
+    site.commit_release("v2")
+    site.server_git("pull", "-q", "--ff-only")
+    old_workers = set(server.worker_pids())
+    load = load_factory(uds=str(site.sock), clients=3, max_seconds=240, timeout=30).start()
+    time.sleep(0.5)
+    try:
+        ran = site.manage(*argv, check=False, PATH=path)
+        ended = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        report = load.stop()
+    assert ran.returncode == 0, show(ran)
+    assert report.total > 0 and not report.cut_short
+    assert any(h.started > ended for h in report.hits)
+    assert report.failed == 0, report.summary()
+    assert f"reload {UNIT}" in log.read_text().splitlines()
+    assert server.master_pid() == master and not set(server.worker_pids()) & old_workers
+    assert server.served_releases() == {"v2"}
+    assert json.loads(ran.stdout)["strategy"] == "systemd"
