@@ -41,7 +41,7 @@ def runtime_dir(configured: str | os.PathLike[str] | None, repo_dir: Path) -> Pa
     if configured:
         path = Path(configured)
         _private_dir(path)
-        _check_owned(path)
+        _check_owned(path, shared=True)
         return path
     path = default_runtime_dir(repo_dir)
     _private_dir(path.parent)
@@ -131,23 +131,42 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-def _check_owned(path: Path, *, private: bool = False) -> None:
+def _shared_with_me(st: os.stat_result) -> bool:
+    """A directory deliberately group-shared with this user: its group is one of ours, may
+    read, write and enter it, and the setgid bit makes every file made inside that group's
+    (mode 2770): the setup where Gunicorn runs as one user and deploys as another."""
+    groups = {os.getgid(), *os.getgroups()}
+    mode = stat.S_IMODE(st.st_mode)
+    return st.st_gid in groups and mode & 0o070 == 0o070 and bool(mode & stat.S_ISGID)
+
+
+def _check_owned(path: Path, *, private: bool = False, shared: bool = False) -> None:
     """``path`` is a real directory of this user that group and others cannot write; with
     ``private``, they cannot read it either (one we own with read bits only is fixed: nobody
-    else could have written into it)."""
+    else could have written into it). With ``shared`` (a configured RUNTIME_DIR) a directory
+    group-shared with this user (``_shared_with_me``) is accepted too, whoever owns it: its
+    group must then hold only the users of this site. Others may never write it."""
     try:
         st = os.lstat(path)
     except OSError as exc:
         raise _runtime_failure(path, exc.strerror or str(exc)) from exc
     mode = stat.S_IMODE(st.st_mode)
+    group_ok = shared and stat.S_ISDIR(st.st_mode) and _shared_with_me(st)
     if stat.S_ISLNK(st.st_mode):
         problem = "it is a symbolic link (name the directory itself)"
     elif not stat.S_ISDIR(st.st_mode):
         problem = "it exists and is not a directory"
-    elif st.st_uid != os.getuid():
-        problem = f"it is owned by {_owner(st.st_uid)}, not by {_owner(os.getuid())}, who runs this"
-    elif mode & 0o022:
+    elif mode & 0o002:
         problem = f"group or other users can write it (mode {mode:04o})"
+    elif st.st_uid != os.getuid() and not group_ok:
+        problem = f"it is owned by {_owner(st.st_uid)}, not by {_owner(os.getuid())}, who runs this"
+    elif mode & 0o020 and not group_ok:
+        problem = f"group or other users can write it (mode {mode:04o})" + (
+            "; a directory shared with the user Gunicorn runs as must be mode 2770 (setgid, "
+            "its group holding only the site's users)"
+            if shared
+            else ""
+        )
     else:
         if private and mode & 0o077:
             try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy import conf
+from django_zerodeploy import runtime
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.osutil import runtime_subdir, write_json_atomic
 
@@ -32,7 +32,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user
 @needs_root
 def test_a_folder_group_shared_with_us_is_accepted_whoever_owns_it(tmp_path):
     path = folder(tmp_path, 0o2770, OTHER_UID, os.getgid())
-    conf._check_owned(path, shared=True)  # RuntimeDirectory= of User=www-data, we in its group
+    runtime._check_owned(path, shared=True)  # RuntimeDirectory= of User=www-data, we in its group
 
 
 @needs_root
@@ -54,7 +54,7 @@ def test_what_is_not_safe_to_share_is_refused(tmp_path, mode, uid, gid, shared, 
         os.getgid() if gid == "ours" else NOT_OUR_GID,
     )
     with pytest.raises(CommandFailure) as refused:
-        conf._check_owned(path, shared=shared)
+        runtime._check_owned(path, shared=shared)
     assert problem in refused.value.message and refused.value.exit_code == 2
 
 
