@@ -99,7 +99,7 @@ def owner(pid: int | None) -> str:
 
 # -- the guide's steps, in its order ----------------------------------------------------------------
 def step1_install_and_configure(site: Vps) -> str:
-    """Steps 1 and 2: the app in requirements.txt (a wheel: it is not on PyPI), the settings
+    """Steps 1 and 2 of docs/migrating.md: the app in requirements.txt (a wheel: it is not on PyPI), the settings
     (INSTALLED_APPS, MIDDLEWARE, urls, ZERODEPLOY), the Gunicorn hooks; committed and pushed."""
     for rel in ("exampleproject/settings.py", "exampleproject/urls.py", "gunicorn.conf.py"):
         shutil.copy(EXAMPLE / rel, site.dev / rel)
@@ -164,8 +164,8 @@ def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
     assert owner(first_master) == users.web
     assert server.healthz()["releaseId"] == installed
 
-    # Step 5, first without the sudoers line: refused before anything changes, one message
-    # naming the exact line, exit 2, the site still serving.
+    # Step 5, the sudoers line. A deploy without it is refused before anything changes: one
+    # message naming the exact line, exit 2, the site still serving.
     v2 = site.commit_release("v2")
     kill = shutil.which("kill", path=SECURE_PATH)
     line = (
@@ -181,7 +181,8 @@ def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
     assert site.server_head() == installed and server.master_pid() == first_master
     assert server.served_release() == "v1"
 
-    # ... then with it (validated by visudo -cf), the first deploy under load through the socket
+    # ... then with it (validated by visudo -cf), step 6: the first deploy, under load through
+    # the socket, reloaded through sudo -n -u WEBUSER kill
     sudoers.allow(line)
     result, report = deploy_under_load(site, server, load_factory)
     assert result.returncode == 0, show(result)
@@ -196,7 +197,7 @@ def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
     verify = next(s for s in record["steps"] if s["name"] == "verify")
     assert f"unix:{site.sock}:/healthz/ reports releaseId '{v2}'" in verify["detail"]
 
-    # Step 6: a broken release is refused, the site keeps serving v2 throughout
+    # and a broken release: refused, the site keeps serving v2 throughout
     site.commit_release("v3", {"notes/views.py": "raise ImportError('broken release')\n"})
     broken, report = deploy_under_load(site, server, load_factory)
     assert broken.returncode == 1, show(broken)
