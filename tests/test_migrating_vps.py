@@ -254,3 +254,38 @@ def test_systemd_strategy_reloads_through_sudo_systemctl(vps, users, sudoers, lo
     assert server.master_pid() == master and not set(server.worker_pids()) & old_workers
     assert server.served_releases() == {"v2"}
     assert json.loads(ran.stdout)["strategy"] == "systemd"
+
+
+class UnprovableGunicorn(VpsGunicorn):
+    """The web user's Gunicorn started without the hooks, by the system interpreter with the
+    venv's packages on PYTHONPATH: nothing the deploying user can read ties it to the checkout
+    (its working directory is unreadable to another user, its command line names no path in
+    the checkout, no worker reports into the runtime directory)."""
+
+    def argv(self) -> list[str]:
+        site = self.site
+        assert isinstance(site, Vps) and site.users
+        args = VpsGunicorn.argv(self)[len(site.as_user(site.users.web)) + 1 :]
+        return [*site.as_user(site.users.web), vps_mod.SYSTEM_PYTHON, "-m", "gunicorn", *args]
+
+
+def test_a_master_of_another_user_nothing_proves_is_named_and_not_signalled(vps, users):
+    site = vps
+    step1_install_and_configure(site)
+    step3_old_way_one_last_time(site)
+    packages = next((site.venv / "lib").glob("python3*/site-packages"))
+    server = UnprovableGunicorn(site, hooked=False, workers=2)
+    server.extra_env = {"PYTHONPATH": str(packages)}
+    site.started.append(server)  # type: ignore[attr-defined]
+    server.start()
+    master, workers = server.master_pid(), set(server.worker_pids())
+    assert owner(master) == users.web
+
+    ran = site.manage("reload_gunicorn", check=False)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 2, show(ran)
+    assert f"names pid {master}, a Gunicorn master running as user {users.web}" in output
+    assert "nothing proves it is this project's" in output and "RUNTIME_DIR" in output
+    assert "Traceback" not in output
+    assert server.master_pid() == master and set(server.worker_pids()) == workers
+    assert "Handling signal" not in server.log_text()

@@ -65,9 +65,13 @@ def sudoers_line(argv: list[str], *, any_pid_signals: tuple[str, ...] = ()) -> s
     return f"{os_user()} ALL=({user}) NOPASSWD: {allowed}"
 
 
+def _sudo() -> str | None:
+    return shutil.which("sudo", path=SECURE_PATH + os.pathsep + os.environ.get("PATH", ""))
+
+
 def allowed(argv: list[str]) -> tuple[bool, str]:
     """(may we run ``sudo -n ARGV``?, why not). Runs nothing: ``sudo -n -l`` only lists."""
-    sudo = shutil.which("sudo", path=SECURE_PATH + os.pathsep + os.environ.get("PATH", ""))
+    sudo = _sudo()
     if not sudo:
         return False, "sudo is not installed"
     listed = proc.run([sudo, "-n", "-l", *argv], timeout=30)
@@ -78,10 +82,7 @@ def allowed(argv: list[str]) -> tuple[bool, str]:
 
 def run(argv: list[str], timeout: float) -> proc.ProcResult:
     """``sudo -n ARGV``."""
-    sudo = (
-        shutil.which("sudo", path=SECURE_PATH + os.pathsep + os.environ.get("PATH", "")) or "sudo"
-    )
-    return proc.run([sudo, "-n", *argv], timeout=timeout)
+    return proc.run([_sudo() or "sudo", "-n", *argv], timeout=timeout)
 
 
 def missing_rule(argv: list[str], why: str, what: str, line: str) -> CommandFailure:
