@@ -275,6 +275,7 @@ def test_a_master_of_another_user_nothing_proves_is_named_and_not_signalled(vps,
     step3_old_way_one_last_time(site)
     packages = next((site.venv / "lib").glob("python3*/site-packages"))
     server = UnprovableGunicorn(site, hooked=False, workers=2)
+    server.config = "/dev/null"  # an empty config: not the checkout's gunicorn.conf.py
     server.extra_env = {"PYTHONPATH": str(packages)}
     site.started.append(server)  # type: ignore[attr-defined]
     server.start()
