@@ -342,11 +342,13 @@ SIGNALS = {  # what each strategy sends the master (the sudoers line must allow 
 }
 
 
-def reload_blocked(master: Master, strategy: str, unit: str | None) -> CommandFailure | None:
+def reload_blocked(
+    master: Master, strategy: str, unit: str | None, hooked: bool = False
+) -> CommandFailure | None:
     """Why this user cannot reload ``master`` with ``strategy`` (a master of another user
-    whose workers report elsewhere, or no sudoers rule for the exact command); None when it
-    can. Runs nothing but ``sudo -n -l``; checked before any step changes anything."""
-    problem = cross_user_problem(master)
+    whose ``hooked`` workers report elsewhere, or no sudoers rule for the exact command); None
+    when it can. Runs nothing but ``sudo -n -l``; checked before any step changes anything."""
+    problem = cross_user_problem(master) if hooked else ""
     if problem:
         return CommandFailure(problem + "; nothing was signalled.", USAGE)
     if strategy == "systemd":

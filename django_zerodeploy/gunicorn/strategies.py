@@ -263,7 +263,7 @@ def fallback(strategy: str, ctx: Context) -> tuple[str, str] | None:
 def _privilege_refusal(strategy: str, ctx: Context) -> str:
     """A master of another user: its workers must report here, and sudoers must allow the
     exact command (see ``privilege``); '' when nothing stands in the way."""
-    failure = reload_blocked(ctx.master, strategy, ctx.unit)
+    failure = reload_blocked(ctx.master, strategy, ctx.unit, hooked=ctx.config.hooked)
     return failure.message if failure else ""
 
 
