@@ -73,10 +73,10 @@ def sudoers() -> Iterator[Sudoers]:
 def vps(users, wheel) -> Iterator[Vps]:
     """The server before the migration; every Gunicorn started on it is stopped at teardown."""
     root = open_tmpdir("zd-vps-") / "srv"
-    site = vps_mod.make_vps(root, users, wheel)
     started: list[VpsGunicorn] = []
-    site.started = started  # type: ignore[attr-defined]
     try:
+        site = vps_mod.make_vps(root, users, wheel)
+        site.started = started  # type: ignore[attr-defined]
         yield site
     finally:
         for server in started:
