@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -105,11 +106,14 @@ def measure(
     workers: int,
     clients: int,
     release: str | None,
+    command: Callable[[Site], tuple[int, float, float | None]] | None = None,
 ) -> Run:
+    """One timed command under load; ``command`` (default: ours or the script, by ``who``)
+    returns (exit code, wall seconds, mixed window)."""
     load = LoadGenerator(port=server.port, clients=clients, max_seconds=TIMEOUT, timeout=30).start()
     time.sleep(0.5)
     started = time.monotonic()
-    code, wall, window = (ours if who == "ours" else script)(site)
+    code, wall, window = (command or (ours if who == "ours" else script))(site)
     expected = release or server.served_release() or ""
     done = wait_for(lambda: settled(server, expected, workers), timeout=90, interval=0.05)
     served_after = time.monotonic() - started if done else None
@@ -165,6 +169,12 @@ def scenario(
 
 
 def summary(runs: list[Run]) -> list[str]:
+    return summary_rows(runs, ("noop", "code", "boot"))
+
+
+def summary_rows(runs: list[Run], scenarios: tuple[str, ...]) -> list[str]:
+    """The results table (medians and maxima per scenario and command) and the ratios."""
+
     def pick(scen: str, who: str) -> list[Run]:
         return [r for r in runs if r.scenario == scen and r.who == who]
 
@@ -178,7 +188,7 @@ def summary(runs: list[Run]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     ratios = []
-    for scen in ("noop", "code", "boot"):
+    for scen in scenarios:
         medians = {}
         for who in ("ours", "script"):
             chosen = pick(scen, who)
