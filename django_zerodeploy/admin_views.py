@@ -29,6 +29,7 @@ from .models import Deployment, DeploymentStep
 from .pipeline.records import iso
 from .proc import tail
 from .tasks import cluster_status, queue_deployment
+from .timeline import step_bars
 
 if TYPE_CHECKING:
     from .admin import DeploymentAdmin
@@ -74,11 +75,13 @@ def detail_context(
     previous = Deployment.objects.filter(pk__lt=obj.pk).order_by("-pk").first()
     following = Deployment.objects.filter(pk__gt=obj.pk).order_by("pk").first()
     can = _can_trigger(request)
+    steps = list(obj.steps.all())
     return {
         "title": f"Deploy #{obj.pk}",
         "subtitle": None,  # the live panel says what str(obj) would, and stays current
         "zd_obj": obj,
-        "zd_steps": list(obj.steps.all()),
+        "zd_steps": steps,
+        "zd_timeline": step_bars(steps),
         "zd_commits": [
             (c[0], c[0][:10], c[1] if len(c) > 1 else "") for c in obj.commits or [] if c
         ],

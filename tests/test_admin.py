@@ -569,3 +569,31 @@ def test_the_migration_plan_of_a_post_is_bounded_too(django_user_model, evil_bra
     assert elapsed < 20, f"the page took {elapsed:.1f} s"
     assert _git(clone, "worktree", "list").count("\n") == 0  # the plan's worktree removed
     assert not Deployment.objects.exists()
+
+
+def test_detail_page_draws_the_steps_as_bars_on_one_time_axis(django_user_model):
+    record = succeeded()
+    began = record.started_at
+    for position, (name, offset, seconds, status) in enumerate(
+        [("lock", 0.0, 0.01, "ok"), ("build", 0.5, 1.5, "ok"), ("reload", 2.0, 2.0, "failed")]
+    ):
+        DeploymentStep.objects.create(
+            deployment=record,
+            position=position,
+            name=name,
+            status=status,
+            started_at=began + timedelta(seconds=offset),
+            duration=seconds,
+        )
+    DeploymentStep.objects.create(deployment=record, position=3, name="migrate", status="skipped")
+    page = client_for(django_user_model, "viewer").get(url("change", record.pk)).content.decode()
+    assert "<h2>Timeline</h2>" in page
+    bars = re.findall(
+        r'zd-timeline-bar zd-bar-(\w+)" style="margin-left:([\d.]+)%;width:([\d.]+)%"', page
+    )
+    assert bars == [
+        ("ok", "0.00", "0.40"),  # a few milliseconds still shows as a mark
+        ("ok", "12.50", "37.50"),
+        ("failed", "50.00", "50.00"),
+    ]
+    assert "migrate" not in re.sub(r"<table.*?</table>", "", page, flags=re.S).split("Timeline")[1]
