@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class ZeroDeployConfig(AppConfig):
@@ -21,3 +21,7 @@ class ZeroDeployConfig(AppConfig):
         # Pin the release now, at boot: /healthz/ must report what this process loaded,
         # not whatever the checkout holds later.
         release.boot_release()
+        if apps.is_installed("django_q"):
+            from .rollout import hosts
+
+            hosts.connect()  # each running cluster registers its host (the rollout registry)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +91,13 @@ KEYS: dict[str, Key] = {
     "WEBHOOK_MAX_BYTES": Key(1_000_000, (int,), "Largest webhook body accepted."),
     "WEBHOOK_PROVIDERS": Key([], (list, tuple), "Forges whose deliveries the webhook accepts: any of 'github', 'gitlab', 'gitea', 'forgejo'. Default: none (every delivery refused until you choose)."),
     "WEBHOOK_KEEP_DAYS": Key(90, (int,), "Days a received delivery is remembered to refuse its replay; then its row is deleted."),
-    "Q_CLUSTER_NAME": Key(None, (str, _NONE), "django-q2 cluster that runs this host's deploys (routing)."),
+    "Q_CLUSTER_NAME": Key(None, (str, _NONE), "django-q2 cluster that runs this host's deploys (routing). Default: 'deploy-<HOST>' when HOST is set, else none (one cluster takes every deploy)."),
+    "HOST": Key(None, (str, _NONE), "This host's name in the host registry and rollouts (letters, digits, '.', '_', '-'). Default: socket.gethostname(). Setting it also routes this host's deploys to the cluster 'deploy-<HOST>'."),
+    "LB_CHECK_INTERVAL": Key(2.0, (int, float), "Seconds between the load balancer's health checks (HAProxy 'inter'); used for DRAIN_SECONDS and the wait after a host resumes."),
+    "LB_FALL": Key(3, (int,), "Failed checks before the load balancer takes a server out (HAProxy 'fall')."),
+    "LB_RISE": Key(2, (int,), "Passed checks before the load balancer takes a server back (HAProxy 'rise')."),
+    "DRAIN_SECONDS": Key(None, (int, float, _NONE), "Seconds a rollout waits after draining a host before reloading it. Default: LB_CHECK_INTERVAL x LB_FALL + HEALTHZ_CACHE_SECONDS + 1."),
+    "ROLLOUT_HOST_TIMEOUT": Key(15, (int, float), "Seconds a host's cluster has to answer a rollout's ping, drain or resume task."),
     "MIGRATION_LOCK_TIMEOUT": Key("5s", (str, int), "PostgreSQL lock_timeout for the migrate step."),
     "MIGRATION_STATEMENT_TIMEOUT": Key(0, (str, int), "PostgreSQL statement_timeout for the migrate step (0: none)."),
     "MIGRATION_RETRIES": Key(3, (int,), "Attempts of a migrate step that hit the lock timeout."),
@@ -138,6 +146,31 @@ class AppSettings:
             if (candidate / ".git").exists():
                 return candidate
         return base
+
+    @property
+    def host(self) -> str:
+        """This host's name: HOST, or the machine's host name."""
+        return self.HOST or socket.gethostname()
+
+    @property
+    def cluster_name(self) -> str | None:
+        """The django-q2 cluster this host's deploys go to: Q_CLUSTER_NAME, else
+        'deploy-<HOST>' when HOST is set, else None (no routing)."""
+        return self.Q_CLUSTER_NAME or (f"deploy-{self.HOST}" if self.HOST else None)
+
+    @property
+    def drain_seconds(self) -> float:
+        """DRAIN_SECONDS, or how long the load balancer needs to notice a 503: every check
+        interval times the failures it waits for, plus the health cache and a second."""
+        if self.DRAIN_SECONDS is not None:
+            return float(self.DRAIN_SECONDS)
+        interval = float(self.LB_CHECK_INTERVAL)
+        return interval * int(self.LB_FALL) + float(self.HEALTHZ_CACHE_SECONDS) + 1.0
+
+    @property
+    def rise_seconds(self) -> float:
+        """How long the load balancer needs to take a resumed host back."""
+        return float(self.LB_CHECK_INTERVAL) * int(self.LB_RISE) + float(self.HEALTHZ_CACHE_SECONDS)
 
     @property
     def requirements(self) -> list[str]:
@@ -363,6 +396,15 @@ def _providers_ok(value: Any) -> str | None:
     return None
 
 
+HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _host_ok(value: Any) -> str | None:
+    if value is not None and not HOST_NAME_RE.fullmatch(value):
+        return f"{value!r} is not a host name (letters, digits, '.', '_', '-'; at most 100)."
+    return None
+
+
 def _requirements_ok(value: Any) -> str | None:
     """Each item a path relative to REPO_DIR that stays inside it."""
     items = [value] if isinstance(value, str) else list(value)
@@ -392,6 +434,12 @@ _VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
     "WEBHOOK_PROVIDERS": (_providers_ok,),
     "MIGRATION_RETRIES": (_positive,),
     "KEEP_RELEASES": (_positive,),
+    "HOST": (_host_ok,),
+    "LB_CHECK_INTERVAL": (_positive,),
+    "LB_FALL": (_positive,),
+    "LB_RISE": (_positive,),
+    "DRAIN_SECONDS": (_not_negative,),
+    "ROLLOUT_HOST_TIMEOUT": (_positive,),
     "HEALTHZ_URL": (_url_ok,),
     "SMOKE_URLS": (_smoke_ok,),
     "EXTRA_STEPS": (extra_steps_problem,),

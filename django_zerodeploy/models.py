@@ -21,6 +21,7 @@ class Deployment(models.Model):
         CLI = "cli", "command line"
         ADMIN = "admin", "admin"
         WEBHOOK = "webhook", "webhook"
+        ROLLOUT = "rollout", "rollout"
 
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
@@ -50,6 +51,9 @@ class Deployment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    rollout = models.ForeignKey(
+        "Rollout", null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -121,3 +125,72 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.delivery_id or self.body_sha256}"
+
+
+class Host(models.Model):
+    """A host that runs this project, as its django-q2 cluster last reported it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    cluster = models.CharField(max_length=100, blank=True, help_text="Queue its cluster reads.")
+    release = models.CharField(max_length=40, blank=True, help_text="Commit of its checkout.")
+    healthz_url = models.CharField(max_length=500, blank=True)
+    drained = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="Its cluster's start.")
+    pid = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Rollout(models.Model):
+    """One deploy across hosts, batch by batch; ``progress`` holds each host's state."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        ROLLED_BACK = "rolled_back", "rolled back"
+        INTERRUPTED = "interrupted", "interrupted"
+        REFUSED = "refused", "refused"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    trigger = models.CharField(max_length=20, default="cli")
+    username = models.CharField(max_length=150, blank=True)
+    coordinator = models.CharField(max_length=255, blank=True, help_text="host:pid")
+    ref = models.CharField(max_length=255, blank=True)
+    previous_sha = models.CharField(max_length=40, blank=True)
+    target_sha = models.CharField(max_length=40, blank=True)
+    batch_size = models.PositiveIntegerField(default=1)
+    keep_switched = models.BooleanField(default=False)
+    batches = models.JSONField(default=list, help_text="[[host, ...], ...] in order.")
+    progress = models.JSONField(default=dict, help_text="{host: state}")
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Rollout #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status != self.Status.RUNNING
+
+
+class RolloutLock(models.Model):
+    """At most one row: the running rollout. Its holder refreshes ``heartbeat_at``; a stale
+    row belongs to a coordinator that died and may be taken over."""
+
+    name = models.CharField(max_length=20, primary_key=True, default="rollout")
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="+")
+    holder = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"lock held by rollout #{self.rollout_id}"

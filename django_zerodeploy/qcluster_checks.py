@@ -42,7 +42,7 @@ def effective_q_cluster() -> dict[str, Any]:
     """``Q_CLUSTER`` as the deploying cluster sees it: with ``ALT_CLUSTERS[name]`` applied when
     deploys are routed to a named cluster (the way django_q.conf merges them)."""
     conf = dict(getattr(settings, "Q_CLUSTER", None) or {})
-    name = app_settings.Q_CLUSTER_NAME
+    name = app_settings.cluster_name
     alt = conf.pop("ALT_CLUSTERS", None)
     if name and name not in (conf.get("name"), conf.get("cluster_name")) and isinstance(alt, dict):
         override = alt.get(name)
@@ -64,8 +64,8 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     conf = effective_q_cluster()
     found: list[checks.CheckMessage] = []
     where = "Q_CLUSTER"
-    if app_settings.Q_CLUSTER_NAME:
-        where = f"Q_CLUSTER (with ALT_CLUSTERS[{app_settings.Q_CLUSTER_NAME!r}])"
+    if app_settings.cluster_name:
+        where = f"Q_CLUSTER (with ALT_CLUSTERS[{app_settings.cluster_name!r}])"
 
     if conf.get("max_attempts", 0) != 1:
         found.append(
@@ -116,11 +116,11 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
                 "Set Q_CLUSTER['timeout'] and a greater 'retry'.",
             )
         )
-    if app_settings.Q_CLUSTER_NAME and "ALT_CLUSTERS" not in raw:
+    if app_settings.cluster_name and "ALT_CLUSTERS" not in raw:
         found.append(
             _warning(
                 "zerodeploy.W064",
-                f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.Q_CLUSTER_NAME!r} but Q_CLUSTER has no "
+                f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.cluster_name!r} but Q_CLUSTER has no "
                 "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
                 "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
             )

@@ -30,7 +30,15 @@ logger = logging.getLogger("django_zerodeploy.tasks")
 
 TASK_PATH = "django_zerodeploy.tasks.run_queued_deployment"
 # Options an admin or webhook deploy may carry into DeployOptions (stored in Deployment.options).
-QUEUED_OPTION_KEYS = ("ref", "force", "install", "collectstatic", "rollback", "wait_lock")
+QUEUED_OPTION_KEYS = (
+    "ref",
+    "force",
+    "install",
+    "collectstatic",
+    "rollback",
+    "wait_lock",
+    "skip_post_migrate",
+)
 # django-q2 saves a cluster's stats every guard cycle (0.5 s) with a 3 s expiry; a heartbeat
 # older than this means the cluster is gone even if a cache kept the entry.
 HEARTBEAT_MAX_AGE = timedelta(seconds=15)
@@ -49,11 +57,15 @@ def queue_deployment(
     options: dict[str, Any] | None = None,
     target_sha: str = "",
     subject: str = "",
+    host: str = "",
+    cluster: str | None = None,
+    rollout: Any = None,
 ) -> Deployment:
     """Create a ``queued`` record and hand it to django-q2 so that a worker can never pick up a
     task whose record it cannot see yet: with the ORM broker on the same database, record and
     task are written in one transaction (one commit, nothing half-done); with another broker
-    the task is enqueued once the surrounding transaction commits."""
+    the task is enqueued once the surrounding transaction commits. ``host``/``cluster``: a
+    rollout's deploy of another host (default: this host and its cluster)."""
     opts = {k: v for k, v in (options or {}).items() if k in QUEUED_OPTION_KEYS}
     opts.setdefault("wait_lock", QUEUED_WAIT_LOCK)
     with transaction.atomic(using=router.db_for_write(Deployment)):
@@ -64,16 +76,17 @@ def queue_deployment(
             username=(username or (user.get_username() if getattr(user, "pk", None) else ""))[
                 : Deployment._meta.get_field("username").max_length
             ],
-            host=socket.gethostname(),
+            host=host or app_settings.host,
+            rollout=rollout,
             ref=ref[: Deployment._meta.get_field("ref").max_length],
             target_sha=target_sha,
             subject=subject[:500],
             options=opts,
         )
         if broker_shares_the_database():
-            enqueue_deployment(record)
+            enqueue_deployment(record, cluster)
         else:
-            transaction.on_commit(partial(enqueue_deployment, record))
+            transaction.on_commit(partial(enqueue_deployment, record, cluster))
     return record
 
 
@@ -89,14 +102,15 @@ def broker_shares_the_database() -> bool:
     return bool(Conf.ORM) and Conf.ORM == router.db_for_write(Deployment)
 
 
-def enqueue_deployment(deployment: Deployment) -> str | None:
-    """Hand a queued record to django-q2 (routed to ``Q_CLUSTER_NAME`` when set) and store the
-    task id. If django-q2 refuses, the record says so instead of staying queued forever."""
+def enqueue_deployment(deployment: Deployment, cluster: str | None = None) -> str | None:
+    """Hand a queued record to django-q2 (routed to ``cluster``, else this host's cluster when
+    routing is on) and store the task id. If django-q2 refuses, the record says so instead of
+    staying queued forever."""
     from django_q.tasks import async_task
 
     kwargs: dict[str, Any] = {"task_name": f"deploy-{deployment.pk}"}
-    if app_settings.Q_CLUSTER_NAME:
-        kwargs["cluster"] = app_settings.Q_CLUSTER_NAME
+    if cluster or app_settings.cluster_name:
+        kwargs["cluster"] = cluster or app_settings.cluster_name
     try:
         with transaction.atomic(using=router.db_for_write(Deployment)):  # a failure stays contained
             task_id = async_task(TASK_PATH, deployment.pk, **kwargs)
@@ -121,7 +135,7 @@ def claim_deployment(deployment_id: int) -> Deployment | None:
     claimed = Deployment.objects.filter(pk=deployment_id, status=Deployment.Status.QUEUED).update(
         status=Deployment.Status.RUNNING,
         started_at=timezone.now(),
-        host=socket.gethostname(),
+        host=app_settings.host,
         pid=os.getpid(),
     )
     if not claimed:
@@ -233,9 +247,9 @@ def cluster_status() -> ClusterStatus:
         if s.timestamp and now - s.timestamp < HEARTBEAT_MAX_AGE and s.status != Conf.STOPPED
     ]
     start_hint = "Start one with `python manage.py qcluster`"
-    if app_settings.Q_CLUSTER_NAME:
+    if app_settings.cluster_name:
         start_hint = (
-            f"Start one on this host with `Q_CLUSTER_NAME={app_settings.Q_CLUSTER_NAME} "
+            f"Start one on this host with `Q_CLUSTER_NAME={app_settings.cluster_name} "
             "python manage.py qcluster`"
         )
     if not alive:
@@ -244,7 +258,7 @@ def cluster_status() -> ClusterStatus:
             f"No django-q2 cluster is running: deploys started here stay queued until one "
             f"runs. {start_hint}.",
         )
-    if app_settings.Q_CLUSTER_NAME:
+    if app_settings.cluster_name:
         here = socket.gethostname()
         local = [c for c in alive if c.host == here]
         if not local:
@@ -252,7 +266,7 @@ def cluster_status() -> ClusterStatus:
             return ClusterStatus(
                 False,
                 f"django-q2 clusters run on {hosts}, but none on this host ({here}), where "
-                f"deploys are routed (cluster {app_settings.Q_CLUSTER_NAME!r}). {start_hint}.",
+                f"deploys are routed (cluster {app_settings.cluster_name!r}). {start_hint}.",
                 alive,
             )
         alive = local

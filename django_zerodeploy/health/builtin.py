@@ -268,8 +268,8 @@ class DjangoQClusterCheck(Check):
                 None, "clusters", "warn", f"django-q2 cache {Conf.CACHE!r} is not configured"
             )
         names = [Conf.PREFIX]
-        if app_settings.Q_CLUSTER_NAME and app_settings.Q_CLUSTER_NAME not in names:
-            names.append(app_settings.Q_CLUSTER_NAME)
+        if app_settings.cluster_name and app_settings.cluster_name not in names:
+            names.append(app_settings.cluster_name)
         running: dict[str, int] = {}
         for name in names:
             # Read-only on purpose: Stat.get_all() writes the key list back on every call.

@@ -35,6 +35,8 @@ class DeployOptions:
     user_id: int | None = None
     username: str = ""
     allow_unsafe_migrations: bool = False
+    # a rollout runs the post-deploy migrations once, after every host serves the release
+    skip_post_migrate: bool = False
 
 
 @dataclass

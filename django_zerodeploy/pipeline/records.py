@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +34,9 @@ CANCELLED = (
 
 
 def hostname() -> str:
-    return socket.gethostname()
+    """This host's name in the records (ZERODEPLOY["HOST"]): hosts sharing a database must not
+    mark each other's running deploys."""
+    return app_settings.host
 
 
 def worktrees_dir() -> Path:

@@ -823,6 +823,11 @@ class PostDeployMigrateStep(MigrateStep):
     def pending(self, ctx: DeployContext) -> list[migrations.Migration]:
         return ctx.pending_post
 
+    def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        if ctx.options.skip_post_migrate and self.pending(ctx):
+            return False, "rollout: run once every host serves the new release"
+        return super().should_run(ctx)
+
     def command(self, ctx: DeployContext) -> list[str]:
         return ctx.project.manage(ctx.live, migrations.SAFETY_COMMAND, "apply", "--stage", "post")
 

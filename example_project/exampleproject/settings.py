@@ -114,6 +114,11 @@ def _env_list(name, default):
 
 
 ZERODEPLOY = {
+    "HOST": os.environ.get("ZERODEPLOY_HOST") or None,
+    # the load balancer's health-check timing (HAProxy inter/fall/rise), for rollouts
+    "LB_CHECK_INTERVAL": float(os.environ.get("ZERODEPLOY_LB_CHECK_INTERVAL", "2")),
+    "LB_FALL": int(os.environ.get("ZERODEPLOY_LB_FALL", "3")),
+    "LB_RISE": int(os.environ.get("ZERODEPLOY_LB_RISE", "2")),
     "GUNICORN_PIDFILE": os.environ.get("ZERODEPLOY_PIDFILE") or None,
     "RUNTIME_DIR": os.environ.get("ZERODEPLOY_RUNTIME_DIR") or None,
     "HEALTHZ_URL": os.environ.get("ZERODEPLOY_HEALTHZ_URL") or None,

@@ -127,6 +127,25 @@ class Command(ZeroDeployCommand):
             "nothing in this checkout.",
         )
         parser.add_argument(
+            "--hosts",
+            nargs="?",
+            const="",
+            metavar="all|HOST,HOST",
+            help="Roll the release out to these registered hosts (or all), batch by batch, "
+            "each drained while it reloads, through its own django-q2 cluster.",
+        )
+        parser.add_argument(
+            "--batch", type=int, default=1, help="Hosts per batch of a rollout (default 1)."
+        )
+        parser.add_argument(
+            "--list", action="store_true", help="With --hosts: list the registered hosts."
+        )
+        parser.add_argument(
+            "--keep-switched",
+            action="store_true",
+            help="When a rollout stops, leave the hosts already switched on the new release.",
+        )
+        parser.add_argument(
             "--check-migrations",
             action="store_true",
             help="Only classify the pending migrations of the current code (for CI) "
@@ -160,6 +179,8 @@ class Command(ZeroDeployCommand):
             return self._check_migrations(options)
         if options["init_releases"]:
             return self._init_releases(Path(options["init_releases"]))
+        if options["hosts"] is not None:
+            return self._rollout(options)
         deploy = DeployOptions(
             ref=options["ref"],
             force=options["force"],
@@ -224,6 +245,40 @@ class Command(ZeroDeployCommand):
         )
         self.stdout.write(result.instructions())
         return exit_codes.OK
+
+    def _rollout(self, options: dict[str, Any]) -> int:
+        """``--hosts``: list the registry, or run the rollout coordinator."""
+        from ...osutil import os_user
+        from ...rollout.coordinator import RolloutOptions, run_rollout
+        from ...rollout.hosts import hosts_table, registered_hosts
+
+        as_json = options["json"]
+        if options["list"]:
+            hosts = registered_hosts()
+            self.stdout.write(
+                json.dumps([h.as_dict() for h in hosts], indent=2)
+                if as_json
+                else hosts_table(hosts)
+            )
+            return exit_codes.OK
+        if not options["hosts"]:
+            raise CommandFailure(
+                "--hosts needs 'all' or host names (a,b), or --list.", exit_codes.USAGE
+            )
+        rollout = RolloutOptions(
+            hosts=options["hosts"],
+            batch=options["batch"],
+            ref=options["ref"],
+            keep_switched=options["keep_switched"],
+            username=os_user(),
+        )
+        stream = sys.stderr if as_json else sys.stdout
+        result = run_rollout(rollout, echo=lambda line: print(line, file=stream, flush=True))
+        if as_json:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif result.exit_code:
+            self.stderr.write(result.message)
+        return result.exit_code
 
     def _check_migrations(self, options: dict[str, Any]) -> int:
         """``zerodeploy_migrations plan`` on the current code, in its own interpreter."""

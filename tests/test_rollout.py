@@ -1,0 +1,123 @@
+"""Rolling deploys across three hosts on loopback: each its own checkout, runtime directory,
+Gunicorn and qcluster (``Q_CLUSTER_NAME=deploy-<host>``), one shared PostgreSQL database, a
+real HAProxy in front checking ``GET /healthz/``, load through HAProxy during every rollout.
+
+One module-scoped fleet serves the cases in order (each starts from the state the previous one
+left, which it asserts first): bounded for CI on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.support.fleet import Watcher, make_fleet, start_fleet, stop_fleet
+from tests.support.gunicorn import wait_for
+from tests.support.load import LoadGenerator
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+NAMES = ["web1", "web2", "web3"]
+# a release whose home page fails on the host where EXAMPLE_BREAK is set (web2 only)
+BROKEN_HOME = """import os
+import time
+
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from .models import Note
+from .release import RELEASE_NAME
+
+
+def _mark(response):
+    response["X-Example-Release"] = RELEASE_NAME
+    return response
+
+
+def home(request):
+    if os.environ.get("EXAMPLE_BREAK"):
+        raise RuntimeError("broken on this host")
+    return _mark(render(request, "notes/home.html", {"release": RELEASE_NAME}))
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    if not shutil.which("psql"):
+        pytest.fail("psql is needed to create the shared test database")
+    made = make_fleet(tmp_path_factory.mktemp("fleet"), NAMES, {"web2": {"EXAMPLE_BREAK": "1"}})
+    try:
+        start_fleet(made)
+        listed = wait_for(lambda: _registered(made) == NAMES, timeout=90)
+        assert listed, [h.cluster.log_text() for h in made.hosts]
+        yield made
+    finally:
+        stop_fleet(made)
+
+
+def _registered(fleet) -> list[str]:
+    result = fleet.coordinator("--hosts", "--list", "--json")
+    if result.returncode:
+        return []
+    return [h["name"] for h in json.loads(result.stdout) if h["alive"]]
+
+
+def _releases(fleet) -> dict[str, str]:
+    return {h.name: h.gunicorn.healthz()["releaseId"] for h in fleet.hosts}
+
+
+def _rollout(fleet, *args: str):
+    """Run a rollout on web1 under load through HAProxy, logging HAProxy and the masters."""
+    load = LoadGenerator(port=fleet.haproxy.port, clients=3, max_seconds=480, timeout=30).start()
+    try:
+        with Watcher(fleet) as watcher, load.operation():
+            result = fleet.coordinator("--hosts", *args)
+    finally:
+        report = load.stop()
+    report.assert_covered()
+    assert report.failed == 0, report.summary() + result.stdout + result.stderr
+    return result, report, watcher
+
+
+def test_hosts_list_shows_each_cluster(fleet):
+    text = fleet.coordinator("--hosts", "--list").stdout
+    for name in NAMES:
+        assert name in text and f"deploy-{name}" in text
+    v1 = fleet.hosts[0].site.server_head()
+    assert set(_releases(fleet).values()) == {v1}
+
+
+def test_rollout_batch_1_drains_each_host_before_it_switches(fleet):
+    v2 = fleet.hosts[0].site.commit_release("v2")
+    result, report, watcher = _rollout(fleet, "all", "--batch", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _releases(fleet) == dict.fromkeys(NAMES, v2)
+    assert report.last_marker == "v2"
+    switches = watcher.switches()
+    assert sorted(name for name, _ in switches) == NAMES, switches
+    assert all(status.startswith(("DOWN", "MAINT")) for _, status in switches), switches
+    assert "Rolled out" in result.stdout
+
+
+def test_release_failing_on_the_second_host_stops_and_rolls_back(fleet):
+    v2 = fleet.hosts[0].site.server_head()
+    fleet.hosts[0].site.commit_release("v3-broken", files={"notes/views.py": BROKEN_HOME})
+    result, report, watcher = _rollout(fleet, "all")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "stopped at web2" in result.stderr, result.stderr
+    assert _releases(fleet) == dict.fromkeys(NAMES, v2)  # web1 rolled back, web3 untouched
+    assert all(status.startswith(("DOWN", "MAINT")) for _, status in watcher.switches())
+    assert "web3: untouched" in result.stdout
+    assert report.markers["v3-broken"] > 0  # web1 served it until rolled back
+
+
+def test_a_host_without_its_cluster_is_refused_before_any_change(fleet):
+    before = _releases(fleet)
+    fleet.host("web3").cluster.stop()
+    result = fleet.coordinator("--hosts", "all")
+    assert result.returncode == 1
+    assert "web3" in result.stderr and "did not answer" in result.stderr, result.stderr
+    assert "nothing was changed" in result.stderr
+    assert _releases(fleet) == before
