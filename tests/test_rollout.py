@@ -20,27 +20,13 @@ from tests.support.load import LoadGenerator
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 NAMES = ["web1", "web2", "web3"]
-# a release whose home page fails on the host where EXAMPLE_BREAK is set (web2 only)
-BROKEN_HOME = """import os
-import time
-
-from django.http import HttpResponse
-from django.shortcuts import render
-
-from .models import Note
-from .release import RELEASE_NAME
+BREAK = 'def home(request):\n    if os.environ.get("EXAMPLE_BREAK"):\n        raise RuntimeError("broken on this host")\n'
 
 
-def _mark(response):
-    response["X-Example-Release"] = RELEASE_NAME
-    return response
-
-
-def home(request):
-    if os.environ.get("EXAMPLE_BREAK"):
-        raise RuntimeError("broken on this host")
-    return _mark(render(request, "notes/home.html", {"release": RELEASE_NAME}))
-"""
+def broken_views(site) -> str:
+    """notes/views.py whose home page fails on the host where EXAMPLE_BREAK is set (web2)."""
+    text = (site.dev / "notes" / "views.py").read_text()
+    return "import os\n" + text.replace("def home(request):\n", BREAK, 1)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +89,9 @@ def test_rollout_batch_1_drains_each_host_before_it_switches(fleet):
 
 def test_release_failing_on_the_second_host_stops_and_rolls_back(fleet):
     v2 = fleet.hosts[0].site.server_head()
-    fleet.hosts[0].site.commit_release("v3-broken", files={"notes/views.py": BROKEN_HOME})
+    fleet.hosts[0].site.commit_release(
+        "v3-broken", files={"notes/views.py": broken_views(fleet.hosts[0].site)}
+    )
     result, report, watcher = _rollout(fleet, "all")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "stopped at web2" in result.stderr, result.stderr
