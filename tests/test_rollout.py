@@ -9,10 +9,16 @@ left, which it asserts first): bounded for CI on 2 cores.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from django_zerodeploy import exit_codes
 from tests.support.fleet import Watcher, make_fleet, start_fleet, stop_fleet
 from tests.support.gunicorn import wait_for
 from tests.support.load import LoadGenerator
@@ -87,18 +93,87 @@ def test_rollout_batch_1_drains_each_host_before_it_switches(fleet):
     assert "Rolled out" in result.stdout
 
 
+def test_rollout_batch_2_and_json(fleet):
+    v3 = fleet.hosts[0].site.commit_release("v3")
+    result, report, watcher = _rollout(fleet, "all", "--batch", "2", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "succeeded" and data["target_sha"] == v3
+    assert data["progress"] == dict.fromkeys(NAMES, "switched")
+    assert _releases(fleet) == dict.fromkeys(NAMES, v3)
+    switches = watcher.switches()
+    assert sorted(name for name, _ in switches) == NAMES, switches
+    assert all(status.startswith(("DOWN", "MAINT")) for _, status in switches), switches
+
+
+def test_two_rollouts_at_once_then_the_coordinator_killed_is_recovered(fleet):
+    v3 = fleet.hosts[0].site.server_head()
+    v4 = fleet.hosts[0].site.commit_release("v4")
+    site = fleet.hosts[0].site
+    load = LoadGenerator(port=fleet.haproxy.port, clients=3, max_seconds=480, timeout=30).start()
+    try:
+        with load.operation():
+            first = subprocess.Popen(
+                [sys.executable, "manage.py", "deploy", "--hosts", "all"],
+                cwd=site.server,
+                env=site.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                seen = _read_until(first, "web1: drained")
+                second = fleet.coordinator("--hosts", "all")  # while the first one runs
+                seen += _read_until(first, "web1: switched")
+            finally:
+                os.kill(first.pid, signal.SIGKILL)  # the coordinator dies mid-rollout
+                first.wait(10)
+            assert _releases(fleet)["web1"] == v4 and _releases(fleet)["web3"] == v3, seen
+            deadline = time.monotonic() + 60
+            while True:  # its lock goes stale without its heartbeat
+                third = fleet.coordinator("--hosts", "all")
+                if third.returncode != exit_codes.LOCKED or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+    finally:
+        report = load.stop()
+    report.assert_covered()
+    assert report.failed == 0, report.summary()
+    assert second.returncode == exit_codes.LOCKED, second.stdout + second.stderr
+    assert "is running" in second.stderr
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "was interrupted" in third.stdout and "undoing it first" in third.stdout
+    assert "web1: rolled back" in third.stdout
+    assert _releases(fleet) == dict.fromkeys(NAMES, v4)
+
+
+def _read_until(proc, text: str, timeout: float = 300) -> str:
+    """The coordinator's output up to the line holding ``text``."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return "".join(lines)
+    raise AssertionError(f"{text!r} not seen in:\n{''.join(lines)}")
+
+
 def test_release_failing_on_the_second_host_stops_and_rolls_back(fleet):
-    v2 = fleet.hosts[0].site.server_head()
+    before = fleet.hosts[0].site.server_head()
     fleet.hosts[0].site.commit_release(
-        "v3-broken", files={"notes/views.py": broken_views(fleet.hosts[0].site)}
+        "v5-broken", files={"notes/views.py": broken_views(fleet.hosts[0].site)}
     )
     result, report, watcher = _rollout(fleet, "all")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "stopped at web2" in result.stderr, result.stderr
-    assert _releases(fleet) == dict.fromkeys(NAMES, v2)  # web1 rolled back, web3 untouched
+    assert _releases(fleet) == dict.fromkeys(NAMES, before)  # web1 rolled back, web3 untouched
     assert all(status.startswith(("DOWN", "MAINT")) for _, status in watcher.switches())
     assert "web3: untouched" in result.stdout
-    assert report.markers["v3-broken"] > 0  # web1 served it until rolled back
+    assert report.markers["v5-broken"] > 0  # web1 served it until rolled back
 
 
 def test_a_host_without_its_cluster_is_refused_before_any_change(fleet):
