@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_zerodeploy', '0002_webhook_body_hash'),
+        ('django_zerodeploy', '0003_webhook_unique_body'),
     ]
 
     operations = [
