@@ -97,3 +97,24 @@ def test_host_sets_the_default_cluster_name():
 def test_a_host_name_with_a_slash_is_a_settings_error():
     problems = validate({"HOST": "web/1"})
     assert [p[1] for p in problems] == ["zerodeploy.E005"]
+
+
+def test_history_lists_rollouts_with_each_host_and_its_deploy(capsys):
+    from django_zerodeploy.models import Deployment
+
+    rollout = Rollout.objects.create(
+        status=Rollout.Status.ROLLED_BACK,
+        previous_sha="a" * 40,
+        target_sha="b" * 40,
+        batches=[["web1"], ["web2"], ["web3"]],
+        progress={"web1": "rolled back", "web2": "failed (#2, failed)", "web3": "untouched"},
+        message="Rollout stopped at web2: deploy #2 failed: Smoke: / answered 500",
+    )
+    for host in ("web1", "web2"):
+        Deployment.objects.create(host=host, rollout=rollout, status=Deployment.Status.FAILED)
+    call_command("deploy", "--history")
+    out = capsys.readouterr().out
+    assert "Rollouts across hosts:" in out and "Rollout stopped at web2" in out
+    web2 = Deployment.objects.get(host="web2").pk
+    assert f"batch 2 web2: failed (#2, failed) (deploy #{web2})" in out
+    assert "batch 3 web3: untouched\n" in out + "\n"

@@ -392,6 +392,7 @@ def deployment_dict(
         "trigger": deployment.trigger,
         "username": deployment.username,
         "host": deployment.host,
+        "rollout_id": deployment.rollout_id,
         "pid": deployment.pid,
         "ref": deployment.ref,
         "previous_sha": deployment.previous_sha,

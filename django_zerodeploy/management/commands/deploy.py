@@ -161,6 +161,8 @@ class Command(ZeroDeployCommand):
         if options["history"]:
             rows = history(max(options["limit"], 0))
             self.stdout.write(json.dumps(rows, indent=2) if as_json else history_table(rows))
+            if not as_json:
+                self._rollout_history(options["limit"])
             return exit_codes.OK
         if options["check"]:
             from ...setup_check import check_setup
@@ -245,6 +247,14 @@ class Command(ZeroDeployCommand):
         )
         self.stdout.write(result.instructions())
         return exit_codes.OK
+
+    def _rollout_history(self, limit: int) -> None:
+        """Rollouts below the deploys, with each host's state and deploy (when there are any)."""
+        from ...rollout.records import rollout_history, rollouts_table
+
+        rows = rollout_history(max(limit, 0))
+        if rows:
+            self.stdout.write("\nRollouts across hosts:\n" + rollouts_table(rows))
 
     def _rollout(self, options: dict[str, Any]) -> int:
         """``--hosts``: list the registry, or run the rollout coordinator."""
