@@ -8,10 +8,9 @@ host's deploy is the single-host pipeline, unchanged, into its own ``Deployment`
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -315,15 +314,11 @@ def wait_deployment(pk: int, poll: float = 0.5) -> Deployment:
 
 def healthz_release(url: str, timeout: float = 5.0) -> str:
     """The ``releaseId`` a host's /healthz/ reports (a drained host answers 503, with it)."""
-    if not url.startswith(("http://", "https://")):  # HEALTHZ_URL is validated the same way
-        return ""
-    request = urllib.request.Request(url, headers={"Accept": "application/health+json"})  # noqa: S310
+    from ..healthz_url import BadURL, get
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
-            body = resp.read(65536)
-    except urllib.error.HTTPError as exc:
-        body = exc.read(65536)
-    except OSError:
+        _, body = get(url, timeout=timeout)
+    except (BadURL, OSError, http.client.HTTPException):
         return ""
     try:
         return str(json.loads(body).get("releaseId") or "")
