@@ -243,3 +243,6 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     def detail_url(self, obj: Deployment) -> str:
         return reverse(f"{self.admin_site.name}:django_zerodeploy_deployment_change", args=[obj.pk])
+
+
+from .rollout import admin as rollout_admin  # noqa: E402,F401  (hosts and rollouts pages)
