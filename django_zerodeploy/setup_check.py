@@ -160,40 +160,38 @@ def check_urls() -> Finding:
     return Finding("URL include", True, f"django_zerodeploy.urls is included: health at {path}")
 
 
-def check_healthz_url(binds: list[str]) -> Finding:
-    from .pipeline.serving import healthz_release
+def check_healthz_url(master: Any) -> Finding:
+    """``HEALTHZ_URL`` asked through the client the verify step uses (http, https or a Unix
+    socket); unset, the socket Gunicorn binds, which is what the verify step then polls."""
+    from . import healthz_url
+    from .pipeline.serving import bind_url, healthz_release
 
     url = app_settings.HEALTHZ_URL
-    path = healthz_path() or "/healthz/"
-    suggestion = _healthz_suggestion(binds, path)
+    bound = bind_url(master) if master is not None else None
+    suggestion = f'ZERODEPLOY["HEALTHZ_URL"] = "{bound}"' if bound else ""
     if not url:
+        release = healthz_release(bound) if bound else None
         return Finding(
             "HEALTHZ_URL",
             False,
-            "not set: the verify step relies on the workers' reports alone",
-            f'ZERODEPLOY["HEALTHZ_URL"] = "{suggestion}"' if suggestion else "",
+            "not set: the verify step relies on the workers' reports alone"
+            if release is None
+            else f"not set: the verify step polls Gunicorn's bind {bound}, which answers: "
+            f"release {release}",
+            suggestion,
             required=False,
         )
-    if url.startswith(("http://", "https://")):
-        release = healthz_release(url)
-        if release is None:
-            return Finding(
-                "HEALTHZ_URL",
-                False,
-                f"{url} does not answer with a release (is it this host's {path}?)",
-                f'ZERODEPLOY["HEALTHZ_URL"] = "{suggestion}"' if suggestion else "",
-            )
-        return Finding("HEALTHZ_URL", True, f"{url} answers: release {release}")
-    return Finding("HEALTHZ_URL", True, f"{url} (not polled by this check)")
-
-
-def _healthz_suggestion(binds: list[str], path: str) -> str:
-    for bind in binds:
-        if not bind.startswith(("unix:", "fd://")):
-            host, _, port = bind.rpartition(":")
-            host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host  # noqa: S104
-            return f"http://{host}:{port}{path}"
-    return ""
+    problem = healthz_url.problem(url)
+    release = None if problem else healthz_release(url)
+    if release is None:
+        path = healthz_path() or "/healthz/"
+        return Finding(
+            "HEALTHZ_URL",
+            False,
+            problem or f"{url} does not answer with a release (is it this host's {path}?)",
+            suggestion,
+        )
+    return Finding("HEALTHZ_URL", True, f"{url} answers: release {release}")
 
 
 # -- Gunicorn side: the running master ---------------------------------------------------------
@@ -222,25 +220,19 @@ def check_master() -> tuple[Finding, Any]:
     return Finding("Gunicorn master", True, detail), master
 
 
-def check_user(master: Any) -> Finding:
-    """Signals need the master's user (or root)."""
+def check_user(master: Any, strategy: str, unit: str | None) -> Finding:
+    """Can this user reload ``master`` with ``strategy`` (the one the reload would run)?
+    Decided as the deploy decides it: directly, or through ``sudo -n`` (``sudo -n -l``)."""
+    from .gunicorn import privilege
+    from .gunicorn.master import reload_blocked
     from .osutil import os_user
 
-    master_uid = _uid(master.pid)
-    me = os.getuid()
-    if master_uid is None or master_uid == me or me == 0:
-        return Finding("user", True, f"this command runs as {os_user()}, who may signal it")
-    from .config_snippets import render
-
-    rule = render("sudoers").strip().splitlines()[-1]
-    return Finding(
-        "user",
-        False,
-        f"Gunicorn runs as uid {master_uid}, this command as {os_user()} (uid {me}): "
-        "it cannot signal the master",
-        "run the deploy as the user Gunicorn runs as, or reload through systemd "
-        f'(RELOAD_STRATEGY "systemd", GUNICORN_SYSTEMD_UNIT) with this sudoers line: {rule}',
-    )
+    failure = reload_blocked(master, strategy, unit)
+    if failure is None:
+        how = "through sudo -n" if privilege.needs_sudo(_uid(master.pid)) else "directly"
+        return Finding("user", True, f"{os_user()} may reload it ({strategy}) {how}")
+    first, _, line = failure.message.partition(":\n")
+    return Finding("user", False, first, line.strip())
 
 
 def _uid(pid: int) -> int | None:
@@ -480,27 +472,12 @@ def _notify_findings(props: dict[str, str], strategy: str) -> list[Finding]:
     return found
 
 
-def check_reload(master: Any, config: Any) -> Finding:
-    """The refusals the reload itself would make, decided the same way (nothing signalled)."""
-    from .gunicorn.reload import _resolve_unit
-    from .gunicorn.result import Recorder
-    from .gunicorn.strategies import Context, decide
-
-    strategy = app_settings.RELOAD_STRATEGY
-    if config is None or not config.ok:
+def check_reload(master: Any, config: Any, decision: tuple | None) -> Finding:
+    """The refusals the reload itself would make: ``decision`` is its own (``plan``)."""
+    if decision is None:
         error = config.error if config is not None else "unknown"
         return Finding("reload", False, error, "fix gunicorn.conf.py until it loads")
-    ctx = Context(
-        master=master,
-        config=config,
-        timeout=float(app_settings.RELOAD_TIMEOUT),
-        expected_release="",
-        unit=_resolve_unit(None, master),
-        recorder=Recorder(),
-        strategy=strategy,
-        hooked=config.hooked,
-    )
-    chosen, why, refused = decide(strategy, ctx)
+    chosen, why, refused = decision
     if refused:
         return Finding("reload", False, f"strategy {chosen}: {refused[1]}")
     detail = f"strategy {chosen} would reload master {master.pid}"
@@ -513,23 +490,24 @@ def check_reload(master: Any, config: Any) -> Finding:
 
 def check_setup() -> SetupReport:
     """Every check, in the order an operator sets things up."""
-    from .gunicorn.reload import _probe
+    from .gunicorn.reload import _probe, plan
 
     report = SetupReport([check_checkout(), check_middleware(), check_urls()])
     master_finding, master = check_master()
     report.findings.append(master_finding)
+    report.findings.append(check_healthz_url(master))
     if master is None:
-        report.findings.append(check_healthz_url([]))
         return report
     config = _probe(master, timeout=60)
-    binds = master.facts.bind if master.facts else (config.bind if config.ok else [])
+    unit = unit_name(master)
+    decision = plan(master, config) if config.ok else None  # as the reload decides it
+    strategy = decision[0] if decision else app_settings.RELOAD_STRATEGY
     report.findings += [
-        check_healthz_url(binds),
-        check_user(master),
+        check_user(master, strategy, unit),
         check_hook(master, config if config.ok else None),
         check_pidfile(master),
         check_runtime_dir(master),
-        *check_unit(unit_name(master)),
+        *check_unit(unit),
     ]
-    report.findings.append(check_reload(master, config))
+    report.findings.append(check_reload(master, config, decision))
     return report

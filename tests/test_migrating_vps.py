@@ -175,8 +175,8 @@ def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
     refused = site.manage("deploy", "--no-input", check=False)
     assert refused.returncode == 2, show(refused)
     output = refused.stdout + refused.stderr
-    assert f"Gunicorn master {first_master} runs as user {users.web}" in output
-    assert line in output, show(refused)
+    assert output.count(f"Gunicorn master {first_master} runs as user {users.web}") == 1
+    assert output.count(line) == 1, show(refused)
     assert "Traceback" not in output
     assert site.server_head() == installed and server.master_pid() == first_master
     assert server.served_release() == "v1"
@@ -290,3 +290,51 @@ def test_a_master_of_another_user_nothing_proves_is_named_and_not_signalled(vps,
     assert "Traceback" not in output
     assert server.master_pid() == master and set(server.worker_pids()) == workers
     assert "Handling signal" not in server.log_text()
+
+
+class ModuleGunicorn(VpsGunicorn):
+    """The web user's Gunicorn as `venv/bin/python -m gunicorn`, without the hooks: a USR2
+    re-exec could not import Django (Gunicorn #3281), so the reload falls back to a HUP."""
+
+    def argv(self) -> list[str]:
+        site = self.site
+        assert isinstance(site, Vps) and site.users
+        args = VpsGunicorn.argv(self)[len(site.as_user(site.users.web)) + 1 :]
+        python = str(site.venv / "bin" / "python")
+        return [*site.as_user(site.users.web), python, "-m", "gunicorn", *args]
+
+
+def test_the_refusal_and_the_check_name_the_strategy_that_would_run(vps, users):
+    """RELOAD_STRATEGY usr2, but the reload would fall back to hup: the deploy's refusal (once)
+    and `deploy --check` name the sudoers line for HUP; the check polls the Unix socket."""
+    site = vps
+    step1_install_and_configure(site)
+    step3_old_way_one_last_time(site)
+    server = ModuleGunicorn(site, hooked=False, workers=2)
+    server.config = "/dev/null"  # not the checkout's gunicorn.conf.py, which loads the hooks
+    server.ready_path = "/"
+    site.started.append(server)  # type: ignore[attr-defined]
+    server.start()
+    master, workers = server.master_pid(), set(server.worker_pids())
+    assert owner(master) == users.web
+    kill = shutil.which("kill", path=SECURE_PATH)
+    hup_line = f"{users.deploy} ALL=({users.web}) NOPASSWD: {kill} -s HUP -- *"
+
+    site.commit_release("v2")
+    refused = site.manage("deploy", "--no-input", check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, show(refused)
+    assert output.count(f"Gunicorn master {master} runs as user {users.web}") == 1, show(refused)
+    assert output.count(hup_line) == 1, show(refused)
+    assert "USR2" not in output and "Traceback" not in output
+    assert server.master_pid() == master and set(server.worker_pids()) == workers
+
+    checked = site.manage("deploy", "--check", "--json", check=False)
+    assert checked.returncode == 2, show(checked)
+    found = {f["name"]: f for f in json.loads(checked.stdout)["findings"]}
+    assert not found["user"]["ok"] and found["user"]["fix"] == hup_line, found["user"]
+    assert f"runs as user {users.web}" in found["user"]["detail"]
+    assert not found["reload"]["ok"] and "strategy hup" in found["reload"]["detail"]
+    healthz = found["HEALTHZ_URL"]
+    assert healthz["ok"] and f"unix:{site.sock}:/healthz/ answers: release" in healthz["detail"]
+    assert "Handling signal" not in server.log_text()  # nothing was signalled

@@ -114,6 +114,26 @@ def _resolve_unit(unit: str | None, master: Master | None = None) -> str | None:
     return unit
 
 
+def plan(
+    master: Master, config: GunicornConfig, strategy: str | None = None, unit: str | None = None
+) -> tuple[str, str, tuple[int, str] | None]:
+    """What a reload of ``master`` would do, decided as ``reload()`` decides it (``decide``:
+    the strategy after any fallback, why, the refusal), signalling nothing. The deploy's
+    environment step and ``deploy --check`` ask this, so they name the strategy that runs."""
+    strategy = strategy or app_settings.RELOAD_STRATEGY
+    ctx = Context(
+        master,
+        config,
+        float(app_settings.RELOAD_TIMEOUT),
+        "",
+        _resolve_unit(unit, master),
+        Recorder(),
+        strategy=strategy,
+        hooked=config.hooked,
+    )
+    return decide(strategy, ctx)
+
+
 def _probe(master: Master, timeout: float) -> GunicornConfig:
     args = master.args
     if args is None:

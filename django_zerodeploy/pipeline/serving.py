@@ -21,11 +21,17 @@ def find_master() -> Any:
 
 def require_reload_permission(master: Any) -> None:
     """Refuse before anything changes when this user could not reload ``master`` (Gunicorn
-    of another user without the sudoers rule): CommandFailure, exit 2, with the line to add."""
+    of another user without the sudoers rule): CommandFailure, exit 2, with the line to add
+    for the strategy the reload will run (after ``decide``'s fallback, e.g. usr2 -> hup)."""
     from ..gunicorn.master import reload_blocked
+    from ..gunicorn.reload import _probe, plan
 
     unit = app_settings.GUNICORN_SYSTEMD_UNIT or master.unit
-    failure = reload_blocked(master, app_settings.RELOAD_STRATEGY, unit)
+    strategy = app_settings.RELOAD_STRATEGY
+    config = _probe(master, float(app_settings.STEP_TIMEOUT))
+    if config.ok:  # else the reload step reports why the configuration does not load
+        strategy, _why, _refused = plan(master, config, strategy, unit)
+    failure = reload_blocked(master, strategy, unit)
     if failure:
         raise failure
 
