@@ -46,6 +46,15 @@ def test_complete_setup_exits_0(site, gunicorn) -> None:
     assert "gunicorn" in master and "exampleproject.wsgi:application" in master  # command line
     assert "answers: release" in found["HEALTHZ_URL"]["detail"]
     assert str(site.runtime) in found["runtime directory"]["detail"]
+    assert "directly" in found["user"]["detail"]  # the same user: no sudo needed
+
+    # without HEALTHZ_URL the check asks Gunicorn's bind, as the verify step then does
+    code, found = findings(site, ZERODEPLOY_HEALTHZ_URL="")
+    bound = f"http://127.0.0.1:{gunicorn.port}/healthz/"
+    healthz = found["HEALTHZ_URL"]
+    assert code == 0 and not healthz["ok"] and not healthz["required"], healthz
+    assert f"polls Gunicorn's bind {bound}, which answers: release" in healthz["detail"]
+    assert healthz["fix"] == f'ZERODEPLOY["HEALTHZ_URL"] = "{bound}"'
 
     text = site.manage("deploy", "--check", check=False)
     assert text.returncode == 0
