@@ -299,10 +299,12 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def python_env(cwd: Path | str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The current environment with ``cwd`` first on PYTHONPATH, for subprocesses that must
-    import a project's code from a given tree."""
-    env = dict(os.environ)
+def python_env(
+    cwd: Path | str, extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``base`` (default: the current environment) with ``cwd`` first on PYTHONPATH, for
+    subprocesses that must import a project's code from a given tree."""
+    env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join(
         [os.fspath(cwd), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     )

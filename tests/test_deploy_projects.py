@@ -34,9 +34,9 @@ def project_factory(tmp_path: Path):
     """Make projects and start their Gunicorn; every Gunicorn is stopped at teardown."""
     servers = []
 
-    def make(layout: str, **kwargs):
+    def make(layout: str, gunicorn_env: dict[str, str] | None = None, **kwargs):
         site = make_project(tmp_path / layout, layout, **kwargs)
-        server = site.gunicorn()
+        server = site.gunicorn(env=gunicorn_env)
         servers.append(server)
         server.start()
         return site, server
@@ -73,7 +73,9 @@ NEW_STATIC = {
 def test_good_release_deploys_and_preflight_sees_the_live_settings(
     project_factory, load_factory, tmp_path, layout
 ):
-    site, server = project_factory(layout)
+    digests = tmp_path / f"digests-{layout}"
+    digests.mkdir()  # the preflight writes there: it has Gunicorn's environment
+    site, server = project_factory(layout, gunicorn_env={"DIGEST_DIR": str(digests)})
     before = live_digest(server)
     assert before["settings"]["DEBUG"] is False  # production values from .env, in the workers
     assert before["settings"]["BANNER"] == f"production-{layout}"
@@ -81,9 +83,7 @@ def test_good_release_deploys_and_preflight_sees_the_live_settings(
     if layout == "environ":
         assert before["settings"]["journal_mode"] == "wal"
     good = site.commit_release("v2", NEW_STATIC)  # a new static file, used by the template
-    digests = tmp_path / f"digests-{layout}"
-    digests.mkdir()
-    result, report = under_load(site, server, load_factory, DIGEST_DIR=str(digests))
+    result, report = under_load(site, server, load_factory)
     assert result.returncode == 0, show(result)
     assert report.failed == 0, report.summary()
     assert report.last_marker == "v2", report.summary()
@@ -92,7 +92,7 @@ def test_good_release_deploys_and_preflight_sees_the_live_settings(
     assert_clean_checkout(site, good)
 
     seen = preflight_digests(digests, site)
-    assert seen, "the preflight did not request /digest/"
+    assert seen, show(result)  # the preflight requested /digest/
     after = live_digest(server)
     for digest in seen:
         assert digest["settings"] == before["settings"]
@@ -104,6 +104,66 @@ def test_good_release_deploys_and_preflight_sees_the_live_settings(
     assert not list(site.runtime.glob("worktrees/*"))
     record = history(site)[0]
     assert "linked" in step(record, "prepare")["detail"]
+
+
+# -- the environment Gunicorn was started with (a systemd unit's Environment= lines) ----------
+UNIT_ENV = {"BANNER": "unit-banner"}  # the .env file's BANNER does not override it
+# a release whose page looks its banner up in a table that lacks the unit's: 500, live only
+BANNER_TABLE = (
+    "from django.conf import settings\n\n"
+    "TITLES = {'development': 'Dev', 'production-dotenv': 'Production'}\n\n\n"
+    "def title():\n    return TITLES[settings.BANNER]\n"
+)
+
+
+def test_preflight_runs_with_the_environment_gunicorn_was_started_with(
+    project_factory, load_factory, tmp_path
+):
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    site, server = project_factory("dotenv", gunicorn_env={**UNIT_ENV, "DIGEST_DIR": str(digests)})
+    before = live_digest(server)
+    assert before["settings"]["BANNER"] == "unit-banner"  # the deploy's shell lacks it
+    good = site.commit_release("v2")
+    # the deploy's shell points DIGEST_DIR elsewhere: the preflight must not see it
+    result, report = under_load(site, server, load_factory, DIGEST_DIR=str(tmp_path))
+    assert result.returncode == 0, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v2", report.summary()
+    assert server.healthz()["releaseId"] == good
+    seen = preflight_digests(digests, site)
+    assert seen, "the preflight did not request /digest/"
+    for digest in seen:
+        assert digest["settings"]["BANNER"] == "unit-banner"
+        assert digest["digest"] == before["digest"] == live_digest(server)["digest"]
+    environment = step(history(site)[0], "environment")["detail"]
+    assert f"with Gunicorn master {server.master_pid()}'s environment" in environment
+
+
+def test_release_failing_only_with_gunicorns_environment_is_refused(
+    project_factory, load_factory
+):
+    site, server = project_factory("dotenv", gunicorn_env=UNIT_ENV)
+    v1 = site.server_head()
+    views = (site.dev / "pages" / "views.py").read_text()
+    files = {
+        "pages/titles.py": BANNER_TABLE,
+        "pages/views.py": views.replace(
+            "def home(request):\n", "def home(request):\n    from .titles import title\n\n"
+            "    title()\n"
+        ),
+    }
+    site.commit_release("v2", files)
+    result, report = under_load(site, server, load_factory)
+    assert result.returncode == 1, show(result)
+    assert report.failed == 0, report.summary()
+    assert report.last_marker == "v1", report.summary()
+    assert server.served_releases() == {"v1"}
+    assert server.healthz()["releaseId"] == v1
+    assert_clean_checkout(site, v1)
+    record = history(site)[0]
+    assert step(record, "preflight")["status"] == "failed", record["steps"]
+    assert "500" in record["message"], record["message"]
 
 
 # -- broken releases, on one layout ------------------------------------------------------------

@@ -24,6 +24,7 @@ from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
 from ..osutil import live_process, started_at
+from ..preflight import PROCESS_ONLY_ENV
 from . import privilege, systemd
 from .probe import gunicorn_args
 
@@ -140,9 +141,24 @@ class Master:
 
     @property
     def child_environ(self) -> dict[str, str]:
-        """The environment for fresh interpreters that must see what the master sees: its own,
-        or ours when it belongs to another user (its /proc environ is unreadable)."""
-        return dict(self.environ) if self.environ_known else dict(os.environ)
+        """The environment for fresh interpreters that must see what the master sees (the
+        preflight, the deploy's release subprocesses): its own as it was exec'd, e.g. with a
+        systemd unit's ``Environment=`` lines, or ours when it belongs to another user (its
+        /proc environ is unreadable); never the variables that only a master may hold."""
+        env = dict(self.environ) if self.environ_known else dict(os.environ)
+        for name in PROCESS_ONLY_ENV:
+            env.pop(name, None)
+        return env
+
+    @property
+    def environ_note(self) -> str:
+        """Which environment ``child_environ`` is, in words for a step's output."""
+        if self.environ_known:
+            return f"with Gunicorn master {self.pid}'s environment"
+        return (
+            f"with this shell's environment: Gunicorn master {self.pid}'s cannot be read "
+            f"(it runs as {self.user})"
+        )
 
     @property
     def python(self) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -30,6 +31,9 @@ class Project:
     project_rel: Path
     settings_module: str
     python: str
+    # the Gunicorn master's environment (Master.child_environ) when the deploy found one: the
+    # release subprocesses see what the workers see; None: this process's own
+    base_env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def current(cls) -> Project:
@@ -50,11 +54,21 @@ class Project:
     def owner_token(self) -> str:
         return f"{app_settings.runtime_dir}:{os.getpid()}"
 
-    def env(self, tree: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """Environment for a subprocess that runs the code in ``tree``: the live project's
-        settings module, ``tree`` first on PYTHONPATH, and entries that pointed into the live
-        checkout moved into ``tree``."""
-        env = proc.python_env(self.code_dir(tree))
+    def env(
+        self, tree: Path, extra: dict[str, str] | None = None, *, ours: bool = False
+    ) -> dict[str, str]:
+        """Environment for a subprocess that runs the code in ``tree``: ``base_env`` (unless
+        ``ours``: pip is the deploy's tool, not the release) with what the deploy controls on
+        top: the interpreter's folder first on PATH, the live project's settings module, the
+        deploy's ZERODEPLOY_* variables, ``tree`` first on PYTHONPATH, and entries that pointed
+        into the live checkout moved into ``tree``."""
+        base = None if ours else self.base_env
+        env = proc.python_env(self.code_dir(tree), base=base)
+        if base is not None:
+            env.update({k: v for k, v in os.environ.items() if k.startswith("ZERODEPLOY_")})
+            bin_dir = os.path.dirname(self.python)
+            paths = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p != bin_dir]
+            env["PATH"] = os.pathsep.join([bin_dir, *paths])
         parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         moved = []
         for part in parts:

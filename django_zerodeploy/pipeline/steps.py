@@ -8,6 +8,7 @@ preflight, so that old workers reading files lazily see new files for as short a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -149,6 +150,10 @@ class EnvironmentStep(Step):
             ctx.master = serving.find_master()
             details.append(f"Gunicorn master {getattr(ctx.master, 'pid', '?')}")
             serving.require_reload_permission(ctx.master)
+            # what is checked is what will serve: preflight, migrate, collectstatic and smoke
+            # run with the environment the master (and so its workers) got, e.g. from systemd
+            ctx.project = dataclasses.replace(ctx.project, base_env=ctx.master.child_environ)
+            details.append("release subprocesses " + ctx.master.environ_note)
         return Outcome(", ".join(details))
 
 
@@ -368,10 +373,10 @@ class InstallStep(Step):
         for rel in requirement_files(tree):
             if (tree / rel).is_file() and rel in app_settings.requirements:
                 args += ["-r", str(tree / rel)]
-        return proc.run(args, cwd=tree, env=ctx.project.env(tree), timeout=_timeout())
+        return proc.run(args, cwd=tree, env=ctx.project.env(tree, ours=True), timeout=_timeout())
 
     def run(self, ctx: DeployContext) -> Outcome:
-        env = ctx.project.env(ctx.new_code)
+        env = ctx.project.env(ctx.new_code, ours=True)
         try:
             ctx.packages_before = packages.snapshot(ctx.project.python, env, _timeout())
         except packages.PackageError as exc:
@@ -392,7 +397,7 @@ class InstallStep(Step):
             return None
         try:
             done = packages.restore(
-                ctx.project.python, ctx.project.env(ctx.live), ctx.packages_before, _timeout()
+                ctx.project.python, ctx.project.env(ctx.live, ours=True), ctx.packages_before, _timeout()
             )
         except packages.PackageError as exc:
             raise StepFailed(

@@ -251,8 +251,9 @@ class ProjectSite(Site):
             git(self.dev, "push", "-q", "origin", "HEAD:main")
         return git(self.dev, "rev-parse", "HEAD")
 
-    def gunicorn(self, workers: int = 2) -> ProjectGunicorn:
-        return ProjectGunicorn(self, workers=workers)
+    def gunicorn(self, workers: int = 2, env: dict[str, str] | None = None) -> ProjectGunicorn:
+        """``env``: variables only Gunicorn gets, as a systemd unit's ``Environment=`` lines."""
+        return ProjectGunicorn(self, workers=workers, env=env)
 
     def pip(self, *args: str) -> str:
         """pip of the project's venv (the test venv's pip, installing into this venv)."""
