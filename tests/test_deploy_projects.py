@@ -22,7 +22,9 @@ import pytest
 
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.git import Git
+from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.pipeline import shared
+from django_zerodeploy.pipeline.project import Project
 from tests.support.projects import LAYOUTS, ProjectSite, build_wheel, home_template, make_project
 from tests.test_deploy import assert_clean_checkout, history, show, step, under_load
 
@@ -140,17 +142,15 @@ def test_preflight_runs_with_the_environment_gunicorn_was_started_with(
     assert f"with Gunicorn master {server.master_pid()}'s environment" in environment
 
 
-def test_release_failing_only_with_gunicorns_environment_is_refused(
-    project_factory, load_factory
-):
+def test_release_failing_only_with_gunicorns_environment_is_refused(project_factory, load_factory):
     site, server = project_factory("dotenv", gunicorn_env=UNIT_ENV)
     v1 = site.server_head()
     views = (site.dev / "pages" / "views.py").read_text()
     files = {
         "pages/titles.py": BANNER_TABLE,
         "pages/views.py": views.replace(
-            "def home(request):\n", "def home(request):\n    from .titles import title\n\n"
-            "    title()\n"
+            "def home(request):\n",
+            "def home(request):\n    from .titles import title\n\n    title()\n",
         ),
     }
     site.commit_release("v2", files)
@@ -164,6 +164,40 @@ def test_release_failing_only_with_gunicorns_environment_is_refused(
     record = history(site)[0]
     assert step(record, "preflight")["status"] == "failed", record["steps"]
     assert "500" in record["message"], record["message"]
+
+
+def test_release_environment_is_the_masters_plus_what_the_deploy_controls(tmp_path, monkeypatch):
+    """The composition Project.env makes of a master's environment (no process needed: the
+    end-to-end tests above read a real master's)."""
+    live, tree = tmp_path / "live", tmp_path / "worktree"
+    unit = {
+        "BANNER": "unit",
+        "NOTIFY_SOCKET": "/run/systemd/notify",
+        "GUNICORN_FD": "3",
+        "PATH": "/usr/bin",
+        "PYTHONPATH": str(live / "lib"),
+    }
+    master = Master(1, None, live, ["gunicorn", "m.wsgi"], unit, True, False, False, "m.wsgi")
+    master.user = "www-data"
+    monkeypatch.setenv("BANNER", "shell")
+    monkeypatch.setenv("ZERODEPLOY_HEALTHZ_URL", "http://127.0.0.1:8000/healthz/")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    python = str(live / "venv" / "bin" / "python")
+    project = Project(live, Path("."), "m.settings", python, base_env=master.child_environ)
+    env = project.env(tree)
+    assert env["BANNER"] == "unit"
+    assert "NOTIFY_SOCKET" not in env and "GUNICORN_FD" not in env
+    assert env["PATH"].split(os.pathsep) == [str(live / "venv" / "bin"), "/usr/bin"]
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tree), str(tree / "lib")]
+    assert env["DJANGO_SETTINGS_MODULE"] == "m.settings"
+    assert env["ZERODEPLOY_HEALTHZ_URL"] == "http://127.0.0.1:8000/healthz/"
+    assert "PIP_NO_INDEX" not in env
+    pip_env = project.env(tree, ours=True)  # pip: the deploy's own tool
+    assert pip_env["BANNER"] == "shell" and pip_env["PIP_NO_INDEX"] == "1"
+    assert master.environ_note == "with Gunicorn master 1's environment"
+    master.environ, master.environ_known = {}, False  # another user's: unreadable
+    assert master.child_environ["BANNER"] == "shell"
+    assert "cannot be read (it runs as www-data)" in master.environ_note
 
 
 # -- broken releases, on one layout ------------------------------------------------------------

@@ -397,7 +397,10 @@ class InstallStep(Step):
             return None
         try:
             done = packages.restore(
-                ctx.project.python, ctx.project.env(ctx.live, ours=True), ctx.packages_before, _timeout()
+                ctx.project.python,
+                ctx.project.env(ctx.live, ours=True),
+                ctx.packages_before,
+                _timeout(),
             )
         except packages.PackageError as exc:
             raise StepFailed(
