@@ -118,3 +118,11 @@ def test_history_lists_rollouts_with_each_host_and_its_deploy(capsys):
     web2 = Deployment.objects.get(host="web2").pk
     assert f"batch 2 web2: failed (#2, failed) (deploy #{web2})" in out
     assert "batch 3 web3: untouched\n" in out + "\n"
+
+
+def test_a_batch_never_drains_every_host_of_the_pool():
+    from django_zerodeploy.rollout.coordinator import batch_size
+
+    assert batch_size(2, alive_hosts=3) == 2
+    assert batch_size(2, alive_hosts=2) == 1  # both drained: HAProxy would have no server
+    assert batch_size(5, alive_hosts=1) == 1  # a lone host is deployed without draining

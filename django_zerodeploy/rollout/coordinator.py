@@ -79,6 +79,12 @@ def select_hosts(spec: str) -> list[HostInfo]:
     return [known[n] for n in dict.fromkeys(names)]
 
 
+def batch_size(requested: int, alive_hosts: int) -> int:
+    """Hosts per batch: as asked, but never every host of the pool at once (at least one keeps
+    serving while a batch is drained)."""
+    return max(1, min(requested, alive_hosts - 1))
+
+
 def run_rollout(options: RolloutOptions, echo: Echo = print) -> RolloutResult:
     """Roll the release out. Expected failures come back as a result with an exit code."""
     if options.batch < 1:
@@ -133,7 +139,9 @@ class Coordinator:
             _finish(self.record, Rollout.Status.REFUSED, message)
             return self._result(exit_codes.FAILED, message)
         names = [h.name for h in self.targets]
-        size = self.options.batch
+        size = batch_size(self.options.batch, len([h for h in registered_hosts() if h.alive]))
+        if size != self.options.batch:
+            self.echo(f"Batches of {size}: a batch never drains every host of the pool.")
         self.record.batches = [names[i : i + size] for i in range(0, len(names), size)]
         self.record.save(update_fields=["batches", "previous_sha"])
         try:
@@ -185,11 +193,14 @@ class Coordinator:
 
     # -- one batch -------------------------------------------------------------------------
     def run_batch(self, batch: list[str]) -> None:
-        for name in batch:
-            self.call(name, "drain", f"rollout #{self.record.pk}")
-            self.state(name, "drained")
-        self.echo(f"  waiting {app_settings.drain_seconds:g} s for the load balancer (drain)")
-        time.sleep(app_settings.drain_seconds)
+        if len([h for h in registered_hosts() if h.alive]) > 1:
+            for name in batch:
+                self.call(name, "drain", f"rollout #{self.record.pk}")
+                self.state(name, "drained")
+            self.echo(f"  waiting {app_settings.drain_seconds:g} s for the load balancer (drain)")
+            time.sleep(app_settings.drain_seconds)
+        else:  # draining the only host would leave the balancer nothing to send requests to
+            self.echo("  one host: not drained (its own reload keeps it serving)")
         first, rest = batch[0], batch[1:]
         if not self.record.target_sha:  # the first host migrates (pre-deploy) and resolves it
             self.deploy([first])
