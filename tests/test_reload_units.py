@@ -124,8 +124,10 @@ def test_a_second_reload_waits_for_the_lock_then_gives_up(settings, tmp_path, mo
 
 def test_pre_exec_reexecutes_the_real_command_line(monkeypatch):
     """Gunicorn #3281: after ``python -m gunicorn`` a USR2 re-exec must keep ``-m gunicorn``."""
+    # a stand-in for the arbiter: only what pre_exec reads (no cwd: not a releases layout)
     server = SimpleNamespace(
-        START_CTX={"args": [VENV_PY, "/site-packages/gunicorn/__main__.py", "-c", "g.py"]}
+        START_CTX={"args": [VENV_PY, "/site-packages/gunicorn/__main__.py", "-c", "g.py"]},
+        cfg=SimpleNamespace(env_orig={}),
     )
     monkeypatch.setattr(sys, "argv", ["/site-packages/gunicorn/__main__.py", "-c", "g.py"])
     monkeypatch.setattr(sys, "orig_argv", ["python3", "-X", "dev", "-m", "gunicorn", "-c", "g.py"])
@@ -134,7 +136,10 @@ def test_pre_exec_reexecutes_the_real_command_line(monkeypatch):
     assert gunicorn_conf.reexec_ok(SimpleNamespace(pre_exec=gunicorn_conf.pre_exec))
     assert not gunicorn_conf.reexec_ok(SimpleNamespace(pre_exec=lambda server: None))
 
-    script = SimpleNamespace(START_CTX={"args": [VENV_PY, "/venv/bin/gunicorn", "app:app"]})
+    script = SimpleNamespace(
+        START_CTX={"args": [VENV_PY, "/venv/bin/gunicorn", "app:app"]},
+        cfg=SimpleNamespace(env_orig={}),
+    )
     monkeypatch.setattr(sys, "argv", ["/venv/bin/gunicorn", "app:app"])
     monkeypatch.setattr(sys, "orig_argv", [VENV_PY, "/venv/bin/gunicorn", "app:app"])
     gunicorn_conf.pre_exec(script)
