@@ -138,13 +138,27 @@ def _imports_ok(path: Path, env: Mapping[str, str], timeout: float) -> bool:
 
 
 def freeze(python: str, env: Mapping[str, str] | None = None, timeout: float = 300) -> list[str]:
-    """The running venv's distributions as requirement lines (``pip freeze``, editable installs
-    included), for a new venv with the same packages."""
-    result = proc.run([python, *_PIP, "freeze"], env=env, timeout=timeout)
-    if not result.ok:
-        raise VenvError(f"pip freeze exited {result.returncode}", result.output)
-    return [
+    """The running venv's distributions as requirement lines, for a new venv with the same
+    packages. Editable installs are named by their local project directory: ``pip freeze``
+    would print ``-e git+<remote>@<sha>``, which needs the remote and a commit it may lack."""
+    result = proc.run([python, *_PIP, "freeze", "--exclude-editable"], env=env, timeout=timeout)
+    listed = proc.run(
+        [python, *_PIP, "list", "--editable", "--format=json"], env=env, timeout=timeout
+    )
+    for ran in (result, listed):
+        if not ran.ok:
+            raise VenvError(f"pip exited {ran.returncode}", ran.output)
+    lines = [
         ln.strip() for ln in result.stdout.splitlines() if ln.strip() and not ln.startswith("#")
+    ]
+    try:
+        editable = json.loads(listed.stdout or "[]")
+    except ValueError:
+        raise VenvError("pip list printed no JSON", listed.output) from None
+    return lines + [
+        f"-e {dist['editable_project_location']}"
+        for dist in editable
+        if dist.get("editable_project_location")
     ]
 
 
