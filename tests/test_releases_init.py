@@ -4,6 +4,7 @@ pip), a copy of the git-ignored state in shared/, and current."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 
@@ -61,10 +62,19 @@ def test_init_makes_a_standalone_first_release_with_its_venv_and_shared_state(si
     assert is_complete(venv) and os.readlink(release.path / ".venv") == str(venv)
     check = run_manage(site, root.current_link, "check", python=release_python(root_dir))
     assert check.returncode == 0, check.stdout + check.stderr
-    frozen = subprocess.run(
-        [release_python(root_dir), "-m", "pip", "freeze"], capture_output=True, text=True
-    ).stdout
-    assert "Django==" in frozen and "gunicorn==" in frozen and "django-zerodeploy" in frozen
+    # the release's interpreter finds the running venv's versions, from its own venv
+    probe = (
+        "import sys, importlib.metadata as m; "
+        "print(sys.prefix); "
+        "print(*(m.version(n) for n in ('Django', 'gunicorn', 'django-zerodeploy')))"
+    )
+    found_versions = subprocess.run(
+        [release_python(root_dir), "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert os.path.realpath(found_versions[0]) == os.path.realpath(venv)
+    assert found_versions[1].split() == [
+        importlib.metadata.version(n) for n in ("Django", "gunicorn", "django-zerodeploy")
+    ]
     # what to run from now on
     assert f"WorkingDirectory={root.current_link}" in out
     assert f"ExecStart={root.current_link}/.venv/bin/gunicorn" in out
