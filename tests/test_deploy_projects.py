@@ -25,7 +25,8 @@ from django_zerodeploy.git import Git
 from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.pipeline import shared
 from django_zerodeploy.pipeline.project import Project
-from tests.support.projects import LAYOUTS, ProjectSite, build_wheel, home_template, make_project
+from tests.support.projects import LAYOUTS, ProjectSite, home_template, make_project
+from tests.support.wheels import make_wheel
 from tests.test_deploy import assert_clean_checkout, history, show, step, under_load
 
 pytestmark = pytest.mark.integration
@@ -293,7 +294,7 @@ def test_failed_requirement_change_restores_the_exact_package_set(
         ("zd-fixture-lib", "2.0"),
         ("zd-fixture-extra", "1.0"),
     ):
-        build_wheel(wheels, name, version)
+        make_wheel(wheels, name, version)
     site, server = project_factory("dotenv", requirements="zd-fixture-lib\n")
     site.pip("install", "--no-index", "--find-links", str(wheels), "zd-fixture-lib==1.0")
     before = site.packages()

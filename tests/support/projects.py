@@ -14,8 +14,6 @@ through a ``.pth`` file (what it installs itself shadows them, as in any virtual
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
@@ -23,7 +21,6 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
-import zipfile
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,30 +428,6 @@ def make_project(
             conn.execute("PRAGMA journal_mode=WAL")
     site.manage("collectstatic", "--noinput")
     return site
-
-
-# -- wheels the test builds, for a real pip install without the internet ----------------------
-def build_wheel(folder: Path, name: str, version: str) -> Path:
-    """A pure-Python wheel of module ``name`` (``VERSION = version``) in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    module = name.replace("-", "_")
-    dist = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}/__init__.py": f'VERSION = "{version}"\n',
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    record.append(f"{dist}/RECORD,,")
-    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
-    wheel = folder / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-    return wheel
 
 
 def read_digest(body: bytes) -> dict:

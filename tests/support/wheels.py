@@ -9,11 +9,13 @@ from pathlib import Path
 
 
 def make_wheel(folder: Path, name: str, version: str, body: str = "") -> Path:
-    """A pure-Python wheel of module ``name`` whose ``VERSION`` is ``version``."""
+    """A pure-Python wheel of distribution ``name`` (module ``name`` with ``_`` for ``-``)
+    whose ``VERSION`` is ``version``."""
     folder.mkdir(parents=True, exist_ok=True)
-    dist = f"{name}-{version}.dist-info"
+    module = name.replace("-", "_")
+    dist = f"{module}-{version}.dist-info"
     files = {
-        f"{name}.py": f"VERSION = {version!r}\n{body}",
+        f"{module}.py": f"VERSION = {version!r}\n{body}",
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
@@ -23,7 +25,7 @@ def make_wheel(folder: Path, name: str, version: str, body: str = "") -> Path:
         record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
     record.append(f"{dist}/RECORD,,")
     files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    wheel = folder / f"{module}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for path, text in files.items():
             archive.writestr(path, text)
