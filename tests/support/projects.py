@@ -188,6 +188,7 @@ class ProjectSite(Site):
     """A startproject-shaped site: the server checkout holds its venv and its state."""
 
     layout: str = "dotenv"
+    release_app = "pages"
 
     @property
     def venv(self) -> Path:
@@ -216,37 +217,6 @@ class ProjectSite(Site):
         env.update(self.extra_env)
         env.update(extra)
         return env
-
-    def manage(self, *args: str, check: bool = True, timeout: float = 300, **env: str):
-        result = subprocess.run(
-            [self.python, "manage.py", *args],
-            cwd=self.server,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(
-                f"manage.py {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-            )
-        return result
-
-    def commit_release(self, name, files=None, message=None, push=True) -> str:  # noqa: ANN001
-        (self.dev / "pages" / "release.py").write_text(f'RELEASE_NAME = "{name}"\n')
-        for rel, text in (files or {}).items():
-            path = self.dev / rel
-            if text is None:
-                path.unlink()
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        git(self.dev, "add", "-A")
-        git(self.dev, "commit", "-q", "-m", message or f"Release {name}")
-        if push:
-            git(self.dev, "push", "-q", "origin", "HEAD:main")
-        return git(self.dev, "rev-parse", "HEAD")
 
     def gunicorn(self, workers: int = 2, env: dict[str, str] | None = None) -> ProjectGunicorn:
         """``env``: variables only Gunicorn gets, as a systemd unit's ``Environment=`` lines."""

@@ -41,6 +41,13 @@ class Site:
     port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    release_app = "notes"  # the app whose release.py holds RELEASE_NAME
+
+    @property
+    def python(self) -> str:
+        """The interpreter that runs the server's code: the test venv's."""
+        return sys.executable
+
     @property
     def pidfile(self) -> Path:
         return self.runtime / "gunicorn.pid"
@@ -70,7 +77,7 @@ class Site:
     ) -> subprocess.CompletedProcess[str]:
         """Run the server clone's manage.py with the venv's Python, as an operator would."""
         result = subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [self.python, "manage.py", *args],
             cwd=self.server,
             env=self.env(**env),
             capture_output=True,
@@ -94,7 +101,7 @@ class Site:
     ) -> str:
         """Commit a release in dev (RELEASE_NAME = name, plus ``files``; None deletes) and push
         it to origin. Returns the new commit."""
-        (self.dev / "notes" / "release.py").write_text(f'RELEASE_NAME = "{name}"\n')
+        (self.dev / self.release_app / "release.py").write_text(f'RELEASE_NAME = "{name}"\n')
         for rel, text in (files or {}).items():
             path = self.dev / rel
             if text is None:
