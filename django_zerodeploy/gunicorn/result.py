@@ -7,6 +7,25 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The phases a reload records, in the order they can happen (a reload records a subset).
+LOCK = "lock"
+PREFLIGHT = "preflight"
+FOUND_MASTER = "found master"
+READINESS = "readiness"
+STRATEGY = "strategy"
+REFUSED = "refused"
+CLEANUP = "cleanup"
+SIGNAL = "signal"
+NEW_MASTER = "new master"
+NEW_GENERATION_READY = "new generation ready"
+SYSTEMD = "systemd"
+OLD_RETIRED = (
+    "old retired"  # the old master was told to stop: only the new generation takes requests
+)
+PROMOTED = "promoted"
+VERIFY = "verify"
+ABORTED = "aborted"
+
 
 @dataclass
 class Phase:
@@ -40,6 +59,16 @@ class ReloadResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def seconds_until(self, phase: str, *, through: bool = False) -> float:
+        """Seconds from the start of the reload to the start of ``phase`` (its end with
+        ``through``); the whole duration when the reload never reached it."""
+        elapsed = 0.0
+        for recorded in self.phases:
+            if recorded.name == phase:
+                return elapsed + recorded.seconds if through else elapsed
+            elapsed += recorded.seconds
+        return self.duration
 
 
 class Recorder:

@@ -24,6 +24,7 @@ from .. import exit_codes, proc
 from ..conf import app_settings, extra_steps_problem
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
+from ..gunicorn.result import OLD_RETIRED
 from ..preflight import preflight
 from . import migrations, packages, records, serving, shared
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
@@ -731,15 +732,16 @@ class ReloadStep(Step):
             from ..gunicorn.strategies import HOOKLESS_NOTE
 
             ctx.echo(f"  note: {HOOKLESS_NOTE}")
-        retired = time.monotonic() - began
         if ctx.mixed_window_started is not None:
-            ctx.mixed_window = (began - ctx.mixed_window_started) + _until_new_generation(
-                result, retired
+            ctx.mixed_window = (began - ctx.mixed_window_started) + result.seconds_until(
+                OLD_RETIRED
             )
         ready = f"{result.workers_ready}/{result.workers_expected} workers ready"
         window = ""
         if ctx.mixed_window is not None:
-            later = _old_gone(result, retired) - _until_new_generation(result, retired)
+            later = result.seconds_until(OLD_RETIRED, through=True) - result.seconds_until(
+                OLD_RETIRED
+            )
             window = (
                 f"; mixed window {ctx.mixed_window:.2f} s (old master gone {later:.2f} s later)"
             )
@@ -773,27 +775,6 @@ class ReloadStep(Step):
             "\n".join(lines),
             0,
         )
-
-
-def _until_new_generation(result: Any, total: float) -> float:
-    """Seconds from the start of the reload until only the new generation takes requests: the
-    end of its "new generation ready" phase (and of the systemd announcement), after which the
-    old master is told to stop (its workers stop accepting and finish what they hold)."""
-    return _phases_until(result, total, stop_before=True)
-
-
-def _old_gone(result: Any, total: float) -> float:
-    """Seconds from the start of the reload until the old master has exited."""
-    return _phases_until(result, total, stop_before=False)
-
-
-def _phases_until(result: Any, total: float, stop_before: bool) -> float:
-    elapsed = 0.0
-    for phase in getattr(result, "phases", None) or []:
-        if phase.name == "old retired":
-            return elapsed if stop_before else elapsed + phase.seconds
-        elapsed += phase.seconds
-    return total
 
 
 class VerifyStep(Step):
