@@ -1,25 +1,23 @@
 """Migration safety: classify the pending plan, split it into pre-/post-deploy stages, and
-apply a stage with PostgreSQL lock timeouts. See docs/migrations.md."""
+apply a stage with PostgreSQL lock timeouts. See docs/migrations.md.
 
-from .apply import ApplyResult, apply_stage, error_sqlstate, parse_duration_ms
-from .classify import POST, PRE, SAFE, UNKNOWN, UNSAFE, Context, Verdict, classify
-from .plan import (
-    MARKER,
-    Marker,
-    MigrationPlan,
-    PendingMigration,
-    PlanError,
-    build_plan,
-    read_marker,
-)
-from .report import plan_table, refusal_message, warnings_text
+    verdict.py   the data: Verdict (one operation), PendingMigration (one migration)
+    marker.py    what a migration says about itself (``zerodeploy = {...}``), PlanError
+    classify.py  one operation against the model state before it -> Verdict
+    plan.py      classify_pending(): every pending migration of this process -> MigrationPlan
+    report.py    the operator's table, the refusal message, the ``plan --json`` document
+    apply.py     apply_stage(): one stage, one migration at a time, with lock timeouts
+
+This package's own import stays light (the data and the marker only): the deploy pipeline
+reads plans back as data; the classifier and the executor load only where they run.
+"""
+
+from .marker import MARKER, Marker, PlanError, read_marker
+from .verdict import POST, PRE, SAFE, UNKNOWN, UNSAFE, PendingMigration, Verdict
 
 __all__ = [
-    "ApplyResult",
-    "Context",
     "MARKER",
     "Marker",
-    "MigrationPlan",
     "POST",
     "PRE",
     "PendingMigration",
@@ -28,13 +26,5 @@ __all__ = [
     "UNKNOWN",
     "UNSAFE",
     "Verdict",
-    "apply_stage",
-    "build_plan",
-    "classify",
-    "error_sqlstate",
-    "parse_duration_ms",
-    "plan_table",
     "read_marker",
-    "refusal_message",
-    "warnings_text",
 ]

@@ -21,8 +21,8 @@ from django.db.backends.signals import connection_created
 
 from ..conf import app_settings
 from ..exit_codes import USAGE, CommandFailure
-from .classify import POST, PRE
-from .plan import build_plan
+from .plan import classify_pending
+from .verdict import POST, PRE
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL SQLSTATE of lock_timeout
 QUERY_CANCELED = "57014"  # PostgreSQL SQLSTATE of statement_timeout
@@ -134,7 +134,7 @@ def apply_stage(
         raise CommandFailure(
             f"retries must be a whole number of attempts, at least 1, not {attempts!r}.", USAGE
         )
-    plan = build_plan(database, allow_unsafe=True)
+    plan = classify_pending(database, allow_unsafe=True)
     result = ApplyResult(stage)
     if stage == PRE and plan.errors:
         result.error = "Not migrating: " + " ".join(plan.errors)

@@ -11,39 +11,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
 from django.db.migrations import operations as ops
 from django.db.migrations.state import ProjectState
 
-SAFE = "safe"
-UNSAFE = "unsafe"
-UNKNOWN = "unknown"
-PRE = "pre"
-POST = "post"
-_RANK = {SAFE: 0, UNKNOWN: 1, UNSAFE: 2}
-
-EXPAND_CONTRACT = "expand → deploy → contract"
-
-
-@dataclass
-class Verdict:
-    """What one operation means for the release that serves while it runs."""
-
-    operation: str  # the operation's class name, e.g. "RemoveField"
-    description: str  # Django's own description, e.g. "Remove field text from note"
-    classification: str  # safe | unsafe | unknown
-    reason: str  # why, in terms of the serving code
-    safe_sequence: str = ""  # how to reach the same schema without breaking anything
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+from .verdict import (
+    EXPAND_CONTRACT,
+    PRE,
+    RANK,
+    SAFE,
+    UNKNOWN,
+    UNSAFE,
+    Verdict,
+    verdict,
+)
 
 
 @dataclass
-class Context:
+class RuleContext:
     """What the rules may look at besides the operation itself."""
 
     app_label: str
@@ -96,26 +84,18 @@ def _column(name: str, f: models.Field) -> str:
     return f.db_column or (f"{name}_id" if f.is_relation and f.many_to_one else name)
 
 
-def _verdict(op: Any, classification: str, reason: str, sequence: str = "") -> Verdict:
-    try:
-        description = op.describe()
-    except Exception:  # noqa: BLE001 - a custom describe() must not break the plan
-        description = type(op).__name__
-    return Verdict(type(op).__name__, description, classification, reason, sequence)
-
-
 # -- pre-deploy rules: the OLD release serves while the migration runs --------------------
 
 
-def _pre_create_model(op: Any, ctx: Context) -> Verdict:
-    return _verdict(
+def _pre_create_model(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(
         op, SAFE, f"creates table {ctx.table(op.name)}, which the old release never queries."
     )
 
 
-def _pre_delete_model(op: Any, ctx: Context) -> Verdict:
+def _pre_delete_model(op: Any, ctx: RuleContext) -> Verdict:
     table = ctx.table(op.name)
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         f"drops table {table} while the old release's model {op.name} still queries it: every "
@@ -125,21 +105,21 @@ def _pre_delete_model(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_add_field(op: Any, ctx: Context) -> Verdict:
+def _pre_add_field(op: Any, ctx: RuleContext) -> Verdict:
     f = op.field
     table = ctx.table(op.model_name)
     if f.many_to_many:
-        return _verdict(op, SAFE, "creates a new join table, which the old release never queries.")
+        return verdict(op, SAFE, "creates a new join table, which the old release never queries.")
     if f.null:
-        return _verdict(op, SAFE, f"adds a nullable column to {table}; the old release ignores it.")
+        return verdict(op, SAFE, f"adds a nullable column to {table}; the old release ignores it.")
     if _has_db_default(f):
-        return _verdict(
+        return verdict(
             op,
             SAFE,
             f"adds a column with a database default to {table}; the old release's "
             "INSERTs get the default.",
         )
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         f"adds NOT NULL column {_column(op.name, f)} to {table} without a database default: the "
@@ -150,7 +130,7 @@ def _pre_add_field(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_remove_field(op: Any, ctx: Context) -> Verdict:
+def _pre_remove_field(op: Any, ctx: RuleContext) -> Verdict:
     old = ctx.old_field(op.model_name, op.name)
     table = ctx.table(op.model_name)
     if old is not None and old.many_to_many:
@@ -158,7 +138,7 @@ def _pre_remove_field(op: Any, ctx: Context) -> Verdict:
     else:
         column = _column(op.name, old) if old is not None else op.name
         what = f"drops column {table}.{column}"
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         f"{what} while the old release's model still has the field {op.name!r}: every query "
@@ -169,13 +149,13 @@ def _pre_remove_field(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_rename_field(op: Any, ctx: Context) -> Verdict:
+def _pre_rename_field(op: Any, ctx: RuleContext) -> Verdict:
     old = ctx.old_field(op.model_name, op.old_name)
     if old is not None and old.db_column:
-        return _verdict(
+        return verdict(
             op, SAFE, f"the column keeps its name ({old.db_column}); only Python names change."
         )
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         f"renames column {op.old_name} of {ctx.table(op.model_name)} to {op.new_name}: the old "
@@ -186,12 +166,12 @@ def _pre_rename_field(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_rename_model(op: Any, ctx: Context) -> Verdict:
+def _pre_rename_model(op: Any, ctx: RuleContext) -> Verdict:
     old_table = ctx.table(op.old_name)
     explicit = (ctx.model_state(op.old_name) or _Empty).options.get("db_table")
     if explicit:
-        return _verdict(op, SAFE, f"Meta.db_table keeps the table name ({old_table}); no SQL runs.")
-    return _verdict(
+        return verdict(op, SAFE, f"Meta.db_table keeps the table name ({old_table}); no SQL runs.")
+    return verdict(
         op,
         UNSAFE,
         f"renames table {old_table} to {ctx.app_label}_{op.new_name.lower()}: the old release "
@@ -201,12 +181,12 @@ def _pre_rename_model(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_alter_model_table(op: Any, ctx: Context) -> Verdict:
+def _pre_alter_model_table(op: Any, ctx: RuleContext) -> Verdict:
     old_table = ctx.table(op.name)
     new_table = op.table or f"{ctx.app_label}_{op.name.lower()}"
     if old_table == new_table:
-        return _verdict(op, SAFE, "the table name does not change.")
-    return _verdict(
+        return verdict(op, SAFE, "the table name does not change.")
+    return verdict(
         op,
         UNSAFE,
         f"renames table {old_table} to {new_table}: the old release still queries {old_table}.",
@@ -215,15 +195,15 @@ def _pre_alter_model_table(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
+def _pre_alter_field(op: Any, ctx: RuleContext) -> Verdict:
     old = ctx.known_field(op.model_name, op.name)  # compare with what the old release writes
     new = op.field
     if old is None:
-        return _verdict(op, UNKNOWN, "the field is not in the model state before this operation.")
+        return verdict(op, UNKNOWN, "the field is not in the model state before this operation.")
     table = ctx.table(op.model_name)
     old_col, new_col = _column(op.name, old), _column(op.name, new)
     if old_col != new_col:
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"renames column {table}.{old_col} to {new_col}: the old release still "
@@ -231,7 +211,7 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
             f"{EXPAND_CONTRACT}: keep db_column={old_col!r} in this release.",
         )
     if old.primary_key != new.primary_key:
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"changes the primary key of {table}, which the old release relies on.",
@@ -240,7 +220,7 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
     change = _type_change(old, new, ctx.connection)
     if change and change[2] != "wider":
         old_type, new_type, _ = change
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"changes {table}.{old_col} from {old_type} to {new_type}: values the old release "
@@ -249,7 +229,7 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
             "reads, then drop the old column in a post-deploy migration.",
         )
     if old.null and not new.null:
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"makes {table}.{old_col} NOT NULL while the old release may still write NULL into "
@@ -258,7 +238,7 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
             "then set NOT NULL in a post-deploy migration (zerodeploy = {'stage': 'post'}).",
         )
     if new.unique and not old.unique and not new.primary_key:
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"adds a unique constraint on {table}.{old_col}: the old release may insert duplicates "
@@ -267,7 +247,7 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
             "add the constraint in a post-deploy migration.",
         )
     if _has_db_default(old) and not _has_db_default(new) and not new.null:
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"drops the database default of NOT NULL column {table}.{old_col}, which the "
@@ -275,29 +255,29 @@ def _pre_alter_field(op: Any, ctx: Context) -> Verdict:
             f"{EXPAND_CONTRACT}: drop the default post-deploy.",
         )
     if new.null and not old.null:
-        return _verdict(
+        return verdict(
             op, SAFE, f"allows NULL in {table}.{old_col}; the old release never writes NULL there."
         )
     if change:
-        return _verdict(
+        return verdict(
             op,
             SAFE,
             f"widens {table}.{old_col} from {change[0]} to {change[1]}; old values still fit "
             "(on PostgreSQL the ALTER may rewrite the table under a lock: see lock_timeout).",
         )
-    return _verdict(
+    return verdict(
         op,
         SAFE,
         "changes nothing the old release can notice (no narrower type, NOT NULL or unique).",
     )
 
 
-def _pre_together(op: Any, ctx: Context) -> Verdict:
+def _pre_together(op: Any, ctx: RuleContext) -> Verdict:
     before = _together(ctx, op.name, "unique_together")
     added = _normalise_together(op.option_value) - before
     if isinstance(op, ops.AlterUniqueTogether) and added:
         names = ", ".join("(" + ", ".join(t) + ")" for t in sorted(added))
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"adds unique_together {names} on {ctx.table(op.name)}: the old release may insert "
@@ -305,19 +285,19 @@ def _pre_together(op: Any, ctx: Context) -> Verdict:
             f"{EXPAND_CONTRACT}: deploy code that never writes duplicates, clean the data, then "
             "add the constraint in a post-deploy migration.",
         )
-    return _verdict(
+    return verdict(
         op, SAFE, "only removes or reorders constraints/indexes; the old release is unaffected."
     )
 
 
-def _pre_add_constraint(op: Any, ctx: Context) -> Verdict:
+def _pre_add_constraint(op: Any, ctx: RuleContext) -> Verdict:
     constraint = op.constraint
     table = ctx.table(op.model_name)
     if ctx.is_new(op.model_name):
-        return _new_model_verdict(op, ctx)
+        return _new_modelverdict(op, ctx)
     kind = type(constraint).__name__
     if isinstance(constraint, models.UniqueConstraint) or kind == "ExclusionConstraint":
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"adds {kind} {constraint.name} on {table}: the old release may insert rows that "
@@ -325,7 +305,7 @@ def _pre_add_constraint(op: Any, ctx: Context) -> Verdict:
             f"{EXPAND_CONTRACT}: deploy code that never writes violating rows, clean the data, "
             "then add the constraint in a post-deploy migration.",
         )
-    return _verdict(
+    return verdict(
         op,
         UNKNOWN,
         f"adds {kind} {constraint.name} on {table}: safe only if the old release never writes "
@@ -334,8 +314,8 @@ def _pre_add_constraint(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _pre_order_wrt(op: Any, ctx: Context) -> Verdict:
-    return _verdict(
+def _pre_order_wrt(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(
         op,
         UNSAFE,
         f"adds or drops the NOT NULL _order column of {ctx.table(op.name)}, which the old "
@@ -348,8 +328,8 @@ def _pre_order_wrt(op: Any, ctx: Context) -> Verdict:
 # -- post-deploy rules: the NEW release serves before the migration runs -------------------
 
 
-def _post_adds(op: Any, ctx: Context) -> Verdict:
-    return _verdict(
+def _post_adds(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(
         op,
         UNSAFE,
         "a post-deploy migration runs after the reload, but the new release already uses what "
@@ -358,16 +338,16 @@ def _post_adds(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _post_removes_model(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, "contract phase: the new release no longer uses this table.")
+def _post_removes_model(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(op, SAFE, "contract phase: the new release no longer uses this table.")
 
 
-def _post_remove_field(op: Any, ctx: Context) -> Verdict:
+def _post_remove_field(op: Any, ctx: RuleContext) -> Verdict:
     old = ctx.old_field(op.model_name, op.name)
     if old is None or old.many_to_many or old.null or _has_db_default(old):
-        return _verdict(op, SAFE, "contract phase: neither release uses the column any more.")
+        return verdict(op, SAFE, "contract phase: neither release uses the column any more.")
     table = ctx.table(op.model_name)
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         f"{table}.{_column(op.name, old)} is NOT NULL without a database default: between the "
@@ -377,11 +357,11 @@ def _post_remove_field(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _post_renames(op: Any, ctx: Context) -> Verdict:
+def _post_renames(op: Any, ctx: RuleContext) -> Verdict:
     pre = _PRE_RULES[type(op)](op, ctx)
     if pre.classification == SAFE:
         return pre
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         "a rename breaks whichever release uses the other name: before this post-deploy "
@@ -390,18 +370,18 @@ def _post_renames(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _post_alter_field(op: Any, ctx: Context) -> Verdict:
+def _post_alter_field(op: Any, ctx: RuleContext) -> Verdict:
     old = ctx.old_field(op.model_name, op.name)
     new = op.field
     if old is None:
-        return _verdict(op, UNKNOWN, "the field is not in the model state before this operation.")
+        return verdict(op, UNKNOWN, "the field is not in the model state before this operation.")
     table = ctx.table(op.model_name)
     column = _column(op.name, old)
     if column != _column(op.name, new) or old.primary_key != new.primary_key:
         return _post_renames_field(op, table, column)
     change = _type_change(old, new, ctx.connection)
     if change and change[2] != "narrower":
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"changes {table}.{column} from {change[0]} to {change[1]} after the reload: until then "
@@ -410,20 +390,18 @@ def _post_alter_field(op: Any, ctx: Context) -> Verdict:
             f"({EXPAND_CONTRACT}).",
         )
     if new.null and not old.null:
-        return _verdict(
+        return verdict(
             op,
             UNSAFE,
             f"allows NULL in {table}.{column} only after the reload: until then the new release "
             "may write NULL and fail.",
             "Relax NOT NULL in a pre-deploy migration.",
         )
-    return _verdict(
-        op, SAFE, "contract phase: the new release already respects the tighter column."
-    )
+    return verdict(op, SAFE, "contract phase: the new release already respects the tighter column.")
 
 
 def _post_renames_field(op: Any, table: str, column: str) -> Verdict:
-    return _verdict(
+    return verdict(
         op,
         UNSAFE,
         f"changes column {table}.{column} after the reload: until then the new release "
@@ -432,8 +410,8 @@ def _post_renames_field(op: Any, table: str, column: str) -> Verdict:
     )
 
 
-def _post_safe(op: Any, ctx: Context) -> Verdict:
-    return _verdict(
+def _post_safe(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(
         op, SAFE, "contract phase: only tightens or removes what the new release no longer needs."
     )
 
@@ -441,29 +419,29 @@ def _post_safe(op: Any, ctx: Context) -> Verdict:
 # -- either stage --------------------------------------------------------------------------
 
 
-def _index(op: Any, ctx: Context) -> Verdict:
+def _index(op: Any, ctx: RuleContext) -> Verdict:
     hint = ""
     if ctx.connection.vendor == "postgresql" and type(op).__name__ == "AddIndex":
         hint = " On PostgreSQL CREATE INDEX blocks writes while it builds: use AddIndexConcurrently for big tables."
-    return _verdict(
+    return verdict(
         op, SAFE, "indexes change speed, not results; both releases keep working." + hint
     )
 
 
-def _state_only(op: Any, ctx: Context) -> Verdict:
-    return _verdict(
+def _state_only(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(
         op, SAFE, "changes Python-side options only; no SQL the serving release can notice."
     )
 
 
-def _remove_constraint(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, "removing a constraint only relaxes what the database accepts.")
+def _remove_constraint(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(op, SAFE, "removing a constraint only relaxes what the database accepts.")
 
 
-def _run_sql(op: Any, ctx: Context) -> Verdict:
+def _run_sql(op: Any, ctx: RuleContext) -> Verdict:
     if op.sql in ("", None, [], ()) or op.sql == ops.RunSQL.noop:
-        return _verdict(op, SAFE, "runs no SQL.")
-    return _verdict(
+        return verdict(op, SAFE, "runs no SQL.")
+    return verdict(
         op,
         UNKNOWN,
         "runs custom SQL that zerodeploy cannot read: safe only if the serving release keeps "
@@ -473,10 +451,10 @@ def _run_sql(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _run_python(op: Any, ctx: Context) -> Verdict:
+def _run_python(op: Any, ctx: RuleContext) -> Verdict:
     if op.code is ops.RunPython.noop:
-        return _verdict(op, SAFE, "runs no code.")
-    return _verdict(
+        return verdict(op, SAFE, "runs no code.")
+    return verdict(
         op,
         UNKNOWN,
         "runs Python code (a data migration) while the other release serves: safe only if it "
@@ -485,15 +463,15 @@ def _run_python(op: Any, ctx: Context) -> Verdict:
     )
 
 
-def _new_model_verdict(op: Any, ctx: Context) -> Verdict:
-    return _verdict(
+def _new_modelverdict(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(
         op,
         SAFE,
         "acts on a table created earlier in this same plan; the old release never uses it.",
     )
 
 
-_PRE_RULES: dict[type, Callable[[Any, Context], Verdict]] = {
+_PRE_RULES: dict[type, Callable[[Any, RuleContext], Verdict]] = {
     ops.CreateModel: _pre_create_model,
     ops.DeleteModel: _pre_delete_model,
     ops.AddField: _pre_add_field,
@@ -514,7 +492,7 @@ _PRE_RULES: dict[type, Callable[[Any, Context], Verdict]] = {
     ops.RunSQL: _run_sql,
     ops.RunPython: _run_python,
 }
-_POST_RULES: dict[type, Callable[[Any, Context], Verdict]] = {
+_POST_RULES: dict[type, Callable[[Any, RuleContext], Verdict]] = {
     **_PRE_RULES,
     ops.CreateModel: _post_adds,
     ops.AddField: _post_adds,
@@ -556,8 +534,8 @@ def _optional_rules() -> None:
     _PRE_RULES[extension] = _POST_RULES[extension] = _extension
 
 
-def _extension(op: Any, ctx: Context) -> Verdict:
-    return _verdict(op, SAFE, "installs a PostgreSQL extension; existing queries are unaffected.")
+def _extension(op: Any, ctx: RuleContext) -> Verdict:
+    return verdict(op, SAFE, "installs a PostgreSQL extension; existing queries are unaffected.")
 
 
 _optional_rules()
@@ -576,14 +554,14 @@ _TOUCHES_EXISTING_MODEL = (
 )
 
 
-def classify(op: Any, ctx: Context) -> Verdict:
+def classify(op: Any, ctx: RuleContext) -> Verdict:
     """The verdict for ``op`` given the model state before it (``ctx.state``)."""
     if isinstance(op, ops.SeparateDatabaseAndState):
         return _separate(op, ctx)
     rules = _PRE_RULES if ctx.stage == PRE else _POST_RULES
     rule = _rule_for(op, rules)
     if rule is None:
-        return _verdict(
+        return verdict(
             op,
             UNKNOWN,
             f"custom operation {type(op).__module__}.{type(op).__name__}: zerodeploy cannot tell "
@@ -598,11 +576,11 @@ def classify(op: Any, ctx: Context) -> Verdict:
             or getattr(op, "old_name", "")
         )
         if model_name and ctx.is_new(model_name):
-            return _new_model_verdict(op, ctx)
+            return _new_modelverdict(op, ctx)
     if ctx.stage == PRE and isinstance(op, (ops.RemoveField, ops.AlterField, ops.RenameField)):
         name = op.old_name if isinstance(op, ops.RenameField) else op.name
         if ctx.field_is_new(op.model_name, name):
-            return _verdict(
+            return verdict(
                 op,
                 SAFE,
                 f"acts on field {name!r}, added earlier in this same plan; the old release never uses it.",
@@ -611,37 +589,35 @@ def classify(op: Any, ctx: Context) -> Verdict:
 
 
 def _rule_for(
-    op: Any, rules: dict[type, Callable[[Any, Context], Verdict]]
-) -> Callable[[Any, Context], Verdict] | None:
+    op: Any, rules: dict[type, Callable[[Any, RuleContext], Verdict]]
+) -> Callable[[Any, RuleContext], Verdict] | None:
     """Exact class first: a subclass may override database_forwards, so it is 'unknown'."""
     return rules.get(type(op))
 
 
-def _separate(op: Any, ctx: Context) -> Verdict:
+def _separate(op: Any, ctx: RuleContext) -> Verdict:
     """Only the database half runs SQL; classify those operations on a copy of the state."""
     if not op.database_operations:
-        return _verdict(op, SAFE, "changes Django's migration state only; no SQL runs.")
+        return verdict(op, SAFE, "changes Django's migration state only; no SQL runs.")
     state = ctx.state.clone()
-    worst: Verdict | None = None
+    gravest: Verdict | None = None
     for inner in op.database_operations:
         sub = classify(
             inner,
-            Context(ctx.app_label, ctx.stage, state, ctx.connection, ctx.new_models, ctx.baseline),
+            RuleContext(
+                ctx.app_label, ctx.stage, state, ctx.connection, ctx.new_models, ctx.baseline
+            ),
         )
-        if worst is None or _RANK[sub.classification] > _RANK[worst.classification]:
-            worst = sub
+        if gravest is None or RANK[sub.classification] > RANK[gravest.classification]:
+            gravest = sub
         inner.state_forwards(ctx.app_label, state)
-    assert worst is not None
-    return _verdict(
+    assert gravest is not None
+    return verdict(
         op,
-        worst.classification,
-        f"database operation {worst.operation}: {worst.reason}",
-        worst.safe_sequence,
+        gravest.classification,
+        f"database operation {gravest.operation}: {gravest.reason}",
+        gravest.safe_sequence,
     )
-
-
-def worst(classifications: list[str]) -> str:
-    return max(classifications, key=_RANK.__getitem__, default=SAFE)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -654,7 +630,7 @@ class _EmptyModelState:
 _Empty = _EmptyModelState()
 
 
-def _together(ctx: Context, model_name: str, option: str) -> set[tuple[str, ...]]:
+def _together(ctx: RuleContext, model_name: str, option: str) -> set[tuple[str, ...]]:
     model = ctx.model_state(model_name)
     return _normalise_together(model.options.get(option) if model is not None else None)
 

@@ -15,54 +15,9 @@ from django.db.migrations import operations as ops
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 
-from .classify import POST, PRE, UNKNOWN, UNSAFE, Context, Verdict, classify, worst
-
-MARKER = "zerodeploy"
-MARKER_KEYS = {"stage", "allow_unsafe"}
-
-
-class PlanError(Exception):
-    """The plan cannot be built (bad marker, inconsistent history): a configuration error."""
-
-
-@dataclass
-class Marker:
-    """What a migration says about itself: ``zerodeploy = {"stage": "post", "allow_unsafe": True}``."""
-
-    stage: str = PRE
-    allow_unsafe: bool = False
-    reason: str = ""  # allow_unsafe may be a string: why it is fine, kept in the record
-
-
-@dataclass
-class PendingMigration:
-    app: str
-    name: str
-    stage: str
-    acknowledged: bool
-    operations: list[Verdict]
-    acknowledged_by: str = ""  # "", "flag" (--allow-unsafe) or "marker"
-    acknowledgement_reason: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.app}.{self.name}"
-
-    @property
-    def classification(self) -> str:
-        return worst([op.classification for op in self.operations])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "app": self.app,
-            "name": self.name,
-            "stage": self.stage,
-            "acknowledged": self.acknowledged,
-            "acknowledged_by": self.acknowledged_by,
-            "acknowledgement_reason": self.acknowledgement_reason,
-            "classification": self.classification,
-            "operations": [op.as_dict() for op in self.operations],
-        }
+from .classify import RuleContext, classify
+from .marker import PlanError, read_marker
+from .verdict import POST, PRE, UNKNOWN, UNSAFE, PendingMigration
 
 
 @dataclass
@@ -110,8 +65,7 @@ class MigrationPlan:
         return [m for m in self.pending if m.stage == POST]
 
     def as_dict(self) -> dict[str, Any]:
-        from .report import refusal_message
-
+        """The data of ``plan --json`` (report.plan_json adds the refusal message)."""
         return {
             "pending": [m.as_dict() for m in self.pending],
             "unsafe": self.unsafe,
@@ -120,57 +74,12 @@ class MigrationPlan:
             "errors": list(self.errors),
             "warnings": list(self.warnings),
             "refused": self.refused,
-            "message": refusal_message(self) if self.refused else "",
         }
 
 
-def read_marker(migration: Any) -> Marker:
-    """The ``zerodeploy`` marker of a migration; django-syzygy's ``stage = Stage.POST_DEPLOY``
-    and django-safemigrate's ``safe = Safe.after_deploy`` also mean post-deploy."""
-    label = f"{migration.app_label}.{migration.name}"
-    value = getattr(migration, MARKER, None)
-    marker = Marker()
-    if value is None:
-        marker.stage = POST if _foreign_post_marker(migration) else PRE
-        return marker
-    if not isinstance(value, dict):
-        raise PlanError(
-            f"{label}: {MARKER} must be a dict such as {{'stage': 'post'}}, not {type(value).__name__}."
-        )
-    unknown = set(value) - MARKER_KEYS
-    if unknown:
-        raise PlanError(
-            f"{label}: unknown {MARKER} key(s) {', '.join(sorted(map(str, unknown)))}; allowed: stage, allow_unsafe."
-        )
-    stage = value.get("stage", PRE)
-    if stage not in (PRE, POST):
-        raise PlanError(f"{label}: {MARKER}['stage'] must be 'pre' or 'post', not {stage!r}.")
-    allow = value.get("allow_unsafe", False)
-    if not isinstance(allow, (bool, str)) or allow == "":
-        raise PlanError(
-            f"{label}: {MARKER}['allow_unsafe'] must be True/False or a non-empty reason string."
-        )
-    marker.stage = stage
-    marker.allow_unsafe = bool(allow)
-    marker.reason = allow if isinstance(allow, str) else ""
-    return marker
-
-
-def _foreign_post_marker(migration: Any) -> bool:
-    for attr, word in (("stage", "post_deploy"), ("safe", "after_deploy")):
-        value = getattr(migration, attr, None)
-        if value is None:
-            continue
-        for candidate in (getattr(value, "value", None), getattr(value, "safe", None), value):
-            if (
-                candidate is not None
-                and word in str(getattr(candidate, "value", candidate)).lower()
-            ):
-                return True
-    return False
-
-
-def build_plan(database: str = DEFAULT_DB_ALIAS, *, allow_unsafe: bool = False) -> MigrationPlan:
+def classify_pending(
+    database: str = DEFAULT_DB_ALIAS, *, allow_unsafe: bool = False
+) -> MigrationPlan:
     """Classify every operation that ``migrate`` would apply now, in its order."""
     connection = connections[database]
     executor = MigrationExecutor(connection)
@@ -209,7 +118,7 @@ def build_plan(database: str = DEFAULT_DB_ALIAS, *, allow_unsafe: bool = False) 
         marker = read_marker(migration)
         verdicts = []
         for op in migration.operations:
-            ctx = Context(
+            ctx = RuleContext(
                 migration.app_label, marker.stage, state, connection, new_models, baseline
             )
             verdicts.append(classify(op, ctx))
@@ -263,12 +172,4 @@ def _stage_order_errors(plan: MigrationPlan, graph: Any) -> list[str]:
     return errors
 
 
-__all__ = [
-    "MARKER",
-    "Marker",
-    "MigrationPlan",
-    "PendingMigration",
-    "PlanError",
-    "build_plan",
-    "read_marker",
-]
+__all__ = ["MigrationPlan", "PlanError", "classify_pending", "read_marker"]

@@ -1,9 +1,13 @@
-"""Human text for a migration plan: the table an operator reads and the refusal message."""
+"""Human text for a migration plan: the table an operator reads, the refusal message, and the
+``plan --json`` document that carries that message to the deploy."""
 
 from __future__ import annotations
 
-from .classify import EXPAND_CONTRACT, SAFE, UNKNOWN, UNSAFE
-from .plan import MARKER, MigrationPlan
+from typing import Any
+
+from .marker import MARKER
+from .plan import MigrationPlan
+from .verdict import EXPAND_CONTRACT, SAFE, UNKNOWN, UNSAFE
 
 _SYMBOL = {SAFE: "safe", UNSAFE: "UNSAFE", UNKNOWN: "unknown"}
 
@@ -60,3 +64,8 @@ def warnings_text(plan: MigrationPlan) -> str:
             f'warning: {op["app"]}.{op["name"]}: {op["operation"]} "{op["description"]}" is unknown: {op["reason"]}'
         )
     return "\n".join(lines)
+
+
+def plan_json(plan: MigrationPlan) -> dict[str, Any]:
+    """What ``plan --json`` prints: the plan's data and, when refused, the whole refusal."""
+    return {**plan.as_dict(), "message": refusal_message(plan) if plan.refused else ""}

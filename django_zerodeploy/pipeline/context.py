@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import exit_codes
 from ..exit_codes import CommandFailure
 from ..git import Commit, Git
+from ..migration_safety import PendingMigration
 from ..releases.layout import Release, ReleasesRoot, current_layout
 from .project import Project
 
@@ -52,30 +53,6 @@ class Outcome:
 
 
 @dataclass
-class Migration:
-    """One pending migration of the target release."""
-
-    app: str
-    name: str
-    stage: str = "pre"  # "pre": before the reload; "post": after it (contract phase)
-    acknowledged: bool = False
-    operations: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.app}.{self.name}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "app": self.app,
-            "name": self.name,
-            "stage": self.stage,
-            "acknowledged": self.acknowledged,
-            "operations": self.operations,
-        }
-
-
-@dataclass
 class DeployContext:
     options: DeployOptions
     project: Project
@@ -107,7 +84,7 @@ class DeployContext:
     shared: Any = None  # shared.SharedPaths: live state linked into the worktree
 
     # what the new release needs
-    pending: list[Migration] = field(default_factory=list)
+    pending: list[PendingMigration] = field(default_factory=list)
     migration_errors: list[str] = field(default_factory=list)
     unsafe_acknowledged: bool = False
     smoke_done: bool = False
@@ -150,11 +127,11 @@ class DeployContext:
         return self.releases
 
     @property
-    def pending_pre(self) -> list[Migration]:
+    def pending_pre(self) -> list[PendingMigration]:
         return [m for m in self.pending if m.stage != "post"]
 
     @property
-    def pending_post(self) -> list[Migration]:
+    def pending_post(self) -> list[PendingMigration]:
         return [m for m in self.pending if m.stage == "post"]
 
     @property

@@ -16,7 +16,7 @@ from django.core.management import get_commands
 
 from .. import proc
 from ..conf import app_settings
-from .context import Migration
+from ..migration_safety import PendingMigration
 from .project import Project
 
 SAFETY_COMMAND = "zerodeploy_migrations"
@@ -31,9 +31,11 @@ def safety_available() -> bool:
 
 
 @dataclass
-class MigrationPlan:
+class ReleaseMigrations:
+    """The pending migrations of a release, as its own ``manage.py`` reported them."""
+
     ok: bool
-    pending: list[Migration] = field(default_factory=list)
+    pending: list[PendingMigration] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     unsafe: list[dict] = field(default_factory=list)
     output: str = ""
@@ -43,7 +45,7 @@ class MigrationPlan:
 
 def plan(
     project: Project, tree: Path, *, allow_unsafe: bool = False, timeout: float | None = None
-) -> MigrationPlan:
+) -> ReleaseMigrations:
     """The pending migrations of the code in ``tree`` against the live database, within
     ``timeout`` (default STEP_TIMEOUT)."""
     env = project.env(tree)
@@ -61,7 +63,7 @@ def plan(
         timeout=timeout,
     )
     if not result.ok:
-        return MigrationPlan(
+        return ReleaseMigrations(
             False,
             errors=[result.last_lines(15)],
             output=result.output,
@@ -73,46 +75,39 @@ def plan(
         match = _SHOW_PLAN.match(line.strip())
         if match and match["mark"] == " ":
             app, _, name = match["label"].partition(".")
-            pending.append(Migration(app, name))
-    return MigrationPlan(True, pending, output=result.output, returncode=0, source="showmigrations")
+            pending.append(PendingMigration(app, name))
+    return ReleaseMigrations(
+        True, pending, output=result.output, returncode=0, source="showmigrations"
+    )
 
 
-def _parse_safety(result: proc.ProcResult) -> MigrationPlan:
+def _parse_safety(result: proc.ProcResult) -> ReleaseMigrations:
     return parse_plan(result.returncode, result.stdout, result.output)
 
 
 def parse_plan(
     returncode: int | None, stdout: str, output: str = "", source: str = SAFETY_COMMAND
-) -> MigrationPlan:
+) -> ReleaseMigrations:
     """The plan from ``zerodeploy_migrations plan --json`` output (or the same JSON shape)."""
     ok_exit = returncode == 0
     last = "\n".join(output.strip().splitlines()[-15:])
     try:
         data = json.loads(stdout)
     except ValueError:
-        return MigrationPlan(
+        return ReleaseMigrations(
             False,
             errors=[last or "no plan printed"],
             output=output,
             returncode=returncode,
             source=source,
         )
-    pending = [
-        Migration(
-            str(m.get("app", "")),
-            str(m.get("name", "")),
-            "post" if m.get("stage") == "post" else "pre",
-            bool(m.get("acknowledged")),
-            list(m.get("operations") or []),
-        )
-        for m in data.get("pending") or []
-    ]
+    pending = [PendingMigration.from_dict(m) for m in data.get("pending") or []]
     errors = [str(e) for e in data.get("errors") or []]
     ok = ok_exit and not errors
     if not ok_exit and not errors:
         # "message": the whole refusal (app, migration, operation, why, safe sequence)
         errors = [str(data.get("message") or "") or last]
-    return MigrationPlan(
+    return ReleaseMigrations(
         ok, pending, errors, list(data.get("unsafe") or []), output or stdout, returncode, source
     )
 

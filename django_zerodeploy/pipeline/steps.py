@@ -448,7 +448,7 @@ class PreflightStep(Step):
         # plan.unsafe lists only UNacknowledged operations (empty once acknowledged): look at
         # the acknowledged migrations, by --allow-unsafe-migrations or by their own marker
         ctx.unsafe_acknowledged = any(
-            op.get("classification") == "unsafe"
+            op.classification == "unsafe"
             for m in plan.pending
             if m.acknowledged
             for op in m.operations
@@ -507,7 +507,7 @@ class MigrateStep(Step):
     stage = "pre"
     conditional = True
 
-    def pending(self, ctx: DeployContext) -> list[migrations.Migration]:
+    def pending(self, ctx: DeployContext) -> list[migrations.PendingMigration]:
         return ctx.pending_pre
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
@@ -809,7 +809,7 @@ class PostDeployMigrateStep(MigrateStep):
     stage = "post"
     rollback_on_failure = False
 
-    def pending(self, ctx: DeployContext) -> list[migrations.Migration]:
+    def pending(self, ctx: DeployContext) -> list[migrations.PendingMigration]:
         return ctx.pending_post
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:

@@ -13,14 +13,10 @@ from django.core.management.base import CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from ...exit_codes import EPILOG, FAILED, OK, USAGE, CommandFailure
-from ...migration_safety import (
-    PlanError,
-    apply_stage,
-    build_plan,
-    plan_table,
-    refusal_message,
-    warnings_text,
-)
+from ...migration_safety import PlanError
+from ...migration_safety.apply import apply_stage
+from ...migration_safety.plan import classify_pending
+from ...migration_safety.report import plan_json, plan_table, refusal_message, warnings_text
 from ..base import ZeroDeployCommand
 
 
@@ -82,9 +78,9 @@ class Command(ZeroDeployCommand):
         return code
 
     def _plan(self, options: dict[str, Any], as_json: bool) -> int:
-        plan = build_plan(options["database"], allow_unsafe=options["allow_unsafe"])
+        plan = classify_pending(options["database"], allow_unsafe=options["allow_unsafe"])
         if as_json:
-            self.stdout.write(json.dumps(plan.as_dict(), indent=2))
+            self.stdout.write(json.dumps(plan_json(plan), indent=2))
         else:
             self.stdout.write(plan_table(plan))
             warnings = warnings_text(plan)
