@@ -1,5 +1,9 @@
 """The package's shape, as docs/architecture.md promises it: functions that fit on a screen,
-modules with one job, and imports that run one way (no cycle between the package's modules)."""
+modules with one job, and imports that run one way (no cycle between the package's modules).
+
+The places that still break a rule are listed, one a line, in tests/structure_debt.txt (issue
+13's refactor works them off). The list only shrinks: a new breach fails, and so does an entry
+that no longer breaks its rule (delete the line)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "django_zerodeploy"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 500
+DEBT = Path(__file__).with_name("structure_debt.txt")
 
 
 def _sources() -> list[Path]:
@@ -47,7 +52,7 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _top_level_imports(path: Path, known: set[str]) -> set[str]:
+def _imports(path: Path, known: set[str]) -> set[str]:
     """Modules of the package that ``path`` imports, at the top or inside a function (an import
     moved into a function to dodge a cycle is still that cycle); not under ``if TYPE_CHECKING``,
     and not the models."""
@@ -79,9 +84,9 @@ def _is_models(module: str) -> bool:
     return module.rsplit(".", 1)[-1] in ("models", "apps")
 
 
-def _cycles() -> list[list[str]]:
+def _graph() -> dict[str, set[str]]:
     paths = {_module_name(p): p for p in _sources()}
-    graph = {name: _top_level_imports(path, set(paths)) for name, path in paths.items()}
+    graph = {name: _imports(path, set(paths)) for name, path in paths.items()}
     # a submodule's import runs its packages' __init__ first: an edge to each parent package
     for name, edges in graph.items():
         for target in list(edges):
@@ -91,36 +96,50 @@ def _cycles() -> list[list[str]]:
                 for i in range(2, len(parts))
                 if ".".join(parts[:i]) in graph and not name.startswith(".".join(parts[:i]))
             )
-    cycles, state = [], {}
-
-    def visit(node: str, stack: list[str]) -> None:
-        state[node] = "open"
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == "open":
-                cycles.append([*stack[stack.index(nxt) :], nxt])
-            elif nxt not in state:
-                visit(nxt, [*stack, nxt])
-        state[node] = "done"
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])
-    return cycles
+    return graph
 
 
-@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_functions_fit_on_a_screen(path: Path) -> None:
-    assert _long_functions(path) == []
+def _breaches() -> set[str]:
+    """Every place that breaks a rule, as its line in structure_debt.txt."""
+    found: set[str] = set()
+    for path in _sources():
+        rel = path.relative_to(PACKAGE)
+        found.update(f"function {rel}:{entry.split()[1]}" for entry in _long_functions(path))
+        if len(path.read_text().splitlines()) > MAX_MODULE_LINES:
+            found.add(f"module {rel}")
+    found.update(f"cycle {module}" for module in _modules_in_cycles())
+    return found
 
 
-@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_modules_have_one_job(path: Path) -> None:
-    lines = len(path.read_text().splitlines())
-    assert lines <= MAX_MODULE_LINES, f"{path.relative_to(PACKAGE)}: {lines} lines"
+def _modules_in_cycles() -> set[str]:
+    """Every module an import path leads back to (the cycle lines of the debt list: they stay
+    the same whichever way a cycle is walked, and only go when the module leaves every cycle)."""
+    graph = _graph()
+    looped = set()
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph[node])
+        if start in seen:
+            looped.add(start)
+    return looped
 
 
-def test_imports_run_one_way() -> None:
-    assert [" -> ".join(cycle) for cycle in _cycles()] == []
+def _debt() -> set[str]:
+    lines = (line.strip() for line in DEBT.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def test_no_new_breach_of_the_package_shape() -> None:
+    """Functions <= 60 lines, modules <= 500 lines, no import cycle: beyond the listed debt."""
+    assert sorted(_breaches() - _debt()) == []
+
+
+def test_the_debt_list_only_holds_real_breaches() -> None:
+    assert sorted(_debt() - _breaches()) == []
 
 
 def test_the_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,4 +150,4 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.Monk
     (package / "b.py").write_text("from .a import thing\n")
     (package / "c.py").write_text("def f():\n    from . import a\n")
     monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", package)
-    assert _cycles() == [["django_zerodeploy.a", "django_zerodeploy.b", "django_zerodeploy.a"]]
+    assert _modules_in_cycles() == {"django_zerodeploy.a", "django_zerodeploy.b"}
