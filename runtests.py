@@ -11,7 +11,7 @@ also use the PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) servers the 
                                                  # and the `matrix` Gunicorn subset on Django 4.2
                                                  # and on the newest Django 6.x
     python3 runtests.py -m "not integration"     # only the fast tests, in .venv
-    python3 runtests.py tests/test_git_wrapper.py -x
+    python3 runtests.py tests/test_git.py -x
     python3 runtests.py --matrix -k settings     # your arguments, plus the matrix
     python3 runtests.py --setup-only             # only create/refresh .venv, print its python
 

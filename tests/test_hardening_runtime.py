@@ -416,7 +416,7 @@ def test_an_unusable_reload_lock_is_a_usage_error(engine, runtime):
 @pytest.mark.integration
 def test_an_unusable_reload_lock_leaves_a_real_gunicorn_alone(site, gunicorn_factory):
     """The same refusal through the command, with a real master found and probed."""
-    from tests.test_reload import reload_cli, started
+    from tests.gunicorn.test_reload import reload_cli, started
 
     server = started(gunicorn_factory, site, workers=2)
     master, workers = server.master_pid(), set(server.worker_pids())

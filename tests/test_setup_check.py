@@ -138,7 +138,7 @@ def test_no_gunicorn_exits_2(site) -> None:
 
 
 # The property values as `systemctl show` prints them, for every branch of evaluate_unit;
-# tests/test_systemd_real.py runs `deploy --check` against real units under a real systemd.
+# tests/deploy/test_systemd_real.py runs `deploy --check` against real units under a real systemd.
 DOCS_UNIT = """\
 Type=simple
 ExecReload={ path=/bin/kill ; argv[]=/bin/kill -s HUP $MAINPID ; ignore_errors=no }

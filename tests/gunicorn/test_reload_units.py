@@ -22,7 +22,7 @@ from django_zerodeploy.gunicorn.probe import gunicorn_args, probe_config, starte
 from django_zerodeploy.gunicorn.result import Recorder, ReloadResult
 from django_zerodeploy.management.commands.reload_gunicorn import Command
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "example_project"
+EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
 VENV_PY = sys.executable
 
 

@@ -1,6 +1,6 @@
 """The hup and systemd strategies, and usr2 for a master that runs under systemd.
 
-A real systemd runs these in tests/test_systemd_real.py (systemd-nspawn, as root). These keep a
+A real systemd runs these in tests/deploy/test_systemd_real.py (systemd-nspawn, as root). These keep a
 stand-in for what the real one cannot show: the exact ``systemctl`` command lines built, and the
 exact MAINPID datagram with the moment it arrived (the old master still alive); they also run
 without root. A ``systemctl`` stand-in on PATH answers what the command asks
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from django_zerodeploy import exit_codes
-from tests.test_reload import (
+from tests.gunicorn.test_reload import (
     alive,
     assert_served,
     finish,

@@ -531,7 +531,7 @@ def test_the_page_answers_when_the_remote_hangs(django_user_model, evil_branch, 
     """A remote that accepts and never answers: the page must answer well within Gunicorn's
     worker timeout (30 s by default), saying why the plan is incomplete."""
     from django_zerodeploy import admin_views
-    from tests.test_healthz_gunicorn import SilentListener
+    from tests.health.test_healthz_gunicorn import SilentListener
 
     monkeypatch.setattr(admin_views, "PREVIEW_GIT_TIMEOUT", 2.0)
     hung = SilentListener()

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from tests.deploy.test_deploy import assert_clean_checkout, db_rows, deploy, history, show, step
 from tests.support.gunicorn import wait_for
 from tests.support.site import Site
-from tests.test_deploy import assert_clean_checkout, db_rows, deploy, history, show, step
 
 pytestmark = pytest.mark.integration
 

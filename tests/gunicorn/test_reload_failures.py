@@ -15,7 +15,7 @@ import pytest
 
 from django_zerodeploy import exit_codes
 from django_zerodeploy.gunicorn import reload
-from tests.test_reload import (
+from tests.gunicorn.test_reload import (
     alive,
     assert_served,
     finish,

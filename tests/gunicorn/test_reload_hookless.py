@@ -19,11 +19,18 @@ import pytest
 
 from django_zerodeploy import exit_codes
 from django_zerodeploy.gunicorn import reload
+from tests.deploy.test_deploy import show
+from tests.gunicorn.test_reload import (
+    alive,
+    assert_served,
+    finish,
+    new_release,
+    reload_cli,
+    under_load,
+)
+from tests.gunicorn.test_reload_failures import BROKEN_URLS
 from tests.support.gunicorn import Gunicorn, free_port, gunicorn_venv
 from tests.support.site import VENV_BIN, Site, git
-from tests.test_deploy import show
-from tests.test_reload import alive, assert_served, finish, new_release, reload_cli, under_load
-from tests.test_reload_failures import BROKEN_URLS
 
 pytestmark = pytest.mark.integration
 
@@ -175,7 +182,7 @@ def test_python_m_gunicorn_without_hook_falls_back_to_hup(site, gunicorn_factory
 def test_deploy_without_hook_good_then_broken(site, gunicorn_factory, load_factory):
     """``manage.py deploy`` with the user's own Gunicorn: a good release serves, a broken one
     is refused with the good one still serving; no request fails in either."""
-    from tests.test_deploy import under_load as deploy_under_load
+    from tests.deploy.test_deploy import under_load as deploy_under_load
 
     server = start_user_gunicorn(gunicorn_factory, site)
     good = site.commit_release("v2")

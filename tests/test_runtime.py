@@ -18,9 +18,9 @@ from django_zerodeploy import runtime
 from django_zerodeploy.checks import check_runtime_dir
 from django_zerodeploy.conf import app_settings
 from django_zerodeploy.runtime import default_runtime_dir, private_tmp_mounts, problems
+from tests.deploy.test_concurrency import SLOW_MIGRATION, start_deploy, step_status
+from tests.deploy.test_deploy import deploy, show
 from tests.support.gunicorn import wait_for
-from tests.test_deploy import deploy, show
-from tests.test_deploy_concurrency import SLOW_MIGRATION, start_deploy, step_status
 
 __all__ = ["start_deploy"]  # a fixture, used by name
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from django_zerodeploy import healthz_url
-from tests.test_deploy import deploy, show, step
+from tests.deploy.test_deploy import deploy, show, step
 
 BINDS = [
     ("unix:/run/gunicorn.sock", "unix:/run/gunicorn.sock:/healthz/"),

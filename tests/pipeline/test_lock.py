@@ -17,7 +17,7 @@ from django_zerodeploy import exit_codes
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.pipeline.lock import DeployLock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLDER = (
     "import sys, time\n"
     "from django_zerodeploy.pipeline.lock import DeployLock\n"

@@ -25,9 +25,9 @@ from django_zerodeploy.git import Git
 from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.pipeline import shared
 from django_zerodeploy.pipeline.project import Project
+from tests.deploy.test_deploy import assert_clean_checkout, history, show, step, under_load
 from tests.support.projects import LAYOUTS, ProjectSite, home_template, make_project
 from tests.support.wheels import make_wheel
-from tests.test_deploy import assert_clean_checkout, history, show, step, under_load
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.site import Site
-from tests.test_deploy import (
+from tests.deploy.test_deploy import (
     assert_clean_checkout,
     db_rows,
     history,
@@ -17,6 +16,7 @@ from tests.test_deploy import (
     step_outputs,
     under_load,
 )
+from tests.support.site import Site
 
 pytestmark = pytest.mark.integration
 

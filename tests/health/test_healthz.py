@@ -343,7 +343,7 @@ def test_other_methods_are_refused(client):
 
 
 def test_liveness_checks_nothing(client, settings):
-    configure(settings, HEALTH_CHECKS=["tests.test_healthz.broken"])
+    configure(settings, HEALTH_CHECKS=["tests.health.test_healthz.broken"])
     health.set_draining(True)
     response = get(client, "/healthz/live/")
     assert response.status_code == 200
@@ -359,7 +359,7 @@ def test_probes_use_no_query_on_the_request_thread(client, django_assert_num_que
 
 # -- failing checks ----------------------------------------------------------------------------
 def test_failing_critical_check_is_503_and_its_text_stays_server_side(client, settings, caplog):
-    configure(settings, HEALTH_CHECKS=[*ONLY_DB, "tests.test_healthz.broken"])
+    configure(settings, HEALTH_CHECKS=[*ONLY_DB, "tests.health.test_healthz.broken"])
     with caplog.at_level(logging.ERROR, logger="django_zerodeploy.health"):
         response = get(client)
     assert response.status_code == 503
@@ -374,7 +374,7 @@ def test_failing_critical_check_is_503_and_its_text_stays_server_side(client, se
 def test_failing_non_critical_check_warns_with_200(client, settings):
     configure(
         settings,
-        HEALTH_CHECKS=[*ONLY_DB, {"check": "tests.test_healthz.broken", "critical": False}],
+        HEALTH_CHECKS=[*ONLY_DB, {"check": "tests.health.test_healthz.broken", "critical": False}],
     )
     response = get(client)
     assert response.status_code == 200
@@ -387,7 +387,7 @@ def test_failing_non_critical_check_warns_with_200(client, settings):
 
 
 def test_check_warning_warns(client, settings):
-    configure(settings, HEALTH_CHECKS=[*ONLY_DB, "tests.test_healthz.warning"])
+    configure(settings, HEALTH_CHECKS=[*ONLY_DB, "tests.health.test_healthz.warning"])
     doc = details(client)
     assert doc["status"] == "warn"
     assert entry(doc, "warning")["output"] == "queue is getting long"
@@ -400,7 +400,7 @@ def test_hung_check_answers_503_within_its_timeout(client, settings):
         settings,
         HEALTH_CHECKS=[
             *ONLY_DB,
-            {"check": "tests.test_healthz.hanging", "name": name, "timeout": 0.5},
+            {"check": "tests.health.test_healthz.hanging", "name": name, "timeout": 0.5},
         ],
         HEALTHZ_CACHE_SECONDS=0,
     )
@@ -423,7 +423,9 @@ def test_a_hung_check_that_comes_back_passes_again(client, settings):
     name = f"hang:{uuid.uuid4().hex[:8]}"
     configure(
         settings,
-        HEALTH_CHECKS=[{"check": "tests.test_healthz.hanging", "name": name, "timeout": 0.3}],
+        HEALTH_CHECKS=[
+            {"check": "tests.health.test_healthz.hanging", "name": name, "timeout": 0.3}
+        ],
         HEALTHZ_CACHE_SECONDS=0,
     )
     RELEASE.clear()
@@ -481,11 +483,15 @@ def test_drain_check_cannot_be_configured_away(settings):
 
 # -- caches ------------------------------------------------------------------------------------
 def test_results_are_cached_per_process_for_the_window(client, settings):
-    configure(settings, HEALTH_CHECKS=["tests.test_healthz.counting"], HEALTHZ_CACHE_SECONDS=60)
+    configure(
+        settings, HEALTH_CHECKS=["tests.health.test_healthz.counting"], HEALTHZ_CACHE_SECONDS=60
+    )
     for _ in range(25):
         assert get(client).status_code == 200
     assert CALLS["counting"] == 1
-    configure(settings, HEALTH_CHECKS=["tests.test_healthz.counting"], HEALTHZ_CACHE_SECONDS=0)
+    configure(
+        settings, HEALTH_CHECKS=["tests.health.test_healthz.counting"], HEALTHZ_CACHE_SECONDS=0
+    )
     for _ in range(5):
         get(client)
     assert CALLS["counting"] == 6
@@ -496,7 +502,7 @@ def test_a_passing_migrations_result_is_reused_longer_than_the_window(settings):
         settings,
         HEALTH_CHECKS=[
             "django_zerodeploy.health.builtin.MigrationsCheck",
-            "tests.test_healthz.counting",
+            "tests.health.test_healthz.counting",
         ],
         HEALTHZ_CACHE_SECONDS=0,
     )
@@ -554,15 +560,19 @@ def test_entries_callables_classes_dicts_and_lists(settings):
         settings,
         HEALTH_CHECKS=[
             "django_zerodeploy.health.DEFAULT_CHECKS",
-            "tests.test_healthz.decorated",
+            "tests.health.test_healthz.decorated",
             {
-                "check": "tests.test_healthz.QueueDepth",
+                "check": "tests.health.test_healthz.QueueDepth",
                 "options": {"depth": 42},
                 "critical": False,
                 "timeout": 3,
                 "name": "queue:depth",
             },
-            {"check": "tests.test_healthz.counting", "name": "counter:value", "cache_seconds": 5},
+            {
+                "check": "tests.health.test_healthz.counting",
+                "name": "counter:value",
+                "cache_seconds": 5,
+            },
         ],
     )
     checks = {c.key: c for c in health.build_checks()}
@@ -591,16 +601,22 @@ def test_entries_callables_classes_dicts_and_lists(settings):
 @pytest.mark.parametrize(
     ("entries", "fragment"),
     [
-        (["tests.test_healthz.does_not_exist"], "cannot import"),
+        (["tests.health.test_healthz.does_not_exist"], "cannot import"),
         (["nodots"], "not a dotted path"),
         ([42], "dotted path string or a dict"),
         ([{"name": "x"}], "needs 'check'"),
-        ([{"check": "tests.test_healthz.counting", "critical": "yes"}], "'critical'"),
-        ([{"check": "tests.test_healthz.counting", "timeout": -1}], "positive number"),
-        ([{"check": "tests.test_healthz.counting", "timout": 1}], "unknown keys"),
-        (["tests.test_healthz.NotACheck"], "not a django_zerodeploy.health.Check"),
-        ([{"check": "tests.test_healthz.QueueDepth", "options": {"nope": 1}}], "bad options"),
-        (["tests.test_healthz.counting", "tests.test_healthz.counting"], "two checks are named"),
+        ([{"check": "tests.health.test_healthz.counting", "critical": "yes"}], "'critical'"),
+        ([{"check": "tests.health.test_healthz.counting", "timeout": -1}], "positive number"),
+        ([{"check": "tests.health.test_healthz.counting", "timout": 1}], "unknown keys"),
+        (["tests.health.test_healthz.NotACheck"], "not a django_zerodeploy.health.Check"),
+        (
+            [{"check": "tests.health.test_healthz.QueueDepth", "options": {"nope": 1}}],
+            "bad options",
+        ),
+        (
+            ["tests.health.test_healthz.counting", "tests.health.test_healthz.counting"],
+            "two checks are named",
+        ),
     ],
 )
 def test_system_check_reports_bad_entries(settings, entries, fragment):
@@ -614,13 +630,16 @@ def test_system_check_accepts_the_defaults_and_custom_entries(settings):
     assert check_health_checks() == []
     configure(
         settings,
-        HEALTH_CHECKS=["django_zerodeploy.health.DEFAULT_CHECKS", "tests.test_healthz.decorated"],
+        HEALTH_CHECKS=[
+            "django_zerodeploy.health.DEFAULT_CHECKS",
+            "tests.health.test_healthz.decorated",
+        ],
     )
     assert check_health_checks() == []
 
 
 def test_misconfigured_checks_fail_the_probe_without_saying_why(client, settings):
-    configure(settings, HEALTH_CHECKS=["tests.test_healthz.does_not_exist"])
+    configure(settings, HEALTH_CHECKS=["tests.health.test_healthz.does_not_exist"])
     response = get(client)
     assert response.status_code == 503
     assert json.loads(response.content) == {"status": "fail", "releaseId": boot_release()}
@@ -640,7 +659,7 @@ def run_command(*args: str) -> tuple[int, str, str]:
 
 
 def test_command_prints_the_checks(settings):
-    configure(settings, HEALTH_CHECKS=[*ONLY_DB, "tests.test_healthz.decorated"])
+    configure(settings, HEALTH_CHECKS=[*ONLY_DB, "tests.health.test_healthz.decorated"])
     code, out, _ = run_command()
     assert code == 0
     assert "status: pass" in out and "database:responseTime[default]" in out
@@ -665,7 +684,7 @@ def test_command_exits_1_when_failing_and_drains_and_resumes(settings):
 
 
 def test_command_exits_2_on_bad_configuration(settings):
-    configure(settings, HEALTH_CHECKS=["tests.test_healthz.does_not_exist"])
+    configure(settings, HEALTH_CHECKS=["tests.health.test_healthz.does_not_exist"])
     code, _, err = run_command()
     assert code == 2 and "cannot import" in err
 

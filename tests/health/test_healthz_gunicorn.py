@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.health.test_healthz import assert_health_json
 from tests.support.gunicorn import Gunicorn, connection, free_port, wait_for
 from tests.support.site import Site, git, make_site
-from tests.test_healthz import assert_health_json
 
 pytestmark = pytest.mark.integration
 

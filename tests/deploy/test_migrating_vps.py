@@ -6,7 +6,7 @@ app from a wheel named in requirements.txt, a real load through the socket. syst
 on this machine: Gunicorn is started as its unit's ExecStart would, and the reload goes through
 ``sudo -n -u WEBUSER kill`` (the usr2 strategy, for real). The ``sudo -n systemctl reload UNIT``
 path is run for real through sudo too, with a stand-in ``systemctl`` (the one of
-tests/test_reload_strategies.py) that does what the documented ExecReload does; the test says so.
+tests/gunicorn/test_strategies.py) that does what the documented ExecReload does; the test says so.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import psutil
 import pytest
 
 from django_zerodeploy.gunicorn.privilege import SECURE_PATH
+from tests.gunicorn.test_strategies import UNIT, systemctl_standin
 from tests.support import vps as vps_mod
 from tests.support.site import EXAMPLE, git
 from tests.support.vps import Sudoers, Users, Vps, VpsGunicorn
-from tests.test_reload_strategies import UNIT, systemctl_standin
 
 pytestmark = [
     pytest.mark.integration,
@@ -210,7 +210,7 @@ def test_the_migration_guide_end_to_end(vps, users, sudoers, load_factory):
 def test_systemd_strategy_reloads_through_sudo_systemctl(vps, users, sudoers, load_factory):
     """``sudo -n systemctl reload UNIT`` for a deployer who is not root. systemd cannot run
     here: the ``systemctl`` run through the real sudo is the stand-in of
-    tests/test_reload_strategies.py (its ``reload`` does what ExecReload does: HUP to MainPID);
+    tests/gunicorn/test_strategies.py (its ``reload`` does what ExecReload does: HUP to MainPID);
     the sudoers rule names exactly that binary and arguments."""
     site = vps
     step1_install_and_configure(site)
