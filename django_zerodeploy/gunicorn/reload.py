@@ -26,6 +26,7 @@ from ..conf import RELOAD_STRATEGIES, app_settings
 from ..exit_codes import DOWN, FAILED, USAGE, CommandFailure
 from ..git import read_head_without_git
 from ..preflight import preflight
+from . import result as phases
 from . import systemd
 from .master import Master, find_master
 from .probe import GunicornConfig, probe_config
@@ -64,7 +65,7 @@ def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
             except OSError as exc:
                 raise _lock_failure(path, exc) from exc
         if waited:
-            recorder.phase("lock", "waited for another reload to finish")
+            recorder.phase(phases.LOCK, "waited for another reload to finish")
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -159,13 +160,13 @@ def _preflight_phase(
 ) -> ReloadResult | None:
     """Gunicorn's config and (unless skipped) the app, in fresh interpreters like the master's."""
     if not config.ok:
-        recorder.phase("preflight", "failed: " + config.error)
+        recorder.phase(phases.PREFLIGHT, "failed: " + config.error)
         return ReloadResult(
             False, FAILED, "", f"Preflight failed, nothing was signalled: {config.error}."
         )
     if not run_app:
         recorder.phase(
-            "preflight", "Gunicorn config loads; app checks skipped (run_preflight=False)"
+            phases.PREFLIGHT, "Gunicorn config loads; app checks skipped (run_preflight=False)"
         )
         return None
     env = master.child_environ
@@ -183,7 +184,7 @@ def _preflight_phase(
         timeout=timeout,
     )
     if not result.ok:
-        recorder.phase("preflight", f"failed at {result.step}: {result.message}")
+        recorder.phase(phases.PREFLIGHT, f"failed at {result.step}: {result.message}")
         return ReloadResult(
             False,
             FAILED,
@@ -191,7 +192,7 @@ def _preflight_phase(
             f"Preflight failed at {result.step}, nothing was signalled and the old release still serves: {result.message}",
             output=result.output,
         )
-    recorder.phase("preflight", f"Gunicorn config, {result.message}")
+    recorder.phase(phases.PREFLIGHT, f"Gunicorn config, {result.message}")
     return None
 
 
@@ -246,7 +247,7 @@ def _reload(
     try:
         with reload_lock(seconds + LOCK_EXTRA_WAIT, recorder):
             master = find_master(pidfile=pidfile, unit=unit)
-            recorder.phase("found master", master.describe())
+            recorder.phase(phases.FOUND_MASTER, master.describe())
             # Importing the app takes its boot time, whatever --timeout allows the new generation.
             step_timeout = float(app_settings.STEP_TIMEOUT)
             config = _probe(master, step_timeout)
@@ -265,14 +266,14 @@ def _reload(
                 hooked=config.hooked,
             )
             if not config.hooked:
-                recorder.phase("readiness", HOOKLESS_NOTE)
+                recorder.phase(phases.READINESS, HOOKLESS_NOTE)
             strategy, why, refused = decide(strategy, ctx)
             if why:
                 ctx.strategy = strategy
-                recorder.phase("strategy", why)
+                recorder.phase(phases.STRATEGY, why)
             if refused:
                 code, message = refused
-                recorder.phase("refused", message)
+                recorder.phase(phases.REFUSED, message)
                 return ReloadResult(False, code, strategy, message, old_master_pid=master.pid)
             return RUNNERS[strategy](ctx)
     except CommandFailure as exc:

@@ -19,9 +19,8 @@ SIGNAL = "signal"
 NEW_MASTER = "new master"
 NEW_GENERATION_READY = "new generation ready"
 SYSTEMD = "systemd"
-OLD_RETIRED = (
-    "old retired"  # the old master was told to stop: only the new generation takes requests
-)
+# the old master was told to stop: from here only the new generation takes requests
+OLD_RETIRED = "old retired"
 PROMOTED = "promoted"
 VERIFY = "verify"
 ABORTED = "aborted"

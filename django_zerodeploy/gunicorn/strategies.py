@@ -28,6 +28,7 @@ from .. import readiness
 from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
 from ..osutil import last_lines
 from . import heartbeat, systemd
+from . import result as phases
 from .master import Master, build_master, child_masters, read_pidfile, reload_blocked
 from .probe import GunicornConfig, started_as_module
 from .result import Recorder, ReloadResult
@@ -364,7 +365,7 @@ def _abort(ctx: Context, new: Master, pidfile2: Path | None, why: str) -> Reload
     reason = _refusal_text(refusals) or why
     stopped = stop_master(new, new.graceful_timeout if new.facts else old.graceful_timeout)
     _clean_pidfile2(pidfile2, new.pid)
-    ctx.recorder.phase("aborted", f"new {stopped}; {reason}")
+    ctx.recorder.phase(phases.ABORTED, f"new {stopped}; {reason}")
     output = log_tail(old, ctx.config)
     readiness.forget_master(new.pid)
     if serving(old):
@@ -389,10 +390,10 @@ def run_usr2(ctx: Context) -> ReloadResult:
     pidfile2 = _pidfile2(old)
     cleaned = _cleanup(old, pidfile2)
     if cleaned:
-        rec.phase("cleanup", "; ".join(cleaned))
+        rec.phase(phases.CLEANUP, "; ".join(cleaned))
     since = time.time()
     old.signal(signal.SIGUSR2)
-    rec.phase("signal", f"USR2 sent to master {old.pid}")
+    rec.phase(phases.SIGNAL, f"USR2 sent to master {old.pid}")
     deadline = time.monotonic() + ctx.timeout
 
     new = None
@@ -415,7 +416,7 @@ def run_usr2(ctx: Context) -> ReloadResult:
             )
         if new is None:
             time.sleep(POLL)
-    rec.phase("new master", f"pid {new.pid}")
+    rec.phase(phases.NEW_MASTER, f"pid {new.pid}")
 
     while True:
         gen = observe(new, ctx.config.workers, since, hooked=ctx.hooked)
@@ -436,7 +437,7 @@ def run_usr2(ctx: Context) -> ReloadResult:
             )
         time.sleep(POLL)
     rec.phase(
-        "new generation ready",
+        phases.NEW_GENERATION_READY,
         f"{gen.count()} workers of master {new.pid} on release {_short(gen.releases)}",
     )
     mixed = _mixed(gen)
@@ -459,10 +460,10 @@ def run_usr2(ctx: Context) -> ReloadResult:
                 pidfile2,
                 "the new master was not announced to systemd as MAINPID (is NOTIFY_SOCKET reachable?)",
             )
-        rec.phase("systemd", f"MAINPID={new.pid} announced")
+        rec.phase(phases.SYSTEMD, f"MAINPID={new.pid} announced")
 
     retired = _retire(old)
-    rec.phase("old retired", retired)
+    rec.phase(phases.OLD_RETIRED, retired)
 
     def promoted() -> bool:
         if new.ppid() == old.pid or not new.alive():
@@ -482,10 +483,10 @@ def run_usr2(ctx: Context) -> ReloadResult:
         )
     if wait_until(promoted, PROMOTION_WAIT):
         rec.phase(
-            "promoted", f"master {new.pid}" + (f" now in {new.pidfile}" if new.pidfile else "")
+            phases.PROMOTED, f"master {new.pid}" + (f" now in {new.pidfile}" if new.pidfile else "")
         )
     else:
-        rec.phase("promoted", f"master {new.pid} has not rewritten its pidfile yet")
+        rec.phase(phases.PROMOTED, f"master {new.pid} has not rewritten its pidfile yet")
     if old.alive():
         note = f"; the old master {old.pid} is still draining requests"
     else:
@@ -524,7 +525,7 @@ def _verified_from_outside(
     )
     url = app_settings.HEALTHZ_URL
     if not url:
-        ctx.recorder.phase("verify", "not verified: no hook and no HEALTHZ_URL")
+        ctx.recorder.phase(phases.VERIFY, "not verified: no hook and no HEALTHZ_URL")
         return ctx.result(
             True,
             OK,
@@ -541,7 +542,7 @@ def _verified_from_outside(
     seen = wait_until(new_release, VERIFY_WAIT)
     if not seen:
         got = healthz_release(url)
-        ctx.recorder.phase("verify", f"{url} reports releaseId {got!r}")
+        ctx.recorder.phase(phases.VERIFY, f"{url} reports releaseId {got!r}")
         return ctx.result(
             False,
             FAILED,
@@ -551,7 +552,7 @@ def _verified_from_outside(
             release=got,
             **done,
         )
-    ctx.recorder.phase("verify", f"{url} reports releaseId {seen}")
+    ctx.recorder.phase(phases.VERIFY, f"{url} reports releaseId {seen}")
     return ctx.result(
         True,
         OK,
@@ -585,7 +586,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
     master, rec = ctx.master, ctx.recorder
     old_workers = master.worker_pids()
     since = time.time()
-    rec.phase("signal", send())
+    rec.phase(phases.SIGNAL, send())
     deadline = time.monotonic() + ctx.timeout
     while True:
         gen = observe(master, ctx.config.workers, since, old_workers, ctx.hooked)
@@ -612,7 +613,7 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
             )
         time.sleep(POLL)
     rec.phase(
-        "new generation ready",
+        phases.NEW_GENERATION_READY,
         f"{gen.count()} workers of master {master.pid} on release {_short(gen.releases)}",
     )
     mixed = _mixed(gen)
@@ -642,7 +643,8 @@ def _in_place(ctx: Context, send: Callable[[], str]) -> ReloadResult:
 
     gone = wait_until(old_gone, master.graceful_timeout + RETIRE_MARGIN)
     rec.phase(
-        "old retired", f"{len(old_workers)} old workers " + ("exited" if gone else "still draining")
+        phases.OLD_RETIRED,
+        f"{len(old_workers)} old workers " + ("exited" if gone else "still draining"),
     )
     if not master.alive():
         return ctx.result(
@@ -688,7 +690,7 @@ def run_systemd(ctx: Context) -> ReloadResult:
             main = systemd.main_pid(unit)
         except CommandFailure as exc:
             # the new generation is verified and serves; only systemd's view is unconfirmed
-            ctx.recorder.phase("systemd", f"MainPID not confirmed: {exc.message}")
+            ctx.recorder.phase(phases.SYSTEMD, f"MainPID not confirmed: {exc.message}")
             result.message += (
                 f" MainPID of {unit} could not be confirmed ({exc.message}): "
                 f"check `systemctl status {unit}`."
