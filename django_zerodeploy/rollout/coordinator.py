@@ -251,13 +251,21 @@ class Coordinator:
             done = wait_deployment(record.pk)
             if done.status not in DONE_STATUSES:
                 failures.append((name, done))
-            elif not rollback and not self.record.target_sha:
-                self.record.target_sha = done.target_sha
-                self.record.save(update_fields=["target_sha"])
+            elif not rollback:
+                self.deployed(name, done)
         if failures:
             name, done = failures[0]
             self.state(name, f"failed (#{done.pk}, {done.status})")
             raise HostFailed(name, f"deploy #{done.pk} {done.status}: {done.message.strip()}")
+
+    def deployed(self, name: str, done: Deployment) -> None:
+        """The host serves the target from now on: a later stop must put it back, whether
+        its batch-mate fails, its own verify does, or a later batch."""
+        self.switched.append(name)
+        self.state(name, f"deployed (#{done.pk})")
+        if not self.record.target_sha:
+            self.record.target_sha = done.target_sha
+            self.record.save(update_fields=["target_sha"])
 
     def verify(self, name: str) -> None:
         url = self.by_name[name].healthz_url
@@ -279,14 +287,16 @@ class Coordinator:
 
     # -- stopping --------------------------------------------------------------------------
     def stop(self, failure: HostFailed) -> RolloutResult:
-        """The failed host rolled back by itself; undo the switched ones unless kept; resume
-        every host this rollout drained; hosts not reached stay untouched."""
+        """A host whose deploy failed rolled back by itself; every host whose deploy succeeded
+        (resumed or not yet) goes back unless kept; resume every other host this rollout
+        drained; hosts not reached stay untouched."""
         self.echo(f"Stopped: {failure}")
         progress = self.record.progress
-        switched = [n for n, s in progress.items() if s == "switched"]
+        undo = [] if self.options.keep_switched else list(self.switched)
         touched = [n for n, s in progress.items() if s not in ("pending", "switched")]
-        if switched and not self.options.keep_switched:
-            undo_hosts(self, switched)
+        touched = [n for n in touched if n not in undo]
+        if undo:
+            undo_hosts(self, undo)
         for name in touched:
             try:
                 self.call(name, "resume")

@@ -176,6 +176,22 @@ def test_release_failing_on_the_second_host_stops_and_rolls_back(fleet):
     assert report.markers["v5-broken"] > 0  # web1 served it until rolled back
 
 
+def test_batch_2_a_batch_mate_failing_rolls_back_the_host_it_deployed_first(fleet):
+    """Batch [web1, web2]: web1 deploys first (it resolves the target), then web2 fails. web1
+    serves the new release but was never resumed; it must go back too, not just be resumed."""
+    before = _releases(fleet)
+    assert len(set(before.values())) == 1, before
+    fleet.hosts[0].site.commit_release("v6-broken")  # dev's views still fail on web2
+    result, report, watcher = _rollout(fleet, "all", "--batch", "2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "stopped at web2" in result.stderr, result.stderr
+    assert "web1: rolled back" in result.stdout, result.stdout
+    assert "web3: untouched" in result.stdout
+    assert _releases(fleet) == before
+    assert all(status.startswith(("DOWN", "MAINT")) for _, status in watcher.switches())
+    assert report.markers.get("v6-broken", 0) == 0  # drained throughout: never served
+
+
 def test_a_host_without_its_cluster_is_refused_before_any_change(fleet):
     before = _releases(fleet)
     fleet.host("web3").cluster.stop()
