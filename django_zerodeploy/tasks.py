@@ -22,6 +22,7 @@ from django.db import router, transaction
 from django.utils import timezone
 
 from .conf import app_settings
+from .exit_codes import CommandFailure
 from .models import Deployment
 from .notify import notify_admins
 from .proc import redact
@@ -144,7 +145,8 @@ def claim_deployment(deployment_id: int) -> Deployment | None:
 
 
 def options_for(record: Deployment) -> Any:
-    """The pipeline's ``DeployOptions`` for a queued record (what the admin or webhook asked)."""
+    """The pipeline's ``DeployOptions`` for a queued record (what the admin or webhook asked);
+    raises ``CommandFailure`` (exit 2) for options it refuses."""
     from .pipeline import DeployOptions
 
     stored = {k: v for k, v in (record.options or {}).items() if k in QUEUED_OPTION_KEYS}
@@ -169,10 +171,14 @@ def run_queued_deployment(deployment_id: int) -> dict[str, Any]:
             current or "missing",
         )
         return {"deployment_id": deployment_id, "skipped": True, "status": current}
-    from .pipeline import run_deploy
+    from .pipeline import not_started, run_deploy
 
     try:
-        result = run_deploy(options_for(record), deployment=record)
+        options = options_for(record)
+    except CommandFailure as exc:  # stored options the deploy refuses: a usage error, exit 2
+        return _as_dict(not_started(record, exc))
+    try:
+        result = run_deploy(options, deployment=record)
     except BaseException as exc:
         _record_crash(record, exc)
         raise

@@ -6,65 +6,20 @@ admin and the webhook all call.
     lock.py     one deploy at a time per checkout (fcntl.flock, holder info)
     records.py  Deployment/DeploymentStep rows as the deploy goes; history; bad releases
     plan.py     the dry run (build_plan)
+    options.py  DeployOptions (checked when made) and DeployResult
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..exit_codes import CommandFailure
+from .options import DeployOptions, DeployResult, validate_options
 
 if TYPE_CHECKING:
     from ..models import Deployment
     from .plan import DeployPlan
-
-
-@dataclass
-class DeployOptions:
-    """What to deploy and how; the command-line options, one field each."""
-
-    ref: str | None = None
-    force: bool = False
-    install: bool = False
-    collectstatic: bool = False
-    no_reload: bool = False
-    dry_run: bool = False
-    rollback: str | bool | None = None  # True: the release before the current one
-    wait_lock: float = 0
-    trigger: str = "cli"
-    user_id: int | None = None
-    username: str = ""
-    allow_unsafe_migrations: bool = False
-    # a rollout runs the post-deploy migrations once, after every host serves the release
-    skip_post_migrate: bool = False
-
-
-@dataclass
-class DeployResult:
-    """The outcome: ``exit_code`` is what ``manage.py deploy`` exits with."""
-
-    exit_code: int
-    status: str
-    message: str
-    deployment_id: int | None
-    target_sha: str | None
-    previous_sha: str | None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    mixed_window: float | None = None
-    applied_migrations: list[str] = field(default_factory=list)
-    duration: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if data["duration"] is not None:
-            data["duration"] = round(data["duration"], 3)
-        if data["mixed_window"] is not None:
-            data["mixed_window"] = round(data["mixed_window"], 3)
-        return data
 
 
 def _print(line: str) -> None:
@@ -79,8 +34,7 @@ def run_deploy(
 ) -> DeployResult:
     """Deploy. ``deployment``: a ``queued`` record to run into (admin, webhook); None creates
     one. Expected failures never raise: they come back as a result with an exit code."""
-    from .. import exit_codes
-    from .runner import Runner
+    from .runner import Runner  # the runner imports the models: not at the package's import
 
     echo = echo or _print
     if options.dry_run:
@@ -91,11 +45,17 @@ def run_deploy(
         )
     try:
         runner = Runner(options, deployment, echo)
-    except exit_codes.CommandFailure as exc:
+    except CommandFailure as exc:
         # e.g. an unusable RUNTIME_DIR: nothing ran, but a queued record must not stay open
-        record_id = _fail_unstarted(deployment, exc.message)
-        return DeployResult(exc.exit_code, "failed", exc.message, record_id, None, None)
+        return not_started(deployment, exc)
     return runner.run()
+
+
+def not_started(deployment: Deployment | None, failure: CommandFailure) -> DeployResult:
+    """The result of a deploy that could not start (an unusable RUNTIME_DIR, options a queued
+    record carries that are refused): its queued record, if any, is marked failed."""
+    record_id = _fail_unstarted(deployment, failure.message)
+    return DeployResult(failure.exit_code, "failed", failure.message, record_id, None, None)
 
 
 def _fail_unstarted(deployment: Deployment | None, message: str) -> int | None:
@@ -134,4 +94,12 @@ def history(limit: int = 20) -> list[dict[str, Any]]:
     return _history(limit)
 
 
-__all__ = ["DeployOptions", "DeployResult", "run_deploy", "build_plan", "history"]
+__all__ = [
+    "DeployOptions",
+    "DeployResult",
+    "validate_options",
+    "run_deploy",
+    "not_started",
+    "build_plan",
+    "history",
+]

@@ -17,7 +17,7 @@ from .project import Project
 
 if TYPE_CHECKING:
     from ..models import Deployment
-    from . import DeployOptions
+    from .options import DeployOptions
 
 
 class StepFailed(Exception):

@@ -23,6 +23,7 @@ from ..git import Git, GitError
 from . import migrations, records, shared
 from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
+from .options import DeployOptions
 from .project import Project
 from .steps import (
     EnvironmentStep,
@@ -116,20 +117,14 @@ class DeployPlan:
         return "\n".join(lines)
 
 
-def build_plan(options: Any, *, run_code: bool = True, timeout: float | None = None) -> DeployPlan:
+def build_plan(
+    options: DeployOptions, *, run_code: bool = True, timeout: float | None = None
+) -> DeployPlan:
     """What ``deploy`` with ``options`` would do now. ``run_code=False``: no worktree, no
     code of the target run (the migration plan is left to the deploy); ``timeout`` bounds
     every command, git and the migration plan (a page must answer before its worker is
     killed; default: git's and STEP_TIMEOUT)."""
-    from .runner import validate_options
-
     plan = DeployPlan()
-    try:
-        validate_options(options)
-    except CommandFailure as exc:
-        plan.problems.append(exc.message)
-        plan.exit_code = exc.exit_code
-        return plan
     project = Project.current()
     notes: list[str] = []
     lock = deploy_lock(app_settings.runtime_dir)

@@ -52,7 +52,7 @@ from .steps import (
 )
 
 if TYPE_CHECKING:
-    from . import DeployOptions
+    from .options import DeployOptions
 
 
 def _release(ctx: DeployContext) -> Any:

@@ -8,45 +8,27 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
 from .. import exit_codes, proc
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
-from ..git import Git, GitError, validate_ref
+from ..git import Git, GitError
 from ..models import Deployment, DeploymentStep
 from ..notify import notify_admins
 from ..signals import deploy_finished, deploy_started
 from . import records
 from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
+from .options import DeployOptions, DeployResult
 from .project import Project
 from .records import Recorder, StepResult
 from .release_steps import layout_steps
 from .steps import UNDO_ORDER, Step
 
-if TYPE_CHECKING:
-    from . import DeployOptions, DeployResult
-
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
-
-
-def validate_options(options: DeployOptions) -> None:
-    """Usage errors, before anything runs."""
-    try:
-        if options.ref:
-            validate_ref(options.ref)
-        if isinstance(options.rollback, str) and options.rollback:
-            validate_ref(options.rollback)
-    except GitError as exc:
-        raise CommandFailure(str(exc), exit_codes.USAGE) from None
-    if options.ref and options.rollback:
-        raise CommandFailure("--ref and --rollback cannot be used together.", exit_codes.USAGE)
-    if options.wait_lock < 0:
-        raise CommandFailure("--wait-lock must not be negative.", exit_codes.USAGE)
 
 
 def format_line(result: StepResult) -> str:
@@ -84,7 +66,6 @@ class Runner:
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> DeployResult:
         try:
-            validate_options(self.options)
             for step in self.steps:
                 self._run_step(step)
                 if step.name == "environment":
@@ -292,8 +273,6 @@ class Runner:
                 self.recorder.save_step(position, result)
 
     def _finish(self, status: str, exit_code: int, message: str) -> DeployResult:
-        from . import DeployResult
-
         ctx = self.ctx
         message = proc.redact(message)
         record_steps = {s.name for s in self.steps if s.opens_record}

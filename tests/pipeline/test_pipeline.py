@@ -3,6 +3,7 @@ records (bad releases, --rollback targets, history, redaction, interrupted deplo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -22,9 +23,10 @@ from django_zerodeploy.models import Deployment, DeploymentStep
 from django_zerodeploy.pipeline import DeployOptions, DeployResult, records
 from django_zerodeploy.pipeline import history as public_history
 from django_zerodeploy.pipeline.migrations import applied_from_output
+from django_zerodeploy.pipeline.options import validate_options
 from django_zerodeploy.pipeline.project import OWNER_ENV, Project
 from django_zerodeploy.pipeline.records import Recorder, StepResult
-from django_zerodeploy.pipeline.runner import format_line, validate_options
+from django_zerodeploy.pipeline.runner import format_line
 from django_zerodeploy.pipeline.steps import ExtraStep, default_steps, requirement_files
 
 
@@ -83,25 +85,32 @@ def test_applied_migrations_are_read_from_either_command():
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("fields", "says"),
     [
-        DeployOptions(ref="--upload-pack=touch x"),
-        DeployOptions(ref="-x"),
-        DeployOptions(rollback="--output=x"),
-        DeployOptions(ref="main", rollback=True),
-        DeployOptions(wait_lock=-1),
+        ({"ref": "--upload-pack=touch x"}, "not a valid git ref"),
+        ({"ref": "-x"}, "not a valid git ref"),
+        ({"rollback": "--output=x"}, "not a valid git ref"),
+        ({"ref": "main", "rollback": True}, "--ref and --rollback cannot be used together."),
+        ({"wait_lock": -1}, "--wait-lock must not be negative."),
     ],
 )
-def test_bad_options_are_usage_errors(options):
+def test_bad_options_are_usage_errors_when_made(fields, says):
+    """Checked once, on creation: no entry (command, admin, task, test) can pass bad options
+    to the pipeline, so the pipeline does not check them again."""
     with pytest.raises(CommandFailure) as refused:
-        validate_options(options)
-    assert refused.value.exit_code == exit_codes.USAGE
+        DeployOptions(**fields)
+    assert refused.value.exit_code == exit_codes.USAGE and says in refused.value.message
+    with pytest.raises(CommandFailure):  # a copy with other fields is checked too
+        dataclasses.replace(DeployOptions(), **fields)
 
 
 def test_good_options_pass():
-    validate_options(DeployOptions(ref="v1.2.3"))
-    validate_options(DeployOptions(rollback="12"))
-    validate_options(DeployOptions(rollback=True, wait_lock=5))
+    DeployOptions(ref="v1.2.3")
+    DeployOptions(rollback="12")
+    options = DeployOptions(rollback=True, wait_lock=5)
+    validate_options(options)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # checked options stay checked
+        options.wait_lock = -1  # type: ignore[misc]
 
 
 def test_result_as_dict_is_json_ready():

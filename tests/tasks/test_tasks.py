@@ -134,6 +134,27 @@ def test_options_for_a_queued_record():
     assert options.dry_run is False and options.rollback is None
 
 
+@pytest.mark.parametrize(
+    ("stored", "says"),
+    [
+        ({"ref": "--upload-pack=touch pwned"}, "not a valid git ref"),
+        ({"ref": "main", "rollback": "12"}, "--ref and --rollback cannot be used together."),
+    ],
+)
+def test_a_queued_record_with_refused_options_fails_with_a_usage_error(settings, stored, says):
+    """Options are checked when the task makes them: the record says why, once, exit 2."""
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "NOTIFY_ADMINS": True}
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    record = queued(**stored)
+    result = run_queued_deployment(record.pk)
+    record.refresh_from_db()
+    assert result["exit_code"] == 2 and result["deployment_id"] == record.pk
+    assert record.status == Deployment.Status.FAILED and says in record.message
+    assert record.finished_at is not None and not record.steps.exists()
+    assert len(mail.outbox) == 1 and "failed" in mail.outbox[0].subject
+    assert run_queued_deployment(record.pk)["skipped"] is True
+
+
 # -- enqueueing -------------------------------------------------------------------------------
 def _seen_from_another_connection() -> tuple[int, int]:
     counts: list[tuple[int, int]] = []

@@ -155,7 +155,6 @@ class Command(ZeroDeployCommand):
     def run(self, options: dict[str, Any]) -> int:
         from ...pipeline import DeployOptions, build_plan, history, run_deploy
         from ...pipeline.records import history_table
-        from ...pipeline.runner import validate_options
 
         as_json = options["json"]
         if options["history"]:
@@ -183,6 +182,7 @@ class Command(ZeroDeployCommand):
             return self._init_releases(Path(options["init_releases"]))
         if options["hosts"] is not None:
             return self._rollout(options)
+        # usage errors (a bad ref, --ref with --rollback): one line on stderr, exit 2
         deploy = DeployOptions(
             ref=options["ref"],
             force=options["force"],
@@ -195,7 +195,6 @@ class Command(ZeroDeployCommand):
             trigger="cli",
             allow_unsafe_migrations=options["allow_unsafe_migrations"],
         )
-        validate_options(deploy)  # usage errors: one line on stderr, exit 2
         if deploy.dry_run:
             plan = build_plan(deploy)
             self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())
