@@ -53,6 +53,7 @@ class DeploymentAdmin(admin.ModelAdmin):
         "status_display",
         "commit_display",
         "ref_display",
+        "release_display",
         "trigger",
         "who",
         "host",
@@ -62,7 +63,16 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_display_links = ("number", "commit_display")
     list_filter = ("status", "trigger", "host", ("created_at", admin.DateFieldListFilter))
     date_hierarchy = "created_at"
-    search_fields = ("target_sha", "previous_sha", "ref", "username", "user__username", "subject")
+    search_fields = (
+        "target_sha",
+        "previous_sha",
+        "ref",
+        "username",
+        "user__username",
+        "subject",
+        "release_dir",
+        "venv_key",
+    )
     ordering = ("-created_at", "-id")
     list_select_related = ("user",)
     list_per_page = 50
@@ -76,6 +86,8 @@ class DeploymentAdmin(admin.ModelAdmin):
                 "fields": (
                     "ref_display",
                     "previous_display",
+                    "release_dir_display",
+                    "venv_key_display",
                     "applied_migrations",
                     "mixed_window_display",
                 )
@@ -91,6 +103,8 @@ class DeploymentAdmin(admin.ModelAdmin):
     readonly_fields = (
         "ref_display",
         "previous_display",
+        "release_dir_display",
+        "venv_key_display",
         "applied_migrations",
         "mixed_window_display",
         "trigger",
@@ -170,6 +184,29 @@ class DeploymentAdmin(admin.ModelAdmin):
         return format_html(
             '<code class="zd-sha" title="{}">{}</code>', obj.previous_sha, obj.previous_sha[:10]
         )
+
+    @admin.display(description="release", ordering="release_dir")
+    def release_display(self, obj: Deployment) -> str:
+        """The releases layout's release directory over its venv key; a dash in place."""
+        if not obj.release_dir:
+            return format_html('<span class="zd-muted">{}</span>', "—")
+        return format_html(
+            '<code class="zd-release">{}</code><br><code class="zd-muted" title="venv">{}</code>',
+            obj.release_dir,
+            obj.venv_key or "—",
+        )
+
+    @admin.display(description="release directory")
+    def release_dir_display(self, obj: Deployment) -> str:
+        if not obj.release_dir:
+            return "— (in place: no release directory)"
+        return format_html('<code class="zd-release">releases/{}</code>', obj.release_dir)
+
+    @admin.display(description="venv key")
+    def venv_key_display(self, obj: Deployment) -> str:
+        if not obj.venv_key:
+            return "—"
+        return format_html('<code class="zd-release">venvs/{}</code>', obj.venv_key)
 
     @admin.display(description="user", ordering="username")
     def who(self, obj: Deployment) -> str:

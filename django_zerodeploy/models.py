@@ -47,6 +47,22 @@ class Deployment(models.Model):
     applied_migrations = models.JSONField(default=list, blank=True)
     unsafe_migrations_acknowledged = models.BooleanField(default=False)
     mixed_window_seconds = models.FloatField(null=True, blank=True)
+    # The releases layout's release and venv; blank in place. Nullable: rows written by a
+    # release that does not know these columns yet (its INSERTs do not name them).
+    release_dir = models.CharField(  # noqa: DJ001
+        max_length=100,
+        null=True,
+        blank=True,
+        default="",
+        help_text="Its release directory: the name under ROOT/releases/ (releases layout).",
+    )
+    venv_key = models.CharField(  # noqa: DJ001
+        max_length=100,
+        null=True,
+        blank=True,
+        default="",
+        help_text="Its virtualenv: the key under ROOT/venvs/ (releases layout).",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -177,6 +177,17 @@ class Recorder:
 
         self._safe(write)
 
+    def note_release(self, release_dir: str, venv_key: str) -> None:
+        """The releases layout's release directory and venv key, written when the step that
+        learnt them ends: a deploy killed later leaves a row naming the release it was making."""
+        deployment = self.deployment
+        if deployment is None:
+            return
+        values = {"release_dir": release_dir, "venv_key": venv_key}
+        changed = {k: v for k, v in values.items() if (getattr(deployment, k) or "") != v}
+        if changed:
+            self.update(**changed)
+
     def drop_pending(self) -> None:
         """Steps that never ran (nothing to deploy, or a failure before them) are removed."""
         if not self.opened or self.deployment is None or self.deployment.pk is None:
@@ -402,6 +413,8 @@ def deployment_dict(
         "applied_migrations": deployment.applied_migrations,
         "unsafe_migrations_acknowledged": deployment.unsafe_migrations_acknowledged,
         "mixed_window_seconds": deployment.mixed_window_seconds,
+        "release_dir": deployment.release_dir or "",
+        "venv_key": deployment.venv_key or "",
         "created_at": iso(deployment.created_at),
         "started_at": iso(deployment.started_at),
         "finished_at": iso(deployment.finished_at),
@@ -428,18 +441,31 @@ def history(limit: int = 20) -> list[dict[str, Any]]:
 
 
 def history_table(rows: list[dict[str, Any]]) -> str:
+    """``deploy --history``: a line a deploy. The release and venv columns appear once a deploy
+    ran in the releases layout (``-`` on the in-place rows)."""
     if not rows:
         return "No deployments recorded yet."
+    venv_width = 0
+    if any(row.get("release_dir") or row.get("venv_key") for row in rows):
+        venv_width = max([4, *(len(row.get("venv_key") or "") for row in rows)])
+    release = f"{'release':<27} {'venv':<{venv_width}} " if venv_width else ""
     lines = [
-        f"{'id':>5}  {'status':<12} {'started (UTC)':<20} {'duration':>8}  {'from':<10} {'to':<10} {'trigger':<8} message"
+        f"{'id':>5}  {'status':<12} {'started (UTC)':<20} {'duration':>8}  {'from':<10} "
+        f"{'to':<10} {release}{'trigger':<8} message"
     ]
     for row in rows:
         started = (row["started_at"] or row["created_at"] or "")[:19].replace("T", " ")
         duration = f"{row['duration']:.1f} s" if row["duration"] is not None else "-"
+        release = ""
+        if venv_width:
+            release = (
+                f"{row.get('release_dir') or '-':<27} {row.get('venv_key') or '-':<{venv_width}} "
+            )
+        message = (row["message"] or "").splitlines()[0][:90] if row["message"] else ""
         lines.append(
             f"{row['id']:>5}  {row['status']:<12} {started:<20} {duration:>8}  "
             f"{(row['previous_sha'] or '-')[:10]:<10} {(row['target_sha'] or '-')[:10]:<10} "
-            f"{row['trigger']:<8} {(row['message'] or '').splitlines()[0][:90] if row['message'] else ''}"
+            f"{release}{row['trigger']:<8} {message}"
         )
     return "\n".join(lines)
 

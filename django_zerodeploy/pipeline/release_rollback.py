@@ -85,6 +85,7 @@ class RollbackTargetStep(Step):
         if not is_sha(sha):
             raise StepFailed(f"Cannot tell which commit release {target.name} holds.")
         ctx.release, ctx.live_project = target, ctx.project
+        ctx.venv_key = target.venv_key or ""  # its kept venv: the one it served with
         ctx.target_sha, ctx.ref = sha, f"rollback to {target.name}"
         ctx.previous_sha = ctx.head_sha
         ctx.target_subject = _subject(ctx, sha)

@@ -92,6 +92,7 @@ class VenvStep(Step):
         root, release = ctx.releases_root(), _release(ctx)
         files = requirement_files(release.path)
         key = venvs.venv_key(release.path, files, venvs.python_version())
+        ctx.venv_key = key  # recorded even when the build fails: which venv did not build
         args = []
         for rel in files:
             if rel in app_settings.requirements and (release.path / rel).is_file():
@@ -101,7 +102,7 @@ class VenvStep(Step):
         except venvs.VenvError as exc:
             raise StepFailed(f"venv {key}: {exc.message}", output=exc.output) from None
         os.symlink(built.path, release.path / VENV_LINK)
-        ctx.venv_key, ctx.venv_built = key, not built.reused
+        ctx.venv_built = not built.reused
         ctx.live_project = ctx.live_project or ctx.project
         ctx.project = dataclasses.replace(ctx.project, repo_dir=release.path, python=built.python)
         root.write_metadata(release.name, venv=key)

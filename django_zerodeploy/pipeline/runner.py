@@ -137,7 +137,13 @@ class Runner:
         if not appended:
             self.results.append(result)
         self.recorder.save_step(position, result)
+        self.recorder.note_release(*self._release())
         self.echo(format_line(result))
+
+    def _release(self) -> tuple[str, str]:
+        """(release directory, venv key) of the releases layout; blank in place."""
+        release = self.ctx.release
+        return (release.name if release is not None else ""), self.ctx.venv_key
 
     # -- the record ----------------------------------------------------------------------------
     def _recover_interrupted(self) -> None:
@@ -172,6 +178,7 @@ class Runner:
                 subject=(ctx.target_subject or "")[:500],
                 commits=[[c.sha, c.subject] for c in ctx.commits],
             )
+        values["release_dir"], values["venv_key"] = self._release()
         self.recorder.open(values, [s.name for s in self.steps], self.results)
         self.opened = True
         deployment = self.recorder.deployment

@@ -6,6 +6,7 @@ a migration whose rollback is refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -85,9 +86,29 @@ def test_code_only_release_a_broken_one_rollback_and_a_migration(
     assert root.current() == second and root.previous() == first  # switched back
     assert "rollback:switch" in result.stdout
     assert master_cwd(server) == second.path
-    assert broken[:12] in {r.sha12 for r in root.releases()}  # built beside, kept to inspect
+    broken_release = next(r for r in root.releases() if r.sha12 == broken[:12])  # kept to inspect
 
     rollback_and_migration_phases(site, root_dir, server, load_factory, first, second)
+    fourth = root.current()
+    # each row names its release and venv, the failed ones too; a rollback the one it went to
+    assert recorded_releases(site, root_dir) == [
+        ("failed", first.name, first.venv_key),  # the refused rollback: its target
+        ("succeeded", fourth.name, fourth.venv_key),
+        ("succeeded", first.name, first.venv_key),  # --rollback: v1 and its kept venv
+        ("rolled_back", broken_release.name, broken_release.venv_key),
+        ("succeeded", second.name, second.venv_key),
+    ]
+    assert first.venv_key and second.venv_key == first.venv_key
+    table = deploy_from_current(site, root_dir, "--history").stdout
+    assert f"{fourth.name} {fourth.venv_key}" in table, table
+
+
+def recorded_releases(site, root_dir) -> list[tuple[str, str, str]]:
+    """(status, release directory, venv key) of each Deployment row, newest first, as
+    ``deploy --history --json`` prints them."""
+    result = deploy_from_current(site, root_dir, "--history", "--json")
+    assert result.returncode == 0, show(result)
+    return [(r["status"], r["release_dir"], r["venv_key"]) for r in json.loads(result.stdout)]
 
 
 def rollback_and_migration_phases(site, root_dir, server, load_factory, first, second):
