@@ -138,6 +138,14 @@ class DeploymentAdmin(admin.ModelAdmin):
         return super().has_view_permission(request, obj) or can_trigger(request)
 
     # -- columns ---------------------------------------------------------------------------
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The release column once a deploy ran in the releases layout: the history of a site
+        that deploys in place keeps its width."""
+        shown = super().get_list_display(request)
+        if Deployment.objects.filter(release_dir__gt="").exists():
+            return shown
+        return tuple(column for column in shown if column != "release_display")
+
     @admin.display(description="#", ordering="id")
     def number(self, obj: Deployment) -> str:
         return f"#{obj.pk}"

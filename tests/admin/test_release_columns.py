@@ -76,9 +76,11 @@ def test_detail_names_the_release_and_venv_and_draws_its_steps(django_user_model
     assert bars[-1] == ("ok", "75.00", "25.00")  # the switch back, at the end
 
 
-def test_detail_of_an_in_place_deploy_says_so(django_user_model):
+def test_an_in_place_site_has_no_release_column_and_its_detail_says_so(django_user_model):
     record = succeeded()
-    page = client_for(django_user_model, "viewer").get(url("change", record.pk)).content.decode()
+    client = client_for(django_user_model, "viewer")
+    assert "column-release_display" not in client.get(url("changelist")).content.decode()
+    page = client.get(url("change", record.pk)).content.decode()
     assert "— (in place: no release directory)" in page
     assert "zd-release" not in page
 
