@@ -28,7 +28,7 @@ from .. import proc
 from ..conf import app_settings
 from ..git import GitError
 from ..releases import prune, shared, switch, venvs
-from ..releases.layout import VENV_LINK, Release, current_layout
+from ..releases.layout import NAME_RE, VENV_LINK, Release, current_layout
 from . import serving
 from .context import DeployContext, Outcome, StepFailed
 from .release_rollback import RollbackTargetStep
@@ -53,6 +53,33 @@ from .steps import (
 
 if TYPE_CHECKING:
     from .options import DeployOptions
+    from .project import Project
+
+
+def live_release(ctx: DeployContext) -> Release | None:
+    """The release the old workers serve: the serving master's directory when it is a complete
+    release of ROOT, else the one this deploy started from. They differ after a deploy killed
+    between its switch and its reload: ``current`` names a release that never served."""
+    root = ctx.releases_root()
+    releases_dir = root.releases_dir.resolve()
+    started_from = (ctx.live_project or ctx.project).repo_dir
+    for where in (getattr(ctx.master, "cwd", None), started_from):
+        if where is None:
+            continue
+        path = Path(where).resolve()
+        if path.parent == releases_dir and NAME_RE.match(path.name):
+            if root.is_complete(path.name):
+                return root.release(path.name)
+    return None
+
+
+def _live_project(ctx: DeployContext) -> Project:
+    """The project as the old workers run it: their release and that release's own venv."""
+    live = live_release(ctx)
+    if live is None:
+        return ctx.project
+    python = str(live.path / VENV_LINK / "bin" / "python")
+    return dataclasses.replace(ctx.project, repo_dir=live.path, python=python)
 
 
 def _release(ctx: DeployContext) -> Any:
@@ -103,7 +130,7 @@ class VenvStep(Step):
             raise StepFailed(f"venv {key}: {exc.message}", output=exc.output) from None
         os.symlink(built.path, release.path / VENV_LINK)
         ctx.venv_built = not built.reused
-        ctx.live_project = ctx.live_project or ctx.project
+        ctx.live_project = ctx.live_project or _live_project(ctx)
         ctx.project = dataclasses.replace(ctx.project, repo_dir=release.path, python=built.python)
         root.write_metadata(release.name, venv=key)
         how = "reused" if built.reused else f"built with {built.installer}"
@@ -203,7 +230,8 @@ class SwitchStep(Step):
                 deployment_id=getattr(ctx.deployment, "pk", None),
             )
         self.previous = root.previous()  # what a switch back restores as ROOT/previous
-        done = switch.switch(root, release)
+        live = live_release(ctx)  # ROOT/previous: what served, not a release that never did
+        done = switch.switch(root, release, previous=live if live != release else None)
         ctx.switched = ctx.checked_out = True
         old = done.old.name if done.old else "nothing"
         return Outcome(f"current: {old} -> {release.name}")
