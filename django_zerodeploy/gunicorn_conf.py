@@ -17,8 +17,9 @@ command can see the hook is there::
 What ``post_worker_init`` does, in the worker, after the WSGI app is loaded and before the first
 ``accept()``:
 
-1. loads the URLconf (every included module) and requests each ``ZERODEPLOY["SMOKE_URLS"]``
-   path through this worker's own WSGI callable, in-process;
+1. loads the URLconf (every included module), runs Django's system checks when its master has
+   never had a ready worker (a fresh start, or the new master of a USR2), and requests each
+   ``ZERODEPLOY["SMOKE_URLS"]`` path through this worker's own WSGI callable, in-process;
 2. on success writes a ``WorkerReport`` (pid, master pid, release, time) in the runtime
    directory: the reload command waits for these, it never guesses readiness from a sleep;
 3. on failure the worker refuses to boot. In a master that has never had a ready worker (a
@@ -93,7 +94,6 @@ def post_worker_init(worker: Any) -> None:
         from .conf import app_settings
         from .exit_codes import CommandFailure
         from .gunicorn.sdnotify import announce_if_generation_ready
-        from .preflight import check_urlconf, smoke
         from .release import boot_release
     except Exception as exc:  # noqa: BLE001 - not a Django app: report nothing, change nothing
         worker.log.warning("django-zerodeploy: readiness hook inactive (%s)", exc)
@@ -101,16 +101,6 @@ def post_worker_init(worker: Any) -> None:
 
     pid, master_pid = os.getpid(), worker.ppid
     release = boot_release()
-    problem = ""
-    try:
-        check_urlconf()
-    except Exception as exc:  # noqa: BLE001
-        worker.log.exception("django-zerodeploy: the URLconf failed to load")
-        problem = f"the URLconf failed to load: {type(exc).__name__}: {exc}"
-    if not problem:
-        failures = smoke(worker.wsgi, list(app_settings.SMOKE_URLS))
-        if failures:
-            problem = "smoke URL failed: " + "; ".join(failures)
 
     # The runtime directory can fail like any disk (full, unwritable, unsafe: CommandFailure).
     # An exception escaping this hook exits the worker with WORKER_BOOT_ERROR, which halts the
@@ -133,6 +123,7 @@ def post_worker_init(worker: Any) -> None:
         except storage_errors:
             return None
 
+    problem = readiness_problem(worker, list(app_settings.SMOKE_URLS), proven() is False)
     attempt("record the master's facts", lambda: readiness.write_master_facts(_facts(worker)))
     if problem:
         # exit 3 (halt the master) only when it is known never to have had a ready worker
@@ -178,6 +169,29 @@ def post_worker_init(worker: Any) -> None:
 
 
 post_worker_init.zerodeploy_hook = True  # type: ignore[attr-defined]
+
+
+def readiness_problem(worker: Any, smoke_urls: list[str], new_generation: bool) -> str:
+    """Why this worker must not serve ("" when it may): the URLconf, Django's system checks in
+    a master that never had a ready worker (a code-only release in the releases layout boots
+    no preflight, so its new generation is where ``manage.py check`` runs), the smoke URLs."""
+    from .preflight import check_urlconf, smoke, system_check_errors
+
+    try:
+        check_urlconf()
+    except Exception as exc:  # noqa: BLE001
+        worker.log.exception("django-zerodeploy: the URLconf failed to load")
+        return f"the URLconf failed to load: {type(exc).__name__}: {exc}"
+    if new_generation:
+        try:
+            errors = system_check_errors()
+        except Exception as exc:  # noqa: BLE001 - a check that raises is a failed check
+            worker.log.exception("django-zerodeploy: the system checks raised")
+            return f"the system checks raised {type(exc).__name__}: {exc}"
+        if errors:
+            return "system check failed: " + "; ".join(e.rstrip(".") for e in errors[:5])
+    failures = smoke(worker.wsgi, smoke_urls)
+    return "smoke URL failed: " + "; ".join(failures) if failures else ""
 
 
 def _started_as_module() -> bool:

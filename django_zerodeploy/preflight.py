@@ -90,6 +90,15 @@ def check_urlconf() -> int:
     return count
 
 
+def system_check_errors() -> list[str]:
+    """Django's system checks as ``manage.py check`` runs them (no database checks): the
+    errors it would fail on (ERROR and above, not silenced), one line each."""
+    from django.core import checks
+
+    messages = checks.run_checks(include_deployment_checks=False)
+    return [str(m) for m in messages if m.is_serious() and not m.is_silenced()]
+
+
 def smoke_host() -> str:
     """A Host header the project accepts (ALLOWED_HOSTS), for in-process requests."""
     from django.conf import settings

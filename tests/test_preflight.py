@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy.preflight import PreflightResult, call_wsgi, check_urlconf, preflight, smoke
+from django_zerodeploy.preflight import (
+    PreflightResult,
+    call_wsgi,
+    check_urlconf,
+    preflight,
+    smoke,
+    system_check_errors,
+)
 from tests.support.site import Site, make_site
 
 
@@ -139,3 +146,24 @@ def test_in_process_helpers_answer_like_a_server(db):
         "/boom raised RuntimeError: boom",
     ]
     assert check_urlconf() > 5
+
+
+def test_system_check_errors_are_those_manage_py_check_fails_on(settings):
+    """What the readiness hook runs in a new generation: errors count, unless silenced;
+    warnings never do."""
+    from django.core import checks
+
+    def fails(app_configs, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        return [
+            checks.Error("broken", id="tests.E901"),
+            checks.Error("silenced", id="tests.E902"),
+            checks.Warning("only a warning", id="tests.W901"),
+        ]
+
+    assert system_check_errors() == []
+    settings.SILENCED_SYSTEM_CHECKS = ["tests.E902"]
+    checks.register(fails)
+    try:
+        assert system_check_errors() == ["?: (tests.E901) broken"]
+    finally:
+        checks.registry.registry.registered_checks.discard(fails)

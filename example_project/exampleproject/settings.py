@@ -127,6 +127,7 @@ ZERODEPLOY = {
     "HEALTHZ_TOKEN": os.environ.get("ZERODEPLOY_HEALTHZ_TOKEN") or None,
     "WEBHOOK_SECRET": os.environ.get("ZERODEPLOY_WEBHOOK_SECRET") or None,
     "WEBHOOK_PROVIDERS": _env_list("ZERODEPLOY_WEBHOOK_PROVIDERS", ["github"]),
+    "KEEP_RELEASES": int(os.environ.get("ZERODEPLOY_KEEP_RELEASES", "5")),
 }
 
 LOGGING = {

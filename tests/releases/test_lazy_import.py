@@ -15,10 +15,10 @@ from tests.support.releases import (
     deploy_from_current,
     gunicorn_from_current,
     init_releases,
+    requirements_with,
     shape_like_startproject,
+    use_wheelhouse,
 )
-from tests.support.site import REPO_ROOT
-from tests.support.wheels import make_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +48,18 @@ def release_files(site, which: str, version: str) -> dict[str, str]:
     if "lazy/" not in urls:
         urls = urls.replace("from notes import views", "from notes import lazy, views")
         urls = urls.replace('    path("admin/"', '    path("lazy/", lazy.lazy),\n    path("admin/"')
-    base = (REPO_ROOT / "example_project" / "requirements.txt").read_text()
     return {
         "notes/lazy.py": LAZY_VIEW,
         "notes/lazy_probe.py": f"WHICH = {which!r}\n",
         "exampleproject/urls.py": urls,
-        "requirements.txt": f"{base}zdprobe=={version}\ndjango-zerodeploy @ file://{REPO_ROOT}\n",
+        "requirements.txt": requirements_with(f"zdprobe=={version}"),
     }
 
 
 def test_an_old_worker_importing_lazily_during_a_deploy_sees_only_the_old_release(
     site, tmp_path, gunicorn_factory
 ):
-    wheels = tmp_path / "wheels"
-    make_wheel(wheels, "zdprobe", "1.0")
-    make_wheel(wheels, "zdprobe", "2.0")
-    links = " ".join(filter(None, [str(wheels), os.environ.get("PIP_FIND_LINKS", "")]))
-    site.extra_env["PIP_FIND_LINKS"] = links
+    use_wheelhouse(site, tmp_path / "wheels", "zdprobe", ("1.0", "2.0"))
     shape_like_startproject(site)
     root_dir = tmp_path / "srv"
     init_releases(site, root_dir)

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.site import Site
+from tests.support.site import REPO_ROOT, Site
+from tests.support.wheels import make_wheel
 
 
 def in_checkout_env(site: Site, **extra: str) -> dict[str, str]:
@@ -80,3 +81,21 @@ def gunicorn_from_current(site: Site, root: Path) -> dict[str, object]:
     current = root / "current"
     bin_dir = current / ".venv" / "bin"
     return {"cwd": current, "launcher": [str(bin_dir / "python"), str(bin_dir / "gunicorn")]}
+
+
+def use_wheelhouse(site: Site, folder: Path, name: str, versions: tuple[str, ...]) -> Path:
+    """Wheels of ``name`` at each version, built here and offered to every pip the site's
+    deploys run (beside the machine's own wheels): real installs, no network."""
+    for version in versions:
+        make_wheel(folder, name, version)
+    links = " ".join(filter(None, [str(folder), os.environ.get("PIP_FIND_LINKS", "")]))
+    site.extra_env["PIP_FIND_LINKS"] = links
+    return folder
+
+
+def requirements_with(*lines: str) -> str:
+    """The example site's requirements.txt plus ``lines``, and this checkout of django-zerodeploy
+    (a venv built for a release has only what its requirements say)."""
+    base = (REPO_ROOT / "example_project" / "requirements.txt").read_text()
+    extra = "".join(f"{line}\n" for line in lines)
+    return f"{base}{extra}django-zerodeploy @ file://{REPO_ROOT}\n"
