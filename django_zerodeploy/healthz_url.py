@@ -5,11 +5,15 @@ front), so ``HEALTHZ_URL`` may name one: ``unix:/run/gunicorn.sock:/healthz/`` i
 path, a colon, then the request path. It is requested with ``http.client`` over an
 ``AF_UNIX`` socket. Without ``HEALTHZ_URL`` the deploy asks the socket the Gunicorn master
 listens on (its ``--bind``): ``url_for_bind()`` turns a bind address into such a URL.
+``release_id()`` reads the release the URL reports (the deploy's verify, the reload without
+the hook, ``deploy --check``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import os
 import socket
 import urllib.parse
@@ -105,6 +109,19 @@ def get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
         raise OSError(f"bad HTTP answer from {url}: {exc!r}") from exc
     finally:
         conn.close()
+
+
+def release_id(url: str, timeout: float = 3.0) -> str | None:
+    """``releaseId`` from ``url``, or None when it is unreachable or names none. A 503 (a
+    draining or failing site) still carries the release in its body, so it is read too."""
+    try:
+        _status, body = get(url, timeout=timeout)
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(ValueError, AttributeError):
+        release = json.loads(body).get("releaseId")
+        return release if isinstance(release, str) and release else None
+    return None
 
 
 def url_for_bind(bind: str, path: str, cwd: str = "/") -> str | None:

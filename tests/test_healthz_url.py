@@ -66,6 +66,52 @@ def test_an_absent_socket_is_an_oserror(tmp_path):
         healthz_url.get(f"unix:{tmp_path}/none.sock:/healthz/", timeout=2)
 
 
+def _answer_once(path, body: bytes) -> threading.Thread:
+    """A real AF_UNIX server that answers one request with a 503 and ``body``."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("body", "release"),
+    [
+        (b'{"releaseId": "abc", "status": "draining"}', "abc"),  # a 503 still names it
+        (b'{"releaseId": ""}', None),
+        (b'{"releaseId": 7}', None),
+        (b"[1, 2]", None),
+        (b"<html>not json</html>", None),
+    ],
+)
+def test_release_id_reads_the_release_a_health_url_reports(tmp_path, body, release):
+    path = tmp_path / "h.sock"
+    thread = _answer_once(path, body)
+    try:
+        assert healthz_url.release_id(f"unix:{path}:/healthz/", timeout=5) == release
+    finally:
+        thread.join(5)
+
+
+def test_release_id_of_an_unreachable_or_bad_url_is_none(tmp_path):
+    assert healthz_url.release_id(f"unix:{tmp_path}/none.sock:/healthz/", timeout=2) is None
+    assert healthz_url.release_id("ftp://example.invalid/healthz/", timeout=2) is None
+
+
 def _deploy_under_socket_load(site, server, load_factory, **env):
     load = load_factory(uds=server.uds, clients=3, max_seconds=240, timeout=30).start()
     time.sleep(0.3)

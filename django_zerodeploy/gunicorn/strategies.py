@@ -23,8 +23,9 @@ from pathlib import Path
 
 import psutil
 
+from .. import healthz_url, readiness
 from .. import proc as proc_mod
-from .. import readiness
+from ..conf import app_settings
 from ..exit_codes import DOWN, FAILED, OK, USAGE, CommandFailure
 from ..osutil import last_lines
 from . import heartbeat, systemd
@@ -517,9 +518,6 @@ def _verified_from_outside(
 ) -> ReloadResult:
     """Without the hook, the workers do not say which release they run: only new workers remain
     now, so HEALTHZ_URL answers for them. Without HEALTHZ_URL the release is not verified."""
-    from ..conf import app_settings
-    from ..pipeline.serving import healthz_release
-
     done = dict(
         new_master_pid=master.pid, workers_ready=len(gen.ready), workers_expected=gen.expected
     )
@@ -536,12 +534,12 @@ def _verified_from_outside(
     expected = ctx.expected_release
 
     def new_release() -> str | None:
-        release = healthz_release(url)
+        release = healthz_url.release_id(url)
         return release if release and (not expected or release == expected) else None
 
     seen = wait_until(new_release, VERIFY_WAIT)
     if not seen:
-        got = healthz_release(url)
+        got = healthz_url.release_id(url)
         ctx.recorder.phase(phases.VERIFY, f"{url} reports releaseId {got!r}")
         return ctx.result(
             False,

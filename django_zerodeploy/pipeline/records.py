@@ -24,6 +24,7 @@ from ..git import Git, GitError
 from ..models import Deployment, DeploymentStep
 from ..osutil import os_user, started_at
 from .project import OWNER_ENV
+from .shared import unlink_from
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
@@ -308,8 +309,6 @@ def cleanup_worktrees(git: Git) -> list[str]:
 def remove_worktree(git: Git, path: Path) -> None:
     """Remove a worktree of ours, even one that ``git worktree add`` left half made; the links
     to live state go first, so that nothing can delete through them."""
-    from .shared import unlink_from
-
     if path.is_dir():
         unlink_from(path)
     git.worktree_remove(path)  # also prunes what git knew of it

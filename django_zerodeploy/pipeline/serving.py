@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from typing import Any
 
-from .. import healthz_url
+from .. import gunicorn, healthz_url
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
+from ..gunicorn.master import master_binds, reload_blocked
+from ..gunicorn.reload import _probe, plan
 
 
 def find_master() -> Any:
     """The Gunicorn master of this project (raises CommandFailure when there is none)."""
-    from ..gunicorn import find_master as _find
-
-    return _find(pidfile=app_settings.GUNICORN_PIDFILE, unit=app_settings.GUNICORN_SYSTEMD_UNIT)
+    return gunicorn.find_master(
+        pidfile=app_settings.GUNICORN_PIDFILE, unit=app_settings.GUNICORN_SYSTEMD_UNIT
+    )
 
 
 def require_reload_permission(master: Any) -> None:
     """Refuse before anything changes when this user could not reload ``master`` (Gunicorn
     of another user without the sudoers rule): CommandFailure, exit 2, with the line to add
     for the strategy the reload will run (after ``decide``'s fallback, e.g. usr2 -> hup)."""
-    from ..gunicorn.master import reload_blocked
-    from ..gunicorn.reload import _probe, plan
-
     unit = app_settings.GUNICORN_SYSTEMD_UNIT or master.unit
     strategy = app_settings.RELOAD_STRATEGY
     config = _probe(master, float(app_settings.STEP_TIMEOUT))
@@ -38,10 +36,8 @@ def require_reload_permission(master: Any) -> None:
 
 def workers_serving(master: Any) -> set[str]:
     """Releases the live, ready workers of ``master`` report (empty when they report none)."""
-    from ..gunicorn import serving_releases
-
     with contextlib.suppress(CommandFailure, OSError):
-        return {r for r in serving_releases(master) if r}
+        return {r for r in gunicorn.serving_releases(master) if r}
     return set()
 
 
@@ -49,16 +45,7 @@ def healthz_release(url: str | None = None, timeout: float = 3.0) -> str | None:
     """``releaseId`` from HEALTHZ_URL (http, https or a Unix socket), or None when unset or
     unreachable. A 503 still carries the release in its body, so it is read too."""
     url = url or app_settings.HEALTHZ_URL
-    if not url:
-        return None
-    try:
-        _status, body = healthz_url.get(url, timeout=timeout)
-    except (OSError, ValueError):
-        return None
-    with contextlib.suppress(ValueError, AttributeError):
-        release = json.loads(body).get("releaseId")
-        return release if isinstance(release, str) and release else None
-    return None
+    return healthz_url.release_id(url, timeout=timeout) if url else None
 
 
 def healthz_path() -> str:
@@ -73,8 +60,6 @@ def healthz_path() -> str:
 def bind_url(master: Any) -> str | None:
     """HEALTHZ_URL unset: /healthz/ on the first address the Gunicorn master listens on
     (``--bind``, TCP or a Unix socket), None when it cannot be read or dialled."""
-    from ..gunicorn.master import master_binds
-
     for bind in master_binds(master) if master is not None else []:
         url = healthz_url.url_for_bind(bind, healthz_path(), cwd=str(master.cwd))
         if url:

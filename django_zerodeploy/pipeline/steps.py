@@ -20,11 +20,12 @@ import psutil
 from django.apps import apps
 from django.conf import settings
 
-from .. import exit_codes, proc
+from .. import exit_codes, gunicorn, proc
 from ..conf import app_settings, extra_steps_problem
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
 from ..gunicorn.result import OLD_RETIRED
+from ..gunicorn.strategies import HOOKLESS_NOTE
 from ..preflight import preflight
 from . import migrations, packages, records, serving, shared
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
@@ -691,12 +692,10 @@ class ReloadStep(Step):
         return True, f"strategy {app_settings.RELOAD_STRATEGY}"
 
     def _reload(self, ctx: DeployContext, lines: list[str]) -> Any:
-        from ..gunicorn import reload
-
         # run_preflight=False: the preflight step checked this very commit in a fresh
         # interpreter already, and the readiness hook refuses a broken worker anyway; a second
         # import here would only lengthen the window in which old workers see new files.
-        return reload(
+        return gunicorn.reload(
             strategy=app_settings.RELOAD_STRATEGY,
             pidfile=app_settings.GUNICORN_PIDFILE,
             unit=app_settings.GUNICORN_SYSTEMD_UNIT,
@@ -729,8 +728,6 @@ class ReloadStep(Step):
         ctx.reloaded = True
         ctx.reload_hooked = result.hooked
         if not result.hooked:
-            from ..gunicorn.strategies import HOOKLESS_NOTE
-
             ctx.echo(f"  note: {HOOKLESS_NOTE}")
         if ctx.mixed_window_started is not None:
             ctx.mixed_window = (began - ctx.mixed_window_started) + result.seconds_until(
