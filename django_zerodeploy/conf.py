@@ -69,7 +69,7 @@ KEYS: dict[str, Key] = {
     "GUNICORN_SYSTEMD_UNIT": Key(None, (str, _NONE), "systemd unit that runs Gunicorn (MainPID is the master)."),
     "RELOAD_STRATEGY": Key("usr2", (str,), "How to reload Gunicorn: usr2, hup or systemd.", RELOAD_STRATEGIES),
     "RELOAD_TIMEOUT": Key(60, (int, float), "Seconds to wait for a new generation of workers to be ready."),
-    "HEALTHZ_URL": Key(None, (str, _NONE), "This host's /healthz/, polled to verify the release after a reload: 'http://127.0.0.1:8000/healthz/', or through a Unix socket 'unix:/run/gunicorn.sock:/healthz/'. Default: the address Gunicorn binds."),
+    "HEALTHZ_URL": Key(None, (str, _NONE), "This host's /healthz/, polled to verify the release after a reload: 'http://127.0.0.1:8000/healthz/', or through a Unix socket 'unix:/run/gunicorn.sock:/healthz/'. Default: the address Gunicorn binds. The host registry's heartbeat reads the served release from it (unset: the checkout's commit, marked)."),
     "SMOKE_URLS": Key([], (list, tuple), "Paths requested in-process before a release takes traffic; any 5xx refuses it."),
     "RUNTIME_DIR": Key(None, _PATH, "Where locks, readiness reports and drain flags live: one directory every process of the site sees, outside the repository, of this user and not writable by others. Default: /tmp/django-zerodeploy-UID/<digest of REPO_DIR> (never $XDG_RUNTIME_DIR or $TMPDIR)."),
     "RELEASE_ID": Key(None, (str, _NONE), "Release id to report when there is no .git (else a REVISION file, else git)."),

@@ -148,7 +148,24 @@ class Host(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     cluster = models.CharField(max_length=100, blank=True, help_text="Queue its cluster reads.")
-    release = models.CharField(max_length=40, blank=True, help_text="Commit of its checkout.")
+    release = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The releaseId its Gunicorn serves (HEALTHZ_URL), else its checkout's commit.",
+    )
+    # nullable: rows written by a release that predates them stay valid (expand-safe)
+    release_from_checkout = models.BooleanField(
+        default=False,
+        null=True,
+        help_text="HEALTHZ_URL gave no releaseId at the last heartbeat: release is the checkout's.",
+    )
+    release_problem = models.CharField(  # noqa: DJ001
+        max_length=300,
+        blank=True,
+        default="",
+        null=True,
+        help_text="Why HEALTHZ_URL gave no releaseId.",
+    )
     healthz_url = models.CharField(max_length=500, blank=True)
     drained = models.BooleanField(default=False)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

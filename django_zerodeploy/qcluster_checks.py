@@ -51,6 +51,33 @@ def effective_q_cluster() -> dict[str, Any]:
     return conf
 
 
+def stats_in_broker(conf: dict[str, Any] | None = None) -> bool:
+    """True when django-q2's broker keeps the clusters' heartbeats itself (the Redis broker
+    does, in Redis) instead of in ``Q_CLUSTER['cache']``. Follows the order in which
+    ``django_q.brokers.get_broker`` picks a broker: custom class, IronMQ, SQS, ORM, MongoDB,
+    else Redis."""
+    conf = effective_q_cluster() if conf is None else conf
+    custom = conf.get("broker_class")
+    if custom:
+        return _overrides_stats(str(custom))
+    if conf.get("iron_mq") or isinstance(conf.get("sqs"), dict):
+        return False
+    return not (conf.get("orm") or conf.get("mongo"))
+
+
+def _overrides_stats(path: str) -> bool:
+    import importlib
+
+    from django_q.brokers import Broker
+
+    module, _, name = path.rpartition(".")
+    try:
+        broker = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False  # django-q2 will fail louder than this check could
+    return getattr(broker, "get_stats", None) is not Broker.get_stats
+
+
 def _warning(check_id: str, message: str, hint: str) -> checks.Warning:
     return checks.Warning(message, hint=hint, id=check_id)
 
@@ -125,7 +152,7 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
                 "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
             )
         )
-    cache_problem = _cache_problem(conf.get("cache", "default"))
+    cache_problem = None if stats_in_broker(conf) else _cache_problem(conf.get("cache", "default"))
     if cache_problem:
         found.append(
             _warning(

@@ -237,9 +237,9 @@ def cluster_status() -> ClusterStatus:
     from django_q.conf import Conf
     from django_q.status import Stat
 
-    from .qcluster_checks import _cache_problem
+    from .qcluster_checks import _cache_problem, stats_in_broker
 
-    problem = _cache_problem(Conf.CACHE)
+    problem = None if stats_in_broker() else _cache_problem(Conf.CACHE)
     if problem:
         return ClusterStatus(None, "Cannot tell whether a django-q2 cluster runs. " + problem)
     try:

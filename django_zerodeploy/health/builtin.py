@@ -249,7 +249,11 @@ class DjangoQClusterCheck(Check):
             return [cls(**options)] if options else []
         from django_q.conf import Conf
 
+        from ..qcluster_checks import stats_in_broker
+
         backend = str(settings.CACHES.get(Conf.CACHE, {}).get("BACKEND", ""))
+        if stats_in_broker():
+            return [cls()]  # the Redis broker keeps the heartbeats in Redis, not the cache
         if backend.endswith((".LocMemCache", ".DummyCache")) or not backend:
             logger.info(
                 "django-q2 heartbeat check left out: cache %r is local to each process", Conf.CACHE
@@ -262,8 +266,11 @@ class DjangoQClusterCheck(Check):
         from django_q.conf import Conf
         from django_q.signing import BadSignature, SignedPackage
 
-        cache = get_broker().cache
-        if cache is None:
+        from ..qcluster_checks import stats_in_broker
+
+        broker = get_broker()
+        in_broker = stats_in_broker()
+        if broker.cache is None and not in_broker:
             return Observation(
                 None, "clusters", "warn", f"django-q2 cache {Conf.CACHE!r} is not configured"
             )
@@ -272,12 +279,14 @@ class DjangoQClusterCheck(Check):
             names.append(app_settings.cluster_name)
         running: dict[str, int] = {}
         for name in names:
-            # Read-only on purpose: Stat.get_all() writes the key list back on every call.
             list_key = Conf.Q_STAT.replace(f":{Conf.PREFIX}:", f":{name}:")
-            keys = cache.get(list_key) or []
+            if in_broker:  # Redis: KEYS and MGET, read-only
+                packs = broker.get_stats(f"{list_key}:*") or []
+            else:  # read-only on purpose: Stat.get_all() writes the key list back every call
+                packs = list(broker.cache.get_many(broker.cache.get(list_key) or []).values())
             alive = {str(Conf.IDLE), str(Conf.WORKING), str(Conf.STARTING)}
             count = 0
-            for pack in cache.get_many(keys).values():
+            for pack in packs:
                 try:
                     stat = SignedPackage.loads(pack)
                 except BadSignature:

@@ -37,12 +37,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(Host)
 class HostAdmin(ReadOnlyAdmin):
     list_display = ("name", "release_display", "heartbeat_display", "state", "cluster")
-    readonly_fields = ("name", "cluster", "release", "healthz_url", "drained", "heartbeat_at")
+    readonly_fields = (
+        "name",
+        "cluster",
+        "release",
+        "release_from_checkout",
+        "release_problem",
+        "healthz_url",
+        "drained",
+        "heartbeat_at",
+    )
     fields = readonly_fields
     ordering = ("name",)
 
     @admin.display(description="release")
     def release_display(self, obj: Host) -> str:
+        if obj.release_from_checkout:  # HEALTHZ_URL gave no releaseId: say where it came from
+            return format_html(
+                '<code>{}</code> <span title="{}">(checkout)</span>',
+                obj.release[:10] or "?",
+                obj.release_problem or "",
+            )
         return format_html("<code>{}</code>", obj.release[:10] or "?")
 
     @admin.display(description="heartbeat", ordering="heartbeat_at")

@@ -8,8 +8,6 @@ host's deploy is the single-host pipeline, unchanged, into its own ``Deployment`
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from django.utils import timezone
 from .. import exit_codes
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
+from ..healthz_url import release_id
 from ..models import Deployment, Rollout
 from . import lock, remote
 from .hosts import HostInfo, registered_hosts
@@ -271,7 +270,7 @@ class Coordinator:
         url = self.by_name[name].healthz_url
         if not url:
             return  # the host's own verify step checked its workers' reports
-        seen = healthz_release(url)
+        seen = release_id(url, timeout=5.0) or ""
         if seen != self.record.target_sha:
             self.state(name, "failed (verify)")
             raise HostFailed(name, f"{url} reports release {seen or 'none'}, not the target")
@@ -331,20 +330,6 @@ def wait_deployment(pk: int, poll: float = 0.5) -> Deployment:
         if record.is_finished:
             return record
         time.sleep(poll)
-
-
-def healthz_release(url: str, timeout: float = 5.0) -> str:
-    """The ``releaseId`` a host's /healthz/ reports (a drained host answers 503, with it)."""
-    from ..healthz_url import BadURL, get
-
-    try:
-        _, body = get(url, timeout=timeout)
-    except (BadURL, OSError, http.client.HTTPException):
-        return ""
-    try:
-        return str(json.loads(body).get("releaseId") or "")
-    except (ValueError, AttributeError):
-        return ""
 
 
 def recover(rollout_id: int, echo: Echo) -> None:

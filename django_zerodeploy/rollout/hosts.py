@@ -1,6 +1,11 @@
 """The host registry: every running django-q2 cluster writes its host's row in the shared
-database (name, the queue it reads, the commit of its checkout, HEALTHZ_URL, drained or not)
-every few seconds, from a thread in each of its workers.
+database (name, the queue it reads, the release its Gunicorn serves, HEALTHZ_URL, drained or
+not) every few seconds, from a thread in each of its workers.
+
+The release is the ``releaseId`` the host's own ``HEALTHZ_URL`` reports: what its Gunicorn
+serves, which is not the checkout's commit while a deploy runs or after a reload that failed.
+When that URL is unset or does not answer in ``HEALTHZ_TIMEOUT`` seconds, the row keeps the
+checkout's commit and says so (``release_from_checkout``, ``release_problem``).
 
 A worker, not the sentinel: django-q2's ``post_spawn`` signal is the one hook that runs in the
 cluster's own processes, and it runs again when a worker is recycled or reincarnated.
@@ -8,6 +13,8 @@ cluster's own processes, and it runs again when a worker is recycled or reincarn
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import os
 import threading
@@ -21,11 +28,14 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..git import read_head_without_git
 from ..health.drain import is_draining
+from ..healthz_url import BadURL
+from ..healthz_url import get as http_get
 from ..models import Host
 
 logger = logging.getLogger("django_zerodeploy.rollout")
 
 HEARTBEAT_SECONDS = 5.0
+HEALTHZ_TIMEOUT = 2.0  # per heartbeat: a hung Gunicorn must not stall the registry
 # A host whose row is older than this has no running cluster.
 STALE_AFTER = timedelta(seconds=30)
 
@@ -46,11 +56,42 @@ def local_release() -> str:
     return read_head_without_git(app_settings.repo_dir) or ""
 
 
+@dataclass(frozen=True)
+class Served:
+    """The release a host serves, and where that value came from."""
+
+    release: str
+    from_checkout: bool = False
+    problem: str = ""  # why HEALTHZ_URL gave no releaseId (from_checkout)
+
+
+def served_release(url: str | None = None, timeout: float = HEALTHZ_TIMEOUT) -> Served:
+    """The ``releaseId`` of ``url`` (default HEALTHZ_URL; a drained host's 503 carries it
+    too), else the checkout's commit marked as such, with the reason."""
+    url = app_settings.HEALTHZ_URL if url is None else url
+    if not url:
+        return Served(local_release(), True, "no HEALTHZ_URL")
+    try:
+        status, body = http_get(url, timeout=timeout)
+    except (BadURL, OSError, http.client.HTTPException) as exc:
+        return Served(local_release(), True, f"{url}: {type(exc).__name__}: {exc}"[:300])
+    try:
+        release = json.loads(body).get("releaseId")
+    except (ValueError, AttributeError):
+        release = None
+    if not isinstance(release, str) or not release:
+        return Served(local_release(), True, f"{url} answered {status} without a releaseId")
+    return Served(release)
+
+
 def register(started_at: Any = None) -> Host:
     """Write this host's row now."""
+    served = served_release()
     values: dict[str, Any] = {
         "cluster": cluster_queue()[:100],
-        "release": local_release()[:40],
+        "release": served.release[:40],
+        "release_from_checkout": served.from_checkout,
+        "release_problem": served.problem[:300],
         "healthz_url": (app_settings.HEALTHZ_URL or "")[:500],
         "drained": _drained(),
         "heartbeat_at": timezone.now(),
@@ -111,6 +152,8 @@ class HostInfo:
     healthz_url: str
     drained: bool
     heartbeat_age: float | None
+    release_from_checkout: bool = False
+    release_problem: str = ""
 
     @property
     def alive(self) -> bool:
@@ -122,6 +165,8 @@ class HostInfo:
             "name": self.name,
             "cluster": self.cluster,
             "release": self.release,
+            "release_from_checkout": self.release_from_checkout,
+            "release_problem": self.release_problem,
             "healthz_url": self.healthz_url,
             "drained": self.drained,
             "heartbeat_age": None if self.heartbeat_age is None else round(self.heartbeat_age, 1),
@@ -139,6 +184,8 @@ def registered_hosts() -> list[HostInfo]:
             h.healthz_url,
             h.drained,
             (now - h.heartbeat_at).total_seconds() if h.heartbeat_at else None,
+            bool(h.release_from_checkout),
+            h.release_problem or "",
         )
         for h in Host.objects.order_by("name")
     ]
@@ -151,9 +198,16 @@ def hosts_table(hosts: list[HostInfo]) -> str:
             "No host is registered: each host's django-q2 cluster registers it when it runs "
             "(python manage.py qcluster)."
         )
-    lines = [f"{'HOST':<20} {'RELEASE':<10} {'HEARTBEAT':<14} {'STATE':<9} CLUSTER"]
+    lines = [f"{'HOST':<20} {'RELEASE':<11} {'HEARTBEAT':<14} {'STATE':<9} CLUSTER"]
+    notes = []
     for h in hosts:
         age = "never" if h.heartbeat_age is None else f"{h.heartbeat_age:.0f} s ago"
         state = "drained" if h.drained else ("up" if h.alive else "no cluster")
-        lines.append(f"{h.name:<20} {h.release[:10] or '?':<10} {age:<14} {state:<9} {h.cluster}")
-    return "\n".join(lines)
+        release = (h.release[:10] or "?") + ("*" if h.release_from_checkout else "")
+        lines.append(f"{h.name:<20} {release:<11} {age:<14} {state:<9} {h.cluster}")
+        if h.release_from_checkout:
+            notes.append(
+                f"* {h.name}: its checkout's commit, not read from what it serves "
+                f"({h.release_problem or 'HEALTHZ_URL gave no releaseId'})"
+            )
+    return "\n".join(lines + notes)

@@ -106,6 +106,10 @@ Q_CLUSTER = {
     "catch_up": False,
     "ALT_CLUSTERS": {},
 }
+# A Redis broker instead of the ORM one (docs/rollout.md), e.g. redis://127.0.0.1:6379/3
+if os.environ.get("EXAMPLE_Q_REDIS"):
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = os.environ["EXAMPLE_Q_REDIS"]
 
 
 def _env_list(name, default):

@@ -25,7 +25,12 @@ def hosts():
         name="web2", cluster="deploy-web2", release="a" * 40, heartbeat_at=now, drained=True
     )
     Host.objects.create(
-        name="web3", cluster="deploy-web3", release="b" * 40, heartbeat_at=now - timedelta(hours=1)
+        name="web3",
+        cluster="deploy-web3",
+        release="b" * 40,
+        heartbeat_at=now - timedelta(hours=1),
+        release_from_checkout=True,
+        release_problem="no HEALTHZ_URL",
     )
 
 
@@ -46,6 +51,9 @@ def test_hosts_page_shows_release_heartbeat_and_state(hosts, django_user_model, 
     assert "web1" in page and "deploy-web2" in page and "a" * 10 in page
     for state in ("up", "drained", "no cluster"):
         assert f">{state}<" in page, state
+    # web3's release came from its checkout, not from what its Gunicorn serves
+    assert '<code>bbbbbbbbbb</code> <span title="no HEALTHZ_URL">(checkout)</span>' in page
+    assert page.count("(checkout)") == 1
 
 
 def test_staff_without_permission_cannot_see_hosts(hosts, django_user_model):

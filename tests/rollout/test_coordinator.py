@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,13 +18,15 @@ import time
 import pytest
 
 from django_zerodeploy import exit_codes
-from tests.support.fleet import Watcher, make_fleet, start_fleet, stop_fleet
+from tests.rollout.conftest import NAMES
+from tests.support.fleet import good_rollout, listed_releases, rollout_under_load
+from tests.support.fleet import releases as _releases
 from tests.support.gunicorn import wait_for
 from tests.support.load import LoadGenerator
+from tests.support.site import git
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-NAMES = ["web1", "web2", "web3"]
 BREAK = 'def home(request):\n    if os.environ.get("EXAMPLE_BREAK"):\n        raise RuntimeError("broken on this host")\n'
 
 
@@ -35,67 +36,52 @@ def broken_views(site) -> str:
     return "import os\n" + text.replace("def home(request):\n", BREAK, 1)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    if not shutil.which("psql"):
-        pytest.fail("psql is needed to create the shared test database")
-    made = make_fleet(tmp_path_factory.mktemp("fleet"), NAMES, {"web2": {"EXAMPLE_BREAK": "1"}})
-    try:
-        start_fleet(made)
-        listed = wait_for(lambda: _registered(made) == NAMES, timeout=90)
-        assert listed, [h.cluster.log_text() for h in made.hosts]
-        yield made
-    finally:
-        stop_fleet(made)
-
-
-def _registered(fleet) -> list[str]:
-    result = fleet.coordinator("--hosts", "--list", "--json")
-    if result.returncode:
-        return []
-    return [h["name"] for h in json.loads(result.stdout) if h["alive"]]
-
-
-def _releases(fleet) -> dict[str, str]:
-    return {h.name: h.gunicorn.healthz()["releaseId"] for h in fleet.hosts}
-
-
-def _rollout(fleet, *args: str):
-    """Run a rollout on web1 under load through HAProxy, logging HAProxy and the masters."""
-    load = LoadGenerator(port=fleet.haproxy.port, clients=3, max_seconds=480, timeout=30).start()
-    try:
-        with Watcher(fleet) as watcher, load.operation():
-            result = fleet.coordinator("--hosts", *args)
-    finally:
-        report = load.stop()
-    report.assert_covered()
-    assert report.failed == 0, report.summary() + result.stdout + result.stderr
-    return result, report, watcher
-
-
-def test_hosts_list_shows_each_cluster(fleet):
+def test_hosts_list_shows_each_cluster_and_the_release_its_gunicorn_serves(fleet):
     text = fleet.coordinator("--hosts", "--list").stdout
     for name in NAMES:
         assert name in text and f"deploy-{name}" in text
     v1 = fleet.hosts[0].site.server_head()
     assert set(_releases(fleet).values()) == {v1}
+    # web3's checkout moves on without a reload: the registry keeps what its Gunicorn serves
+    web3 = fleet.host("web3").site
+    git(web3.server, "-c", "user.name=Ops", "-c", "user.email=ops@example.com", "commit", "-q",
+        "--allow-empty", "-m", "not deployed")  # fmt: skip
+    committed = time.monotonic()
+
+    def beaten_since() -> dict | None:  # every host's heartbeat is newer than the commit
+        rows = listed_releases(fleet)
+        age = time.monotonic() - committed
+        fresh = all(
+            r["heartbeat_age"] is not None and r["heartbeat_age"] < age - 0.2 for r in rows.values()
+        )
+        return rows if fresh else None
+
+    try:
+        assert web3.server_head() != v1
+        rows = wait_for(beaten_since, timeout=30)
+        assert rows, fleet.coordinator("--hosts", "--list").stdout
+    finally:
+        git(web3.server, "reset", "-q", "--hard", v1)
+    assert {
+        n: (r["release"], r["release_from_checkout"]) for n, r in rows.items()
+    } == dict.fromkeys(NAMES, (v1, False))
 
 
 def test_rollout_batch_1_drains_each_host_before_it_switches(fleet):
-    v2 = fleet.hosts[0].site.commit_release("v2")
-    result, report, watcher = _rollout(fleet, "all", "--batch", "1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert _releases(fleet) == dict.fromkeys(NAMES, v2)
-    assert report.last_marker == "v2"
-    switches = watcher.switches()
-    assert sorted(name for name, _ in switches) == NAMES, switches
-    assert all(status.startswith(("DOWN", "MAINT")) for _, status in switches), switches
+    result = good_rollout(fleet, "v2", "--batch", "1")
     assert "Rolled out" in result.stdout
+    v2 = fleet.hosts[0].site.server_head()
+    rows = listed_releases(fleet)
+    assert {n: r["release"] for n, r in rows.items()} == dict.fromkeys(NAMES, v2)
+    text = fleet.coordinator("--hosts", "--list").stdout
+    for name in NAMES:
+        assert f"{name:<20} {v2[:10]} " in text, text
+    assert "*" not in text  # every release read from the host's /healthz/, none from a checkout
 
 
 def test_rollout_batch_2_and_json(fleet):
     v3 = fleet.hosts[0].site.commit_release("v3")
-    result, report, watcher = _rollout(fleet, "all", "--batch", "2", "--json")
+    result, report, watcher = rollout_under_load(fleet, "all", "--batch", "2", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)
     assert data["status"] == "succeeded" and data["target_sha"] == v3
@@ -167,7 +153,7 @@ def test_release_failing_on_the_second_host_stops_and_rolls_back(fleet):
     fleet.hosts[0].site.commit_release(
         "v5-broken", files={"notes/views.py": broken_views(fleet.hosts[0].site)}
     )
-    result, report, watcher = _rollout(fleet, "all")
+    result, report, watcher = rollout_under_load(fleet, "all")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "stopped at web2" in result.stderr, result.stderr
     assert _releases(fleet) == dict.fromkeys(NAMES, before)  # web1 rolled back, web3 untouched
@@ -182,7 +168,7 @@ def test_batch_2_a_batch_mate_failing_rolls_back_the_host_it_deployed_first(flee
     before = _releases(fleet)
     assert len(set(before.values())) == 1, before
     fleet.hosts[0].site.commit_release("v6-broken")  # dev's views still fail on web2
-    result, report, watcher = _rollout(fleet, "all", "--batch", "2")
+    result, report, watcher = rollout_under_load(fleet, "all", "--batch", "2")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "stopped at web2" in result.stderr, result.stderr
     assert "web1: rolled back" in result.stdout, result.stdout

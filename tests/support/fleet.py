@@ -1,12 +1,17 @@
 """Several hosts of one site on loopback, sharing one PostgreSQL database, behind a real
 HAProxy: each host its own checkout (cloned from one origin), runtime directory, Gunicorn port
-and qcluster (``Q_CLUSTER_NAME=deploy-<host>``)."""
+and qcluster (``Q_CLUSTER_NAME=deploy-<host>``).
+
+The broker is django-q2's ORM broker on that database, or (``broker="redis"``) the Redis
+server on 127.0.0.1:6379, in a database number this run claims and empties afterwards.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -14,15 +19,19 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.gunicorn import Gunicorn, free_port
+from tests.support.gunicorn import Gunicorn, free_port, wait_for
 from tests.support.qcluster import QCluster
 from tests.support.site import Site, git, make_site
 
 # HAProxy's check timing, and the same values in each host's settings (the drain formula)
 INTER_MS, FALL, RISE = 500, 2, 2
+BROKERS = ("orm", "redis")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_CLAIM = "zerodeploy-tests:claimed-by"  # marks a Redis database number as one run's
 
 
 def psql(*sql: str, db: str = "postgres") -> None:
@@ -49,6 +58,8 @@ class Fleet:
     database: str
     hosts: list[Host] = field(default_factory=list)
     haproxy: HAProxy | None = None
+    redis_db: int | None = None  # the Redis broker's database number, when it is used
+    owner: str = ""
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -61,8 +72,41 @@ class Fleet:
         host.cluster = QCluster(host.site, Q_CLUSTER_NAME=f"deploy-{host.name}")
 
 
-def host_env(name: str, database: str) -> dict[str, str]:
+def claim_redis_db(owner: str) -> int:
+    """An empty Redis database number (1-15; 0 is left to others), marked as ``owner``'s so
+    that concurrent runs never share one."""
+    import redis
+
+    for number in range(1, 16):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
+        if client.set(REDIS_CLAIM, owner, nx=True, ex=7200):
+            if client.dbsize() == 1:
+                return number
+            client.delete(REDIS_CLAIM)  # someone else's keys live there
+    raise RuntimeError(f"no empty Redis database on {REDIS_HOST}:{REDIS_PORT}")
+
+
+def release_redis_db(number: int, owner: str) -> list[str]:
+    """Delete every key this run left in its database (the queues, the cluster stats) and
+    the claim; returns the keys that were left, for the test to look at."""
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
+    if client.get(REDIS_CLAIM) != owner.encode():
+        return []
+    left = [k.decode() for k in client.scan_iter("django_q:*")]
+    if left:
+        client.delete(*left)
+    client.delete(REDIS_CLAIM)
+    return left
+
+
+def host_env(name: str, database: str, redis_db: int | None = None) -> dict[str, str]:
+    broker = {}
+    if redis_db is not None:
+        broker["EXAMPLE_Q_REDIS"] = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}"
     return {
+        **broker,
         "EXAMPLE_DB_ENGINE": "postgresql",
         "EXAMPLE_DB_NAME": database,
         "ZERODEPLOY_HOST": name,
@@ -72,11 +116,19 @@ def host_env(name: str, database: str) -> dict[str, str]:
     }
 
 
-def make_fleet(root: Path, names: list[str], env: dict[str, dict[str, str]]) -> Fleet:
-    """One origin, one checkout per host, a fresh database (dropped by ``drop_fleet``)."""
-    database = f"zd_rollout_{uuid.uuid4().hex[:10]}"
+def make_fleet(
+    root: Path, names: list[str], env: dict[str, dict[str, str]], broker: str = "orm"
+) -> Fleet:
+    """One origin, one checkout per host, a fresh database (dropped by ``stop_fleet``) and,
+    with ``broker="redis"``, a Redis database of its own (emptied by ``stop_fleet``)."""
+    if broker not in BROKERS:
+        raise ValueError(broker)
+    run = uuid.uuid4().hex[:10]
+    database = f"zd_rollout_{run}"
     psql(f"CREATE DATABASE {database}")
-    fleet = Fleet(root, database)
+    fleet = Fleet(root, database, owner=run)
+    if broker == "redis":
+        fleet.redis_db = claim_redis_db(run)
     first = make_site(root / names[0], migrate=False)
     for name in names:
         if name == names[0]:
@@ -91,7 +143,7 @@ def make_fleet(root: Path, names: list[str], env: dict[str, dict[str, str]]) -> 
             site = Site(
                 base, first.origin, first.dev, server, runtime, base / "db.sqlite3", base / "static"
             )
-        site.extra_env = {**host_env(name, database), **env.get(name, {})}
+        site.extra_env = {**host_env(name, database, fleet.redis_db), **env.get(name, {})}
         fleet.hosts.append(Host(name, site))
     first.manage("migrate", "--noinput")
     for host in fleet.hosts:
@@ -116,6 +168,31 @@ def stop_fleet(fleet: Fleet) -> None:
             host.gunicorn.stop()
     with contextlib.suppress(subprocess.CalledProcessError):
         psql(f"DROP DATABASE IF EXISTS {fleet.database} WITH (FORCE)")
+    if fleet.redis_db is not None:
+        release_redis_db(fleet.redis_db, fleet.owner)
+
+
+def registered(fleet: Fleet) -> list[str]:
+    """The hosts ``deploy --hosts --list`` shows with a live heartbeat."""
+    result = fleet.coordinator("--hosts", "--list", "--json")
+    if result.returncode:
+        return []
+    return [h["name"] for h in json.loads(result.stdout) if h["alive"]]
+
+
+@contextlib.contextmanager
+def running_fleet(
+    root: Path, names: list[str], env: dict[str, dict[str, str]], broker: str = "orm"
+) -> Iterator[Fleet]:
+    """A started fleet whose every host registered, stopped and cleaned up afterwards."""
+    made = make_fleet(root, names, env, broker)
+    try:
+        start_fleet(made)
+        listed = wait_for(lambda: registered(made) == names, timeout=90)
+        assert listed, [h.cluster.log_text() for h in made.hosts]
+        yield made
+    finally:
+        stop_fleet(made)
 
 
 class HAProxy:
@@ -240,3 +317,55 @@ def _pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def releases(fleet: Fleet) -> dict[str, str]:
+    """The ``releaseId`` each host's own Gunicorn reports."""
+    return {h.name: h.gunicorn.healthz()["releaseId"] for h in fleet.hosts}
+
+
+def rollout_under_load(fleet: Fleet, *args: str):  # noqa: ANN201 - (result, report, watcher)
+    """``deploy --hosts ARGS`` on web1 under load through HAProxy, logging HAProxy and the
+    masters; 0 failed requests and every phase covered."""
+    from tests.support.load import LoadGenerator
+
+    load = LoadGenerator(port=fleet.haproxy.port, clients=3, max_seconds=480, timeout=30).start()
+    try:
+        with Watcher(fleet) as watcher, load.operation():
+            result = fleet.coordinator("--hosts", *args)
+    finally:
+        report = load.stop()
+    report.assert_covered()
+    assert report.failed == 0, report.summary() + result.stdout + result.stderr
+    return result, report, watcher
+
+
+def good_rollout(fleet: Fleet, marker: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Commit release ``marker``, roll it out with ``args``: every host serves it afterwards,
+    and HAProxy had each host out of rotation when its master switched."""
+    target = fleet.hosts[0].site.commit_release(marker)
+    result, report, watcher = rollout_under_load(fleet, "all", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [h.name for h in fleet.hosts]
+    assert releases(fleet) == dict.fromkeys(names, target)
+    assert report.last_marker == marker
+    switches = watcher.switches()
+    assert sorted(name for name, _ in switches) == names, switches
+    assert all(status.startswith(("DOWN", "MAINT")) for _, status in switches), switches
+    return result
+
+
+def listed_releases(fleet: Fleet, timeout: float = 30) -> dict[str, dict]:
+    """``deploy --hosts --list --json`` once every host's heartbeat records the release its
+    Gunicorn serves (they beat every 5 s)."""
+    want = releases(fleet)
+
+    def listed() -> dict[str, dict] | None:
+        result = fleet.coordinator("--hosts", "--list", "--json")
+        rows = {h["name"]: h for h in json.loads(result.stdout)} if not result.returncode else {}
+        ok = all(rows.get(n, {}).get("release") == r for n, r in want.items())
+        return rows if ok else None
+
+    rows = wait_for(listed, timeout=timeout)
+    assert rows, (want, fleet.coordinator("--hosts", "--list").stdout)
+    return rows

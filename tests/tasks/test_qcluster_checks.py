@@ -117,3 +117,15 @@ def test_checks_are_registered_with_django():
 def test_no_warnings_when_django_q_is_not_installed(settings):
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django_q"]
     assert ids({"orm": "default"}) == []
+
+
+def test_a_redis_broker_keeps_heartbeats_itself_so_a_local_cache_is_no_warning():
+    """django-q2's Redis broker writes the clusters' stats to Redis, not Q_CLUSTER['cache']."""
+    from django_zerodeploy.qcluster_checks import stats_in_broker
+
+    redis = {k: v for k, v in SAFE.items() if k != "orm"} | {"redis": "redis://127.0.0.1:6379/0"}
+    assert ids({**redis, "cache": "default"}) == []
+    assert stats_in_broker(redis) and not stats_in_broker(SAFE)
+    assert not stats_in_broker({**redis, "sqs": {"aws_region": "x"}})
+    assert stats_in_broker({"broker_class": "django_q.brokers.redis_broker.Redis"})
+    assert not stats_in_broker({"broker_class": "django_q.brokers.orm.ORM"})
