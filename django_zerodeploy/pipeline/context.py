@@ -81,7 +81,7 @@ class DeployContext:
     baselines: set[str] = field(default_factory=set)  # releases the live state may hold
     unknown_baseline: bool = False  # a baseline git cannot diff: assume everything changed
     worktree: Path | None = None
-    shared: Any = None  # shared.SharedPaths: live state linked into the worktree
+    shared: Any = None  # shared_paths.SharedPaths: live state linked into the worktree
 
     # what the new release needs
     pending: list[PendingMigration] = field(default_factory=list)

@@ -16,11 +16,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import exit_codes
+from .. import exit_codes, shared_paths
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
-from . import migrations, records, shared
+from . import migrations, records
 from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
@@ -225,7 +225,7 @@ def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None
     ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
     try:
         ctx.git.worktree_add(path, ctx.target_sha)
-        shared.link_into(path, ctx.live, ctx.shared or shared.SharedPaths())
+        shared_paths.link_into(path, ctx.live, ctx.shared or shared_paths.SharedPaths())
     except (GitError, CommandFailure) as exc:
         plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
         records.remove_worktree(ctx.git, path)

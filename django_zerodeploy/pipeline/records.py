@@ -23,8 +23,8 @@ from ..exit_codes import CommandFailure
 from ..git import Git, GitError
 from ..models import Deployment, DeploymentStep
 from ..osutil import os_user, started_at
+from ..shared_paths import unlink_from
 from .project import OWNER_ENV
-from .shared import unlink_from
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status

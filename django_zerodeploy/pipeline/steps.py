@@ -20,14 +20,14 @@ import psutil
 from django.apps import apps
 from django.conf import settings
 
-from .. import exit_codes, gunicorn, proc
+from .. import exit_codes, gunicorn, proc, shared_paths
 from ..conf import app_settings, extra_steps_problem
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
 from ..gunicorn.result import OLD_RETIRED
 from ..gunicorn.strategies import HOOKLESS_NOTE
 from ..preflight import preflight
-from . import migrations, packages, records, serving, shared
+from . import migrations, packages, records, serving
 from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
 
 
@@ -135,8 +135,8 @@ class EnvironmentStep(Step):
                 exit_codes.USAGE,
             )
         details.append("clean")
-        ctx.shared = shared.shared_paths(ctx.git, ctx.live)
-        shared.refuse_tracked(ctx.git, ctx.live, ctx.shared)
+        ctx.shared = shared_paths.shared_paths(ctx.git, ctx.live)
+        shared_paths.refuse_tracked(ctx.git, ctx.live, ctx.shared)
         free_mb = min(
             psutil.disk_usage(str(ctx.live)).free,
             psutil.disk_usage(str(app_settings.runtime_dir)).free,
@@ -315,7 +315,7 @@ class PrepareStep(Step):
             raise StepFailed(f"Cannot prepare a worktree of {ctx.target_sha[:10]}: {exc}") from None
         # the live checkout's own state (.env, SQLite, media, static, venv...) seen from the
         # worktree: what the preflight checks is what the workers will run with
-        linked = shared.link_into(path, ctx.live, ctx.shared or shared.SharedPaths())
+        linked = shared_paths.link_into(path, ctx.live, ctx.shared or shared_paths.SharedPaths())
         return Outcome(
             f"worktree {path}; linked {len(linked)} live path(s)",
             "linked from the live checkout:\n" + "\n".join(linked) if linked else "",

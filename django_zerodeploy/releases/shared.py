@@ -1,4 +1,4 @@
-"""``ROOT/shared``: the in-place layout's shared-path rules (``pipeline.shared``), applied to
+"""``ROOT/shared``: the in-place layout's shared-path rules (``shared_paths``), applied to
 releases. What git ignores, the SQLite/MEDIA_ROOT/STATIC_ROOT paths inside the checkout and
 ``SHARED_PATHS`` (minus ``SHARED_PATHS_EXCLUDE``) live once in ``ROOT/shared`` and are linked
 into every release. A virtualenv inside the checkout is the one exception: each release has its
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..git import Git
 from ..osutil import write_json_atomic
-from ..pipeline.shared import SharedPaths, link_into, shared_paths
+from ..shared_paths import SharedPaths, link_into, shared_paths
 from .layout import VENV_LINK, ReleasesRoot
 
 

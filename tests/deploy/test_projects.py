@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from django_zerodeploy import shared_paths
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.git import Git
 from django_zerodeploy.gunicorn.master import Master
-from django_zerodeploy.pipeline import shared
 from django_zerodeploy.pipeline.project import Project
 from tests.deploy.test_deploy import assert_clean_checkout, history, show, step, under_load
 from tests.support.projects import LAYOUTS, ProjectSite, home_template, make_project
@@ -347,10 +347,10 @@ def test_a_release_tracking_live_state_is_refused_naming_it(tmp_path):
     live, tree = tmp_path / "live", tmp_path / "tree"
     (live / "media").mkdir(parents=True)
     (tree / "media").mkdir(parents=True)  # the release tracks a file in media/
-    paths = shared.SharedPaths()
+    paths = shared_paths.SharedPaths()
     paths.add("media", "MEDIA_ROOT")
     with pytest.raises(CommandFailure) as refused:
-        shared.link_into(tree, live, paths)
+        shared_paths.link_into(tree, live, paths)
     assert "media is live state" in refused.value.message
     assert "SHARED_PATHS_EXCLUDE" in refused.value.message
 
@@ -360,7 +360,7 @@ def test_removing_a_worktree_never_reaches_through_its_links(tmp_path):
     (live / "media" / "uploads").mkdir(parents=True)
     (live / "media" / "uploads" / "photo.jpg").write_bytes(b"jpeg")
     (tree / "myproject").mkdir(parents=True)
-    paths = shared.SharedPaths()
+    paths = shared_paths.SharedPaths()
     for rel, why in (
         ("media", "MEDIA_ROOT"),
         ("media/uploads", "git-ignored"),
@@ -368,8 +368,8 @@ def test_removing_a_worktree_never_reaches_through_its_links(tmp_path):
     ):
         paths.add(rel, why)
     assert list(paths.paths) == ["media"]  # a parent covers its children; bytecode never
-    shared.link_into(tree, live, paths)
-    shared.unlink_from(tree)
+    shared_paths.link_into(tree, live, paths)
+    shared_paths.unlink_from(tree)
     assert not (tree / "media").exists()
     assert (live / "media" / "uploads" / "photo.jpg").read_bytes() == b"jpeg"
 
@@ -410,7 +410,7 @@ def test_shared_paths_are_the_ignored_state_and_the_settings_paths(tmp_path, set
     settings.MEDIA_ROOT = str(live / "media")  # not there yet, not ignored: still shared
     settings.STATIC_ROOT = str(tmp_path / "elsewhere")  # outside the checkout: nothing to link
     settings.ZERODEPLOY = {"SHARED_PATHS_EXCLUDE": ["build"], "SHARED_PATHS": ["uploads"]}
-    found = shared.shared_paths(repo, live)
+    found = shared_paths.shared_paths(repo, live)
     assert found.paths == {
         ".env": "git-ignored",
         "app/local_settings.py": "git-ignored",
@@ -419,15 +419,15 @@ def test_shared_paths_are_the_ignored_state_and_the_settings_paths(tmp_path, set
         "uploads": "SHARED_PATHS",
         "venv": "git-ignored",
     }
-    shared.refuse_tracked(repo, live, found)  # none of it tracked
+    shared_paths.refuse_tracked(repo, live, found)  # none of it tracked
 
 
 def test_a_database_tracked_by_git_is_refused_with_the_fix(tmp_path):
     live = tmp_path / "live"
     repo = _repo(live, {"db.sqlite3": "", "manage.py": ""}, "")
-    paths = shared.SharedPaths()
+    paths = shared_paths.SharedPaths()
     paths.add("db.sqlite3", "DATABASES['default']['NAME']")
     with pytest.raises(CommandFailure) as refused:
-        shared.refuse_tracked(repo, live, paths)
+        shared_paths.refuse_tracked(repo, live, paths)
     assert "is tracked by git" in refused.value.message
     assert "git rm -r --cached db.sqlite3" in refused.value.message

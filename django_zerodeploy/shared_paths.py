@@ -23,10 +23,10 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
-from .. import exit_codes
-from ..conf import app_settings
-from ..exit_codes import CommandFailure
-from ..git import Git, GitError
+from . import exit_codes
+from .conf import app_settings
+from .exit_codes import CommandFailure
+from .git import Git, GitError
 
 # Never linked: per-tree bytecode, and SQLite's own side files (SQLite puts them next to the
 # resolved database file by itself; a link to a WAL file that is later deleted would dangle).
