@@ -58,14 +58,16 @@ def sleeper() -> Iterator[Callable[..., psutil.Process]]:
     def start(*ignore: int) -> psutil.Process:
         code = "import signal, time\n"
         code += "".join(f"signal.signal({int(s)}, signal.SIG_IGN)\n" for s in ignore)
-        code += "time.sleep(60)\n"
-        started.append(subprocess.Popen([sys.executable, "-c", code]))
+        code += "print('ready', flush=True)\ntime.sleep(60)\n"
+        started.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE))
+        # a signal sent before the child ignores it would kill it (SIGUSR2's default action)
+        assert started[-1].stdout is not None and started[-1].stdout.readline() == b"ready\n"
         return psutil.Process(started[-1].pid)
 
     yield start
     for popen in started:
         popen.kill()
-        popen.wait()
+        popen.communicate()  # reaps it and closes its stdout
 
 
 def master_for(proc: psutil.Process) -> Master:
