@@ -12,8 +12,8 @@ from .. import exit_codes
 from ..exit_codes import CommandFailure
 from ..git import Commit, Git
 from ..migration_safety import PendingMigration
-from ..releases.layout import Release, ReleasesRoot, current_layout
-from .project import Project
+from ..releases.layout import Release, ReleasesRoot
+from .project import Project, current_layout
 
 if TYPE_CHECKING:
     from ..models import Deployment

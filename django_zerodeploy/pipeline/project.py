@@ -17,6 +17,7 @@ from django.conf import settings
 
 from .. import proc
 from ..conf import app_settings
+from ..releases.layout import Layout, detect
 
 # Every subprocess a deploy starts carries this variable, so that the next deploy can find the
 # steps a killed deploy left running (their parent died; they did not) and wait for them.
@@ -114,3 +115,8 @@ def _project_rel(repo: Path) -> Path:
     for found in sorted(repo.glob("*/manage.py")):
         return found.parent.relative_to(repo)
     return Path(".")
+
+
+def current_layout() -> Layout:
+    """The layout of the project this process runs (REPO_DIR and ZERODEPLOY["LAYOUT"])."""
+    return detect(app_settings.repo_dir, app_settings.LAYOUT)

@@ -28,9 +28,10 @@ from .. import proc
 from ..conf import app_settings
 from ..git import GitError
 from ..releases import prune, shared, switch, venvs
-from ..releases.layout import NAME_RE, VENV_LINK, Release, current_layout
+from ..releases.layout import NAME_RE, VENV_LINK, Release
 from . import serving
 from .context import DeployContext, Outcome, StepFailed
+from .project import current_layout
 from .release_rollback import RollbackTargetStep
 from .steps import (
     CollectStaticStep,

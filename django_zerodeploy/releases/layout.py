@@ -184,10 +184,3 @@ def detect(checkout: Path, setting: str | None = None) -> Layout:
             )
         return Layout(IN_PLACE)
     return Layout(RELEASES, root, root.release(checkout.resolve().name))
-
-
-def current_layout() -> Layout:
-    """The layout of the project this process runs (REPO_DIR and ZERODEPLOY["LAYOUT"])."""
-    from ..conf import app_settings
-
-    return detect(app_settings.repo_dir, app_settings.LAYOUT)
