@@ -18,17 +18,7 @@ from django.utils.timezone import localtime
 
 from . import admin_views
 from .models import Deployment
-
-TRIGGER_PERMISSION = "django_zerodeploy.trigger_deploy"
-
-
-def can_trigger(request: HttpRequest) -> bool:
-    """Only users granted ``trigger_deploy`` (superusers have every permission)."""
-    return bool(
-        request.user.is_active
-        and request.user.is_staff
-        and request.user.has_perm(TRIGGER_PERMISSION)
-    )
+from .permissions import TRIGGER_PERMISSION, can_trigger  # noqa: F401  (also importable here)
 
 
 def status_badge(status: str, label: str | None = None) -> str:

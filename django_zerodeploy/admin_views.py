@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .exit_codes import CommandFailure
 from .git import GitError, validate_ref
 from .models import Deployment, DeploymentStep
+from .permissions import can_trigger
 from .pipeline.records import iso
 from .proc import tail
 from .tasks import cluster_status, queue_deployment
@@ -46,14 +47,8 @@ def _url(model_admin: DeploymentAdmin, name: str, *args: Any) -> str:
     return reverse(f"{model_admin.admin_site.name}:django_zerodeploy_deployment_{name}", args=args)
 
 
-def _can_trigger(request: HttpRequest) -> bool:
-    from .admin import can_trigger
-
-    return can_trigger(request)
-
-
 def _require_trigger(request: HttpRequest) -> None:
-    if not _can_trigger(request):
+    if not can_trigger(request):
         raise PermissionDenied(
             "Starting deploys needs the django_zerodeploy.trigger_deploy permission."
         )
@@ -64,7 +59,7 @@ def console_context(request: HttpRequest) -> dict[str, Any]:
     """Cluster status and the deploy button, for the history page."""
     return {
         "zd_cluster": cluster_status(),
-        "zd_can_trigger": _can_trigger(request),
+        "zd_can_trigger": can_trigger(request),
         "zd_active": list(Deployment.objects.filter(status__in=ACTIVE).order_by("id")[:5]),
     }
 
@@ -74,7 +69,7 @@ def detail_context(
 ) -> dict[str, Any]:
     previous = Deployment.objects.filter(pk__lt=obj.pk).order_by("-pk").first()
     following = Deployment.objects.filter(pk__gt=obj.pk).order_by("pk").first()
-    can = _can_trigger(request)
+    can = can_trigger(request)
     steps = list(obj.steps.all())
     return {
         "title": f"Deploy #{obj.pk}",

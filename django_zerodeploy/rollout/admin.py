@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now
 
 from ..models import Host, Rollout
+from ..permissions import can_trigger
 from .hosts import STALE_AFTER
 
 
@@ -29,8 +30,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return bool(request.user.is_active and request.user.is_superuser)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        from ..admin import can_trigger
-
         return super().has_view_permission(request, obj) or can_trigger(request)
 
 
