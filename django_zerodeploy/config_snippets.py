@@ -48,6 +48,16 @@ class ProjectFacts:
     hostname: str
 
 
+def healthz_path() -> str | None:
+    """Where the URLconf serves /healthz/, or None when django_zerodeploy.urls is not included."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("django_zerodeploy:healthz")
+    except NoReverseMatch:
+        return None
+
+
 def wsgi_app_spec() -> str:
     from django.conf import settings
 
@@ -76,7 +86,6 @@ def project_facts() -> ProjectFacts:
     from django.conf import settings
 
     from .osutil import os_user
-    from .setup_check import healthz_path
 
     repo = app_settings.repo_dir
     unit = app_settings.GUNICORN_SYSTEMD_UNIT or "gunicorn.service"
@@ -170,10 +179,12 @@ SocketMode=0600
 WantedBy=sockets.target
 """
 
-GUNICORN = """\
+# The line that installs the hooks; setup_check looks for it in gunicorn.conf.py.
+HOOK_LINE = "from django_zerodeploy.gunicorn_conf import *  # noqa: F401,F403"
+GUNICORN = f"""\
 # @REPO_DIR@/gunicorn.conf.py
 # The hooks: a worker takes requests only once Django, the URLconf and SMOKE_URLS answered.
-from django_zerodeploy.gunicorn_conf import *  # noqa: F401,F403
+{HOOK_LINE}
 
 wsgi_app = "@WSGI_APP@"
 bind = "unix:@SOCKET_PATH@"

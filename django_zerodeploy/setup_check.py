@@ -20,11 +20,11 @@ import psutil
 
 from . import exit_codes, proc
 from .conf import app_settings
+from .config_snippets import HOOK_LINE, healthz_path, suggested_runtime_dir, wsgi_app_spec
 from .exit_codes import CommandFailure
 from .runtime import default_runtime_dir
 
 MIDDLEWARE = "django_zerodeploy.middleware.HealthCheckMiddleware"
-HOOK_LINE = "from django_zerodeploy.gunicorn_conf import *  # noqa: F401,F403"
 UNIT_PROPERTIES = ("Type", "ExecReload", "KillMode", "NotifyAccess", "PrivateTmp", "User")
 _MARK = "ZERODEPLOY-SETUP "
 
@@ -139,15 +139,6 @@ def check_checkout() -> Finding:
     return Finding("checkout", True, f"{repo} on {branch}, follows {target}, clean")
 
 
-def healthz_path() -> str | None:
-    from django.urls import NoReverseMatch, reverse
-
-    try:
-        return reverse("django_zerodeploy:healthz")
-    except NoReverseMatch:
-        return None
-
-
 def check_urls() -> Finding:
     path = healthz_path()
     if path is None:
@@ -196,7 +187,6 @@ def check_healthz_url(master: Any) -> Finding:
 
 # -- Gunicorn side: the running master ---------------------------------------------------------
 def check_master() -> tuple[Finding, Any]:
-    from .config_snippets import wsgi_app_spec
     from .gunicorn.master import find_master, process_owner
 
     try:
@@ -370,8 +360,6 @@ def check_runtime_dir(master: Any) -> Finding:
 
 
 def _runtime_fix() -> str:
-    from .config_snippets import suggested_runtime_dir
-
     return (
         f'ZERODEPLOY["RUNTIME_DIR"] = "{suggested_runtime_dir()}"  '
         "# in settings.py: one directory for every process of the site"
