@@ -38,119 +38,145 @@ Exit codes:
 """
 
 
+# every option of the command: (flags, add_argument keyword arguments), in --help order
+ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--ref",), {"help": "Branch, tag or commit to deploy (default: REMOTE/BRANCH)."}),
+    (
+        ("--dry-run",),
+        {
+            "action": "store_true",
+            "help": "Show commits, changed files, steps and pending migrations; change nothing.",
+        },
+    ),
+    (
+        ("--rollback",),
+        {
+            "nargs": "?",
+            "const": True,
+            "default": None,
+            "metavar": "ID|COMMIT",
+            "help": "Deploy an earlier successful release (default: the one before the current).",
+        },
+    ),
+    (
+        ("--force",),
+        {
+            "action": "store_true",
+            "help": "Deploy even if the target already serves or was rolled back before.",
+        },
+    ),
+    (
+        ("--install",),
+        {"action": "store_true", "help": "Install requirements even if unchanged."},
+    ),
+    (
+        ("--collectstatic",),
+        {"action": "store_true", "help": "Collect static files even if unchanged."},
+    ),
+    (
+        ("--no-reload",),
+        {
+            "action": "store_true",
+            "help": "Everything but the reload and verify (e.g. before Gunicorn first runs).",
+        },
+    ),
+    (
+        ("--wait-lock",),
+        {
+            "type": float,
+            "default": 0,
+            "metavar": "SECONDS",
+            "help": "Wait this long for a running deploy instead of exiting 4 at once.",
+        },
+    ),
+    (
+        ("--no-input", "--noinput"),
+        {"action": "store_false", "dest": "interactive", "help": "Never prompt (scripts, CI)."},
+    ),
+    (
+        ("--json",),
+        {
+            "action": "store_true",
+            "help": "Print the result (or the plan, or the history) as JSON on stdout.",
+        },
+    ),
+    (("--history",), {"action": "store_true", "help": "List past deploys, newest first."}),
+    (("--limit",), {"type": int, "default": 20, "help": "How many deploys --history lists."}),
+    (
+        ("--allow-unsafe-migrations",),
+        {
+            "action": "store_true",
+            "help": "Acknowledge migrations the previous release cannot run against.",
+        },
+    ),
+    (
+        ("--check",),
+        {
+            "action": "store_true",
+            "help": "Inspect this host's setup (Gunicorn, hook, middleware, URLs, runtime "
+            "directory, systemd unit); print what is missing with the line to add. Exit 0 "
+            "when a deploy would work, 2 when not. Changes nothing.",
+        },
+    ),
+    (
+        ("--print-config",),
+        {
+            "choices": CONFIG_KINDS,
+            "metavar": "|".join(CONFIG_KINDS),
+            "help": "Print a ready-to-use configuration snippet filled in from this project.",
+        },
+    ),
+    (
+        ("--init-releases",),
+        {
+            "metavar": "ROOT",
+            "help": "Create the releases layout in ROOT (new or empty) from this in-place "
+            "checkout: a first release of HEAD, its venv, shared/ with a copy of the "
+            "git-ignored state, current; prints how to start Gunicorn from it. Changes "
+            "nothing in this checkout.",
+        },
+    ),
+    (
+        ("--hosts",),
+        {
+            "nargs": "?",
+            "const": "",
+            "metavar": "all|HOST,HOST",
+            "help": "Roll the release out to these registered hosts (or all), batch by batch, "
+            "each drained while it reloads, through its own django-q2 cluster.",
+        },
+    ),
+    (
+        ("--batch",),
+        {"type": int, "default": 1, "help": "Hosts per batch of a rollout (default 1)."},
+    ),
+    (("--list",), {"action": "store_true", "help": "With --hosts: list the registered hosts."}),
+    (
+        ("--keep-switched",),
+        {
+            "action": "store_true",
+            "help": "When a rollout stops, leave the hosts already switched on the new release.",
+        },
+    ),
+    (
+        ("--check-migrations",),
+        {
+            "action": "store_true",
+            "help": "Only classify the pending migrations of the current code (for CI) "
+            "and exit with that check's code.",
+        },
+    ),
+)
+
+
 class Command(ZeroDeployCommand):
     help = "Deploy the newest commit of the upstream branch (or --ref) with zero downtime."
     epilog = EPILOG  # the new code is checked in the preflight step, not by Django's checks
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--ref", help="Branch, tag or commit to deploy (default: REMOTE/BRANCH)."
-        )
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="Show commits, changed files, steps and pending migrations; change nothing.",
-        )
-        parser.add_argument(
-            "--rollback",
-            nargs="?",
-            const=True,
-            default=None,
-            metavar="ID|COMMIT",
-            help="Deploy an earlier successful release (default: the one before the current).",
-        )
-        parser.add_argument(
-            "--force",
-            action="store_true",
-            help="Deploy even if the target already serves or was rolled back before.",
-        )
-        parser.add_argument(
-            "--install", action="store_true", help="Install requirements even if unchanged."
-        )
-        parser.add_argument(
-            "--collectstatic", action="store_true", help="Collect static files even if unchanged."
-        )
-        parser.add_argument(
-            "--no-reload",
-            action="store_true",
-            help="Everything but the reload and verify (e.g. before Gunicorn first runs).",
-        )
-        parser.add_argument(
-            "--wait-lock",
-            type=float,
-            default=0,
-            metavar="SECONDS",
-            help="Wait this long for a running deploy instead of exiting 4 at once.",
-        )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Never prompt (scripts, CI).",
-        )
-        parser.add_argument(
-            "--json",
-            action="store_true",
-            help="Print the result (or the plan, or the history) as JSON on stdout.",
-        )
-        parser.add_argument(
-            "--history", action="store_true", help="List past deploys, newest first."
-        )
-        parser.add_argument(
-            "--limit", type=int, default=20, help="How many deploys --history lists."
-        )
-        parser.add_argument(
-            "--allow-unsafe-migrations",
-            action="store_true",
-            help="Acknowledge migrations the previous release cannot run against.",
-        )
-        parser.add_argument(
-            "--check",
-            action="store_true",
-            help="Inspect this host's setup (Gunicorn, hook, middleware, URLs, runtime "
-            "directory, systemd unit); print what is missing with the line to add. Exit 0 "
-            "when a deploy would work, 2 when not. Changes nothing.",
-        )
-        parser.add_argument(
-            "--print-config",
-            choices=CONFIG_KINDS,
-            metavar="|".join(CONFIG_KINDS),
-            help="Print a ready-to-use configuration snippet filled in from this project.",
-        )
-        parser.add_argument(
-            "--init-releases",
-            metavar="ROOT",
-            help="Create the releases layout in ROOT (new or empty) from this in-place "
-            "checkout: a first release of HEAD, its venv, shared/ with a copy of the "
-            "git-ignored state, current; prints how to start Gunicorn from it. Changes "
-            "nothing in this checkout.",
-        )
-        parser.add_argument(
-            "--hosts",
-            nargs="?",
-            const="",
-            metavar="all|HOST,HOST",
-            help="Roll the release out to these registered hosts (or all), batch by batch, "
-            "each drained while it reloads, through its own django-q2 cluster.",
-        )
-        parser.add_argument(
-            "--batch", type=int, default=1, help="Hosts per batch of a rollout (default 1)."
-        )
-        parser.add_argument(
-            "--list", action="store_true", help="With --hosts: list the registered hosts."
-        )
-        parser.add_argument(
-            "--keep-switched",
-            action="store_true",
-            help="When a rollout stops, leave the hosts already switched on the new release.",
-        )
-        parser.add_argument(
-            "--check-migrations",
-            action="store_true",
-            help="Only classify the pending migrations of the current code (for CI) "
-            "and exit with that check's code.",
-        )
+        """The options live in one table, so each reads as data rather than a call."""
+        for flags, kwargs in ARGUMENTS:
+            parser.add_argument(*flags, **kwargs)
 
     def run(self, options: dict[str, Any]) -> int:
         from ...pipeline import DeployOptions, build_plan, history, run_deploy
