@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandParser
 
@@ -18,6 +18,9 @@ from ...conf import app_settings
 from ...config_snippets import CONFIG_KINDS
 from ...exit_codes import CommandFailure
 from ..base import ZeroDeployCommand
+
+if TYPE_CHECKING:
+    from ...pipeline import DeployOptions
 
 EPILOG = """\
 Steps: lock, environment, fetch, prepare (worktree beside the live tree, the live git-ignored
@@ -179,7 +182,20 @@ class Command(ZeroDeployCommand):
             parser.add_argument(*flags, **kwargs)
 
     def run(self, options: dict[str, Any]) -> int:
-        from ...pipeline import DeployOptions, build_plan, history, run_deploy
+        shown = self._other_action(options)
+        if shown is not None:
+            return shown
+        deploy = _deploy_options(options)
+        if deploy.dry_run:
+            return self._dry_run(deploy, as_json=options["json"])
+        if not self._confirmed(deploy, options):
+            self.stderr.write("Cancelled; nothing was changed.")
+            return exit_codes.USAGE
+        return self._deploy(deploy, as_json=options["json"])
+
+    def _other_action(self, options: dict[str, Any]) -> int | None:
+        """The options that do something other than a deploy; None when none was given."""
+        from ...pipeline import history
         from ...pipeline.records import history_table
 
         as_json = options["json"]
@@ -208,40 +224,38 @@ class Command(ZeroDeployCommand):
             return self._init_releases(Path(options["init_releases"]))
         if options["hosts"] is not None:
             return self._rollout(options)
-        # usage errors (a bad ref, --ref with --rollback): one line on stderr, exit 2
-        deploy = DeployOptions(
-            ref=options["ref"],
-            force=options["force"],
-            install=options["install"],
-            collectstatic=options["collectstatic"],
-            no_reload=options["no_reload"],
-            dry_run=options["dry_run"],
-            rollback=options["rollback"],
-            wait_lock=options["wait_lock"],
-            trigger="cli",
-            allow_unsafe_migrations=options["allow_unsafe_migrations"],
-        )
-        if deploy.dry_run:
-            plan = build_plan(deploy)
-            self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())
-            # what the deploy would return when it would refuse; a running deploy is only a note
-            refused = plan.problems or plan.refused or plan.migration_errors
-            return plan.exit_code if refused else exit_codes.OK
-        if (
+        return None
+
+    def _dry_run(self, deploy: DeployOptions, *, as_json: bool) -> int:
+        """Print the plan; exit as the deploy would when it would refuse, else 0."""
+        from ...pipeline import build_plan
+
+        plan = build_plan(deploy)
+        self.stdout.write(json.dumps(plan.as_dict(), indent=2) if as_json else plan.as_text())
+        # what the deploy would return when it would refuse; a running deploy is only a note
+        refused = plan.problems or plan.refused or plan.migration_errors
+        return plan.exit_code if refused else exit_codes.OK
+
+    def _confirmed(self, deploy: DeployOptions, options: dict[str, Any]) -> bool:
+        """A person at a terminal confirms --force and --rollback; scripts are never asked."""
+        if not (
             (deploy.force or deploy.rollback)
             and options["interactive"]
             and sys.stdin.isatty()
-            and not as_json
+            and not options["json"]
         ):
-            what = (
-                "roll back"
-                if deploy.rollback
-                else "deploy with --force (even a release rolled back before)"
-            )
-            answer = input(f"Really {what}? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                self.stderr.write("Cancelled; nothing was changed.")
-                return exit_codes.USAGE
+            return True
+        what = (
+            "roll back"
+            if deploy.rollback
+            else "deploy with --force (even a release rolled back before)"
+        )
+        answer = input(f"Really {what}? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    def _deploy(self, deploy: DeployOptions, *, as_json: bool) -> int:
+        """Run the pipeline; with --json, stdout carries only the JSON result."""
+        from ...pipeline import run_deploy
 
         def echo(line: str) -> None:
             # with --json, stdout carries only the JSON: progress goes to stderr
@@ -344,3 +358,22 @@ class Command(ZeroDeployCommand):
         if result.timed_out:  # killed: its return code is a signal, not the check's answer
             return exit_codes.FAILED
         return result.returncode
+
+
+def _deploy_options(options: dict[str, Any]) -> DeployOptions:
+    """The pipeline's options from the parsed ones (a bad ref or --ref with --rollback: exit 2)."""
+    from ...pipeline import DeployOptions
+
+    # usage errors (a bad ref, --ref with --rollback): one line on stderr, exit 2
+    return DeployOptions(
+        ref=options["ref"],
+        force=options["force"],
+        install=options["install"],
+        collectstatic=options["collectstatic"],
+        no_reload=options["no_reload"],
+        dry_run=options["dry_run"],
+        rollback=options["rollback"],
+        wait_lock=options["wait_lock"],
+        trigger="cli",
+        allow_unsafe_migrations=options["allow_unsafe_migrations"],
+    )
