@@ -221,60 +221,76 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
         sys.path.insert(0, str(code_dir))
     result: dict[str, Any] = {"ok": False, "step": "import-wsgi"}
     try:
-        spec = args.get("wsgi_app")
-        if not spec:
-            module = _settings_module(code_dir)
-            if not module:
-                result["message"] = (
-                    "DJANGO_SETTINGS_MODULE is not set "
-                    "and manage.py does not name it: cannot tell which WSGI app to import."
-                )
-                return result
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)
-            import django
-            from django.conf import settings
-
-            django.setup(set_prefix=False)
-            spec = settings.WSGI_APPLICATION
-        app = _import_app(spec)
-        result["step"] = "urlconf"
-        result["patterns"] = check_urlconf()
-        if args.get("manage_check"):
-            result["step"] = "check"
-            from django.core.management import call_command
-            from django.core.management.base import CommandError
-
-            try:
-                call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
-            except CommandError as exc:  # SystemCheckError: the formatted list of errors
-                print(str(exc), file=sys.stderr)
-                errors = [ln.strip() for ln in str(exc).splitlines() if _CHECK_ERROR.search(ln)]
-                result["message"] = "manage.py check failed: " + (
-                    "; ".join(errors[:5]) or "see the output"
-                )
-                return result
-        if args.get("migration_plan"):
-            result["step"] = "plan"
-            code, out, err = _migration_plan(bool(args.get("allow_unsafe")))
-            result["plan_returncode"], result["plan_stdout"], result["plan_stderr"] = code, out, err
-        result["step"] = "smoke"
-        urls = args.get("smoke_urls") or []
-        result["smoke_failures"] = smoke(app, urls)
-        if result["smoke_failures"]:
-            result["message"] = "Smoke URL failed: " + "; ".join(result["smoke_failures"]) + "."
-            return result
-        return {
-            **result,
-            "ok": True,
-            "step": "ok",
-            "message": f"{spec} imported, {result['patterns']} URL patterns "
-            f"loaded, {len(urls)} smoke URL(s) answered.",
-        }
+        return _child_steps(args, code_dir, result)
     except BaseException as exc:  # noqa: BLE001 - the whole point is to report it
         frames = traceback.format_exception(exc)
         traceback.print_exception(exc, file=sys.stderr)
         last = "".join(frames).strip().splitlines()[-1] if frames else repr(exc)
         return {**result, "message": f"{_FAILED[result['step']]}: {last}"}
+
+
+def _child_steps(args: dict[str, Any], code_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The checks in order, each noting its step in ``result`` so a crash names the step."""
+    spec = args.get("wsgi_app")
+    if not spec:
+        module = _settings_module(code_dir)
+        if not module:
+            result["message"] = (
+                "DJANGO_SETTINGS_MODULE is not set "
+                "and manage.py does not name it: cannot tell which WSGI app to import."
+            )
+            return result
+        spec = _setup_django(module)
+    app = _import_app(spec)
+    result["step"] = "urlconf"
+    result["patterns"] = check_urlconf()
+    if args.get("manage_check"):
+        result["step"] = "check"
+        failed = _manage_check_failure()
+        if failed:
+            result["message"] = failed
+            return result
+    if args.get("migration_plan"):
+        result["step"] = "plan"
+        code, out, err = _migration_plan(bool(args.get("allow_unsafe")))
+        result["plan_returncode"], result["plan_stdout"], result["plan_stderr"] = code, out, err
+    result["step"] = "smoke"
+    urls = args.get("smoke_urls") or []
+    result["smoke_failures"] = smoke(app, urls)
+    if result["smoke_failures"]:
+        result["message"] = "Smoke URL failed: " + "; ".join(result["smoke_failures"]) + "."
+        return result
+    return {
+        **result,
+        "ok": True,
+        "step": "ok",
+        "message": f"{spec} imported, {result['patterns']} URL patterns "
+        f"loaded, {len(urls)} smoke URL(s) answered.",
+    }
+
+
+def _setup_django(module: str) -> str:
+    """Set Django up with the release's settings to learn its WSGI_APPLICATION."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", module)
+    import django
+    from django.conf import settings
+
+    django.setup(set_prefix=False)
+    return settings.WSGI_APPLICATION
+
+
+def _manage_check_failure() -> str | None:
+    """Django's system checks; the first errors as one message (all printed), or None."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    try:
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    except CommandError as exc:  # SystemCheckError: the formatted list of errors
+        print(str(exc), file=sys.stderr)
+        errors = [ln.strip() for ln in str(exc).splitlines() if _CHECK_ERROR.search(ln)]
+        return "manage.py check failed: " + ("; ".join(errors[:5]) or "see the output")
+    return None
 
 
 def _main(argv: list[str]) -> int:
