@@ -24,7 +24,9 @@ from typing import Any
 
 from django.conf import settings
 
+from .healthz_url import problem as healthz_problem
 from .releases.layout import ReleasesRoot, root_of
+from .runtime import runtime_dir
 
 RELOAD_STRATEGIES = ("usr2", "hup", "systemd")
 STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
@@ -192,8 +194,6 @@ class AppSettings:
     @property
     def runtime_dir(self) -> Path:
         """Host-local state (locks, readiness reports, the drain flag): see runtime.py."""
-        from .runtime import runtime_dir
-
         return runtime_dir(self.RUNTIME_DIR, self.deploy_root)
 
 
@@ -348,9 +348,7 @@ def _positive(value: Any) -> str | None:
 
 
 def _url_ok(value: Any) -> str | None:
-    from .healthz_url import problem
-
-    found = problem(value) if value else None
+    found = healthz_problem(value) if value else None
     return f"{found}." if found else None
 
 
