@@ -351,21 +351,6 @@ def preflight(
         from .conf import app_settings
 
         timeout = float(app_settings.STEP_TIMEOUT)
-
-    def done(ok: bool, step: str, message: str, output: str = "", **found: Any) -> PreflightResult:
-        return PreflightResult(
-            ok,
-            step,
-            proc.redact(message, secrets),
-            proc.redact(_last_frames(output), secrets),
-            time.monotonic() - started,
-            patterns=int(found.get("patterns") or 0),
-            smoke_failures=[proc.redact(f, secrets) for f in found.get("smoke_failures") or []],
-            plan_returncode=found.get("plan_returncode"),
-            plan_stdout=str(found.get("plan_stdout") or ""),
-            plan_stderr=proc.redact(str(found.get("plan_stderr") or ""), secrets),
-        )
-
     payload = {
         "code_dir": str(code_dir),
         "wsgi_app": wsgi_app,
@@ -380,28 +365,49 @@ def preflight(
         env=child,
         timeout=timeout,
     )
-    output = ran.stdout.split(_MARK)[0] + ("\n" + ran.stderr if ran.stderr else "")
-    result: dict[str, Any] | None = None
-    if _MARK in ran.stdout:
-        try:
-            result = json.loads(ran.stdout.split(_MARK, 1)[1].splitlines()[0])
-        except ValueError:
-            result = None
+    result = _reported(ran.stdout)
     if result is None:
         why = f"timed out after {timeout:g} s" if ran.timed_out else f"exited {ran.returncode}"
         last = _last_frames(ran.output, 1)
-        return done(
-            False,
-            "import-wsgi",
-            f"The preflight interpreter {why}: {last}".rstrip(": "),
-            ran.output,
-        )
-    return done(
-        bool(result.pop("ok")),
-        str(result.pop("step")),
-        str(result.pop("message", "")),
-        output,
-        **result,
+        message = f"The preflight interpreter {why}: {last}".rstrip(": ")
+        return _redacted_result(False, "import-wsgi", message, ran.output, secrets, started)
+    output = ran.stdout.split(_MARK)[0] + ("\n" + ran.stderr if ran.stderr else "")
+    ok, step, message = bool(result.pop("ok")), str(result.pop("step")), result.pop("message", "")
+    return _redacted_result(ok, step, str(message), output, secrets, started, result)
+
+
+def _reported(stdout: str) -> dict[str, Any] | None:
+    """The child's JSON answer after the mark; None when it died before printing one."""
+    if _MARK not in stdout:
+        return None
+    try:
+        return json.loads(stdout.split(_MARK, 1)[1].splitlines()[0])
+    except ValueError:
+        return None
+
+
+def _redacted_result(
+    ok: bool,
+    step: str,
+    message: str,
+    output: str,
+    secrets: Sequence[str],
+    started: float,
+    found: Mapping[str, Any] | None = None,
+) -> PreflightResult:
+    """The result with the child's secrets taken out of everything it printed."""
+    found = found or {}
+    return PreflightResult(
+        ok,
+        step,
+        proc.redact(message, secrets),
+        proc.redact(_last_frames(output), secrets),
+        time.monotonic() - started,
+        patterns=int(found.get("patterns") or 0),
+        smoke_failures=[proc.redact(f, secrets) for f in found.get("smoke_failures") or []],
+        plan_returncode=found.get("plan_returncode"),
+        plan_stdout=str(found.get("plan_stdout") or ""),
+        plan_stderr=proc.redact(str(found.get("plan_stderr") or ""), secrets),
     )
 
 
