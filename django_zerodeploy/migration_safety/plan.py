@@ -89,25 +89,13 @@ def classify_pending(
     except InconsistentMigrationHistory as exc:
         raise PlanError(f"Inconsistent migration history: {exc}") from exc
     plan = MigrationPlan(allow_unsafe=allow_unsafe, vendor=connection.vendor)
-    conflicts = loader.detect_conflicts()
-    if conflicts:
-        names = "; ".join(f"{app}: {', '.join(sorted(n))}" for app, n in sorted(conflicts.items()))
-        plan.errors.append(
-            f"Conflicting migrations ({names}): run makemigrations --merge before deploying."
-        )
+    conflict = _conflict_error(loader)
+    if conflict:
+        plan.errors.append(conflict)
         return plan
-    unknown_applied = sorted(
-        f"{app}.{name}"
-        for app, name in loader.applied_migrations
-        if (app, name) not in loader.graph.nodes
-        and app in loader.migrated_apps
-        and not _replaced(loader, (app, name))
-    )
-    if unknown_applied:
-        plan.warnings.append(
-            "The database has migrations this release does not know (it is older than the "
-            f"schema): {', '.join(unknown_applied)}."
-        )
+    unknown = _unknown_applied_warning(loader)
+    if unknown:
+        plan.warnings.append(unknown)
     steps = executor.migration_plan(loader.graph.leaf_nodes())
     state = executor._create_project_state(with_applied_migrations=True)  # noqa: SLF001 - what migrate itself starts from
     baseline = state.clone()
@@ -115,34 +103,68 @@ def classify_pending(
     for migration, backwards in steps:
         if backwards:  # leaf nodes never unapply; kept for safety
             continue
-        marker = read_marker(migration)
-        verdicts = []
-        for op in migration.operations:
-            ctx = RuleContext(
-                migration.app_label, marker.stage, state, connection, new_models, baseline
-            )
-            verdicts.append(classify(op, ctx))
-            _track_new_models(op, migration.app_label, new_models)
-            op.state_forwards(migration.app_label, state)
-        has_unsafe = any(v.classification == UNSAFE for v in verdicts)
-        by = (
-            ("marker" if marker.allow_unsafe else "flag" if allow_unsafe else "")
-            if has_unsafe
-            else ""
-        )
         plan.pending.append(
-            PendingMigration(
-                app=migration.app_label,
-                name=migration.name,
-                stage=marker.stage,
-                acknowledged=marker.allow_unsafe or allow_unsafe,
-                operations=verdicts,
-                acknowledged_by=by,
-                acknowledgement_reason=marker.reason if by == "marker" else "",
-            )
+            _classify_migration(migration, state, connection, new_models, baseline, allow_unsafe)
         )
     plan.errors.extend(_stage_order_errors(plan, loader.graph))
     return plan
+
+
+def _conflict_error(loader: Any) -> str | None:
+    """Two leaf migrations in one app: migrate would refuse, so the plan says why at once."""
+    conflicts = loader.detect_conflicts()
+    if not conflicts:
+        return None
+    names = "; ".join(f"{app}: {', '.join(sorted(n))}" for app, n in sorted(conflicts.items()))
+    return f"Conflicting migrations ({names}): run makemigrations --merge before deploying."
+
+
+def _unknown_applied_warning(loader: Any) -> str | None:
+    """Applied migrations this code lacks mean the release is older than the schema."""
+    unknown_applied = sorted(
+        f"{app}.{name}"
+        for app, name in loader.applied_migrations
+        if (app, name) not in loader.graph.nodes
+        and app in loader.migrated_apps
+        and not _replaced(loader, (app, name))
+    )
+    if not unknown_applied:
+        return None
+    return (
+        "The database has migrations this release does not know (it is older than the "
+        f"schema): {', '.join(unknown_applied)}."
+    )
+
+
+def _classify_migration(
+    migration: Any,
+    state: Any,
+    connection: Any,
+    new_models: set[tuple[str, str]],
+    baseline: Any,
+    allow_unsafe: bool,
+) -> PendingMigration:
+    """One migration's verdicts, moving ``state`` forwards as migrate would, op by op."""
+    marker = read_marker(migration)
+    verdicts = []
+    for op in migration.operations:
+        ctx = RuleContext(
+            migration.app_label, marker.stage, state, connection, new_models, baseline
+        )
+        verdicts.append(classify(op, ctx))
+        _track_new_models(op, migration.app_label, new_models)
+        op.state_forwards(migration.app_label, state)
+    has_unsafe = any(v.classification == UNSAFE for v in verdicts)
+    by = ("marker" if marker.allow_unsafe else "flag" if allow_unsafe else "") if has_unsafe else ""
+    return PendingMigration(
+        app=migration.app_label,
+        name=migration.name,
+        stage=marker.stage,
+        acknowledged=marker.allow_unsafe or allow_unsafe,
+        operations=verdicts,
+        acknowledged_by=by,
+        acknowledgement_reason=marker.reason if by == "marker" else "",
+    )
 
 
 def _replaced(loader: Any, key: tuple[str, str]) -> bool:
