@@ -201,6 +201,44 @@ def _pre_alter_field(op: Any, ctx: RuleContext) -> Verdict:
     if old is None:
         return verdict(op, UNKNOWN, "the field is not in the model state before this operation.")
     table = ctx.table(op.model_name)
+    old_col = _column(op.name, old)
+    unsafe = _alter_breaks_queries(op, old, new, table)
+    if unsafe:
+        return unsafe
+    change = _type_change(old, new, ctx.connection)
+    if change and change[2] != "wider":
+        old_type, new_type, _ = change
+        return verdict(
+            op,
+            UNSAFE,
+            f"changes {table}.{old_col} from {old_type} to {new_type}: values the old release "
+            "writes (or reads back) may not fit the new type, and the ALTER rewrites the table.",
+            f"{EXPAND_CONTRACT}: add a new column of the new type, write both, backfill, switch "
+            "reads, then drop the old column in a post-deploy migration.",
+        )
+    unsafe = _alter_breaks_writes(op, old, new, table, old_col)
+    if unsafe:
+        return unsafe
+    if new.null and not old.null:
+        return verdict(
+            op, SAFE, f"allows NULL in {table}.{old_col}; the old release never writes NULL there."
+        )
+    if change:
+        return verdict(
+            op,
+            SAFE,
+            f"widens {table}.{old_col} from {change[0]} to {change[1]}; old values still fit "
+            "(on PostgreSQL the ALTER may rewrite the table under a lock: see lock_timeout).",
+        )
+    return verdict(
+        op,
+        SAFE,
+        "changes nothing the old release can notice (no narrower type, NOT NULL or unique).",
+    )
+
+
+def _alter_breaks_queries(op: Any, old: Any, new: Any, table: str) -> Verdict | None:
+    """A renamed column or a new primary key breaks the queries the old release sends."""
     old_col, new_col = _column(op.name, old), _column(op.name, new)
     if old_col != new_col:
         return verdict(
@@ -217,17 +255,11 @@ def _pre_alter_field(op: Any, ctx: RuleContext) -> Verdict:
             f"changes the primary key of {table}, which the old release relies on.",
             f"{EXPAND_CONTRACT}: add the new key column beside the old one first.",
         )
-    change = _type_change(old, new, ctx.connection)
-    if change and change[2] != "wider":
-        old_type, new_type, _ = change
-        return verdict(
-            op,
-            UNSAFE,
-            f"changes {table}.{old_col} from {old_type} to {new_type}: values the old release "
-            "writes (or reads back) may not fit the new type, and the ALTER rewrites the table.",
-            f"{EXPAND_CONTRACT}: add a new column of the new type, write both, backfill, switch "
-            "reads, then drop the old column in a post-deploy migration.",
-        )
+    return None
+
+
+def _alter_breaks_writes(op: Any, old: Any, new: Any, table: str, old_col: str) -> Verdict | None:
+    """NOT NULL, a unique constraint or a dropped default make the old release's writes fail."""
     if old.null and not new.null:
         return verdict(
             op,
@@ -254,22 +286,7 @@ def _pre_alter_field(op: Any, ctx: RuleContext) -> Verdict:
             "old release's INSERTs rely on.",
             f"{EXPAND_CONTRACT}: drop the default post-deploy.",
         )
-    if new.null and not old.null:
-        return verdict(
-            op, SAFE, f"allows NULL in {table}.{old_col}; the old release never writes NULL there."
-        )
-    if change:
-        return verdict(
-            op,
-            SAFE,
-            f"widens {table}.{old_col} from {change[0]} to {change[1]}; old values still fit "
-            "(on PostgreSQL the ALTER may rewrite the table under a lock: see lock_timeout).",
-        )
-    return verdict(
-        op,
-        SAFE,
-        "changes nothing the old release can notice (no narrower type, NOT NULL or unique).",
-    )
+    return None
 
 
 def _pre_together(op: Any, ctx: RuleContext) -> Verdict:
