@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -141,6 +143,10 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.delivery_id or self.body_sha256}"
+
+
+# A host whose registry row is older than this has no running cluster.
+HOST_STALE_AFTER = timedelta(seconds=30)
 
 
 class Host(models.Model):

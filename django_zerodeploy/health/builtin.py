@@ -14,7 +14,8 @@ from typing import Any
 import psutil
 from django.apps import apps
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.utils import timezone
 
 from ..conf import app_settings
 from .api import Check, Observation
@@ -234,7 +235,8 @@ class DjangoQClusterCheck(Check):
     """Running django-q2 clusters, from the heartbeats they write to the cache every few
     seconds. Non-critical: web traffic does not need the cluster, deploys from the admin do.
 
-    Also watches ``ZERODEPLOY["Q_CLUSTER_NAME"]`` (this host's deploy cluster) when set.
+    With routing (``ZERODEPLOY["Q_CLUSTER_NAME"]`` or ``HOST``) it warns unless this host's
+    deploy cluster beats: the one the host registry names for this host and that queue.
     Left out when django-q2 is not installed or its cache is local to one process (a
     heartbeat written there can never be seen by a web worker).
     """
@@ -264,7 +266,6 @@ class DjangoQClusterCheck(Check):
     def check(self) -> Observation:
         from django_q.brokers import get_broker
         from django_q.conf import Conf
-        from django_q.signing import BadSignature, SignedPackage
 
         from ..qcluster_checks import stats_in_broker
 
@@ -274,33 +275,68 @@ class DjangoQClusterCheck(Check):
             return Observation(
                 None, "clusters", "warn", f"django-q2 cache {Conf.CACHE!r} is not configured"
             )
-        names = [Conf.PREFIX]
-        if app_settings.cluster_name and app_settings.cluster_name not in names:
-            names.append(app_settings.cluster_name)
-        running: dict[str, int] = {}
-        for name in names:
-            list_key = Conf.Q_STAT.replace(f":{Conf.PREFIX}:", f":{name}:")
-            if in_broker:  # Redis: KEYS and MGET, read-only
-                packs = broker.get_stats(f"{list_key}:*") or []
-            else:  # read-only on purpose: Stat.get_all() writes the key list back every call
-                packs = list(broker.cache.get_many(broker.cache.get(list_key) or []).values())
-            alive = {str(Conf.IDLE), str(Conf.WORKING), str(Conf.STARTING)}
-            count = 0
-            for pack in packs:
-                try:
-                    stat = SignedPackage.loads(pack)
-                except BadSignature:
-                    continue
-                if str(getattr(stat, "status", "")) in alive:
-                    count += 1
-            running[name] = count
-        missing = [name for name, count in running.items() if not count]
-        total = sum(running.values())
-        if missing:
+        stats = _running_stats(broker, in_broker)
+        name = app_settings.cluster_name
+        if not name:
+            if not stats:
+                return Observation(
+                    0, "clusters", "warn", f"no heartbeat from cluster {Conf.PREFIX}"
+                )
+            return Observation(len(stats), "clusters")
+        try:
+            sentinel, why = _registered_sentinel(name)
+        except DatabaseError as exc:
             return Observation(
-                total, "clusters", "warn", f"no heartbeat from cluster {', '.join(missing)}"
+                len(stats), "clusters", "warn", f"cannot read the host registry: {exc}"[:300]
             )
-        return Observation(total, "clusters")
+        if sentinel is None or not any(getattr(s, "sentinel", None) == sentinel for s in stats):
+            return Observation(
+                len(stats),
+                "clusters",
+                "warn",
+                f"no heartbeat from cluster {name} on host {app_settings.host}"
+                + (f" ({why})" if why else ""),
+            )
+        return Observation(len(stats), "clusters")
+
+
+def _running_stats(broker: Any, in_broker: bool) -> list[Any]:
+    """The heartbeat (``Stat``) of every running cluster of this site. django-q2 keeps them all
+    under ``Q_CLUSTER["name"]`` (``Conf.Q_STAT``), whichever queue each cluster reads."""
+    from django_q.conf import Conf
+    from django_q.signing import BadSignature, SignedPackage
+
+    if in_broker:  # Redis: KEYS and MGET, read-only
+        packs = broker.get_stats(f"{Conf.Q_STAT}:*") or []
+    else:  # read-only on purpose: Stat.get_all() writes the key list back every call
+        packs = list(broker.cache.get_many(broker.cache.get(Conf.Q_STAT) or []).values())
+    alive = {str(Conf.IDLE), str(Conf.WORKING), str(Conf.STARTING)}
+    stats = []
+    for pack in packs:
+        try:
+            stat = SignedPackage.loads(pack)
+        except BadSignature:
+            continue
+        if str(getattr(stat, "status", "")) in alive:
+            stats.append(stat)
+    return stats
+
+
+def _registered_sentinel(cluster: str) -> tuple[int | None, str]:
+    """The sentinel pid of this host's cluster reading ``cluster``, from the host registry
+    (a heartbeat does not say which queue its cluster reads; the row its workers write does),
+    else None and why."""
+    from ..models import HOST_STALE_AFTER, Host
+
+    row = Host.objects.filter(name=app_settings.host).values("cluster", "pid", "heartbeat_at")
+    found = row.first()
+    if found is None or not found["heartbeat_at"]:
+        return None, ""
+    if timezone.now() - found["heartbeat_at"] >= HOST_STALE_AFTER:
+        return None, ""
+    if found["cluster"] != cluster[:100]:
+        return None, f"the host registry has cluster {found['cluster']!r} running there"
+    return found["pid"], ""
 
 
 class DrainingCheck(Check):

@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections
@@ -30,14 +29,13 @@ from ..git import read_head_without_git
 from ..health.drain import is_draining
 from ..healthz_url import BadURL
 from ..healthz_url import get as http_get
-from ..models import Host
+from ..models import HOST_STALE_AFTER, Host
 
 logger = logging.getLogger("django_zerodeploy.rollout")
 
 HEARTBEAT_SECONDS = 5.0
 HEALTHZ_TIMEOUT = 2.0  # per heartbeat: a hung Gunicorn must not stall the registry
-# A host whose row is older than this has no running cluster.
-STALE_AFTER = timedelta(seconds=30)
+STALE_AFTER = HOST_STALE_AFTER  # a row older than this: no cluster runs there
 
 _started: set[int] = set()  # pids of the processes that already beat
 _lock = threading.Lock()
