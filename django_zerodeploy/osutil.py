@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import math
 import os
+import select
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,31 @@ def live_process(pid: int) -> psutil.Process | None:
         return process
     except psutil.Error:
         return None
+
+
+def wait_exit(pid: int, seconds: float, same: Callable[[], bool]) -> bool | None:
+    """Wait up to ``seconds`` for ``pid`` to exit, woken by the kernel (a pidfd becomes
+    readable when the process exits; Linux 5.3+) instead of a sleep loop that adds up to its
+    interval to every wait. ``same()`` says the pid is still the process meant (checked once the
+    pidfd is open, so a reused pid is never waited for). True: it exited; False: still running
+    after ``seconds``; None: no pidfd here, the caller polls."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd = opener(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:  # ENOSYS (old kernel), a sandbox that forbids it
+        return None
+    try:
+        if not same():
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(0, math.ceil(seconds * 1000))))
+    finally:
+        os.close(fd)
 
 
 def started_at(pid: int) -> float | None:

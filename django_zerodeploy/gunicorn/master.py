@@ -23,7 +23,7 @@ import psutil
 from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
-from ..osutil import live_process, started_at
+from ..osutil import live_process, started_at, wait_exit
 from ..preflight import PROCESS_ONLY_ENV
 from . import privilege, systemd
 from .probe import gunicorn_args
@@ -65,6 +65,21 @@ class Master:
 
     def alive(self) -> bool:
         return self.process() is not None
+
+    def wait_gone(self, seconds: float, interval: float = 0.025) -> bool:
+        """Wait up to ``seconds`` for this master to exit: woken the moment it does (a pidfd),
+        polling every ``interval`` where pidfds are unavailable. True once it is gone."""
+        if not self.alive():
+            return True
+        exited = wait_exit(self.pid, seconds, self.alive)
+        if exited is not None:
+            return exited or not self.alive()
+        deadline = time.monotonic() + seconds
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
 
     def ppid(self) -> int | None:
         proc = self.process()

@@ -83,6 +83,7 @@ class Recorder:
     deployment: Deployment | None = None
     warn: Callable[[str], None] = print
     rows: dict[int, DeploymentStep] = field(default_factory=dict)
+    deferred: dict[int, StepResult] = field(default_factory=dict)  # skipped, not written yet
     opened: bool = False
     _warned: bool = False
 
@@ -158,25 +159,24 @@ class Recorder:
         }
 
     def save_step(self, position: int, step: StepResult) -> None:
-        """Create or update the row of the step at ``position`` (once the record is open)."""
+        """Create or update the row of the step at ``position`` (once the record is open). A
+        skipped step changed nothing, so its row is written with the next write, in the same
+        transaction: one commit (an fsync on SQLite) less per skipped step."""
         if not self.opened or self.deployment is None or self.deployment.pk is None:
             return
-        values = self._values(step)
-        row = self.rows.get(position)
+        self.deferred[position] = step
+        if step.status != StepStatus.SKIPPED:
+            self._safe(self._write_deferred)
 
-        def write() -> None:
-            nonlocal row
-            if row is None or row.pk is None:
-                row = DeploymentStep.objects.create(
-                    deployment=self.deployment, position=position, **values
-                )
-                self.rows[position] = row
-            else:
-                for key, value in values.items():
+    def _write_deferred(self) -> None:
+        with transaction.atomic():
+            for position, step in sorted(self.deferred.items()):
+                row = self.rows.get(position) or DeploymentStep(deployment=self.deployment)
+                for key, value in dict(self._values(step), position=position).items():
                     setattr(row, key, value)
                 row.save()
-
-        self._safe(write)
+                self.rows[position] = row
+        self.deferred.clear()
 
     def note_release(self, release_dir: str, venv_key: str) -> None:
         """The releases layout's release directory and venv key, written when the step that
@@ -190,9 +190,11 @@ class Recorder:
             self.update(**changed)
 
     def drop_pending(self) -> None:
-        """Steps that never ran (nothing to deploy, or a failure before them) are removed."""
+        """Steps that never ran (nothing to deploy, or a failure before them) are removed;
+        skipped steps not written yet are written first."""
         if not self.opened or self.deployment is None or self.deployment.pk is None:
             return
+        self._safe(self._write_deferred)
         self._safe(lambda: self.deployment.steps.filter(status=StepStatus.PENDING).delete())
 
 

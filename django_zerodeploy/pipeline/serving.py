@@ -9,6 +9,7 @@ from typing import Any
 from .. import gunicorn, healthz_url
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
+from ..gunicorn import privilege
 from ..gunicorn.master import master_binds, reload_blocked
 from ..gunicorn.reload import _probe, plan
 
@@ -26,9 +27,14 @@ def require_reload_permission(master: Any) -> None:
     for the strategy the reload will run (after ``decide``'s fallback, e.g. usr2 -> hup)."""
     unit = app_settings.GUNICORN_SYSTEMD_UNIT or master.unit
     strategy = app_settings.RELOAD_STRATEGY
-    config = _probe(master, float(app_settings.STEP_TIMEOUT))
-    if config.ok:  # else the reload step reports why the configuration does not load
-        strategy, _why, _refused = plan(master, config, strategy, unit)
+    # The strategy matters here only for a master this user signals through sudo, or when it
+    # may become systemd (asked for, or usr2's fallback under systemd): otherwise every
+    # strategy is allowed, and reading Gunicorn's configuration (a fresh interpreter, which the
+    # reload does anyway) would decide nothing.
+    if privilege.needs_sudo(master.uid) or strategy == "systemd" or master.under_systemd:
+        config = _probe(master, float(app_settings.STEP_TIMEOUT))
+        if config.ok:  # else the reload step reports why the configuration does not load
+            strategy, _why, _refused = plan(master, config, strategy, unit)
     failure = reload_blocked(master, strategy, unit)
     if failure:
         raise failure

@@ -246,6 +246,26 @@ def test_recorded_output_is_redacted_and_bounded():
 
 
 @pytest.mark.django_db
+def test_skipped_steps_are_written_with_the_next_write_and_at_the_end():
+    recorder = Recorder(warn=lambda line: None)
+    planned = ["collectstatic", "switch", "prune", "post_migrate"]
+    recorder.open({"status": "running", "host": records.hostname()}, planned, [])
+
+    def statuses() -> list[str]:
+        rows = DeploymentStep.objects.filter(deployment=recorder.deployment)
+        return list(rows.order_by("position").values_list("status", flat=True))
+
+    recorder.save_step(0, StepResult("collectstatic", "skipped", "static sources unchanged"))
+    assert statuses() == ["pending"] * 4  # a skipped step changed nothing: no commit of its own
+    recorder.save_step(1, StepResult("switch", "running", "", started_at=timezone.now()))
+    assert statuses() == ["skipped", "running", "pending", "pending"]
+    recorder.save_step(1, StepResult("switch", "ok", "current: a -> b", 0.01))
+    recorder.save_step(2, StepResult("prune", "skipped", "nothing to prune"))
+    recorder.drop_pending()  # the end of the deploy: the last skipped step too, no pending left
+    assert statuses() == ["skipped", "ok", "skipped"]
+
+
+@pytest.mark.django_db
 def test_running_records_are_marked_interrupted():
     dead = make("running", "d" * 40, 3, pid=999999)
     DeploymentStep.objects.create(deployment=dead, name="migrate", status="running")
