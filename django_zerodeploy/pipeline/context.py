@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,17 @@ class Outcome:
 
 
 @dataclass
+class PlannedStep:
+    """What a step would do (``Step.plan``, for the dry run): ``facts`` are the same facts as
+    ``reason``, for ``--json`` and the admin."""
+
+    name: str
+    run: bool
+    reason: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class DeployContext:
     options: DeployOptions
     project: Project
@@ -60,6 +72,7 @@ class DeployContext:
     echo: Callable[[str], None]
     deployment: Deployment | None = None
     lock: Any = None  # lock.DeployLock
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     # what is live before the deploy
     branch: str | None = None

@@ -7,6 +7,10 @@ a deploy runs, the plan says so and uses the refs fetched last; otherwise it fet
 remote-tracking refs only). With ``run_code`` it reads the pending migrations by running the
 target's code from a temporary worktree outside the checkout, removed afterwards; without it
 (the admin's GET: a link must not run the code of any branch) it gives git facts only.
+
+The steps are those of the layout the project runs in (``layout_steps``): each plans itself
+(``Step.plan``) from what the steps before it found, in the releases layout the release it
+would build, its venv, the switch of ``current`` and what KEEP_RELEASES would prune.
 """
 
 from __future__ import annotations
@@ -20,28 +24,16 @@ from .. import exit_codes, shared_paths
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
+from ..releases import venvs
 from . import migrations, records
-from .context import DeployContext, NothingToDeploy, StepFailed
+from .context import DeployContext, NothingToDeploy, PlannedStep, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
-from .project import Project
-from .steps import (
-    EnvironmentStep,
-    ExtraStep,
-    FetchStep,
-    InstallStep,
-    PreflightStep,
-    SmokeStep,
-    Step,
-    default_steps,
-)
+from .project import Project, current_layout
+from .release_steps import layout_steps
+from .steps import EnvironmentStep, FetchStep, MigrateStep, SmokeStep, Step
 
-
-@dataclass
-class PlannedStep:
-    name: str
-    run: bool
-    reason: str
+__all__ = ["DeployPlan", "PlannedStep", "build_plan"]
 
 
 @dataclass
@@ -63,6 +55,8 @@ class DeployPlan:
     migration_errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # "releases" and, in that layout, its root, the current release and its venv
+    layout: dict[str, Any] = field(default_factory=dict)
     exit_code: int = exit_codes.OK  # what the deploy itself would most likely return
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +69,11 @@ class DeployPlan:
             lines.append(
                 f"Live checkout on {self.branch} at {(self.head_sha or '?')[:10]}; serving "
                 f"{', '.join(s[:10] for s in self.serving) or 'unknown'} (from {self.serving_source or '?'})."
+            )
+        if self.layout.get("kind") == "releases":
+            lines.append(
+                f"Releases layout in {self.layout['root']}: current is {self.layout['current']} "
+                f"(venv {self.layout['venv']})."
             )
         if self.target_sha:
             lines.append(f"Target: {self.ref} = {short} ({self.target_subject})")
@@ -125,12 +124,17 @@ def build_plan(
     every command, git and the migration plan (a page must answer before its worker is
     killed; default: git's and STEP_TIMEOUT)."""
     plan = DeployPlan()
+    try:
+        steps = layout_steps(options)  # e.g. a LAYOUT setting that does not fit the checkout
+    except CommandFailure as exc:
+        plan.problems.append(exc.message)
+        plan.exit_code = exc.exit_code
+        return plan
     project = Project.current()
     notes: list[str] = []
     lock = deploy_lock(app_settings.runtime_dir)
     git = Git(project.repo_dir) if timeout is None else Git(project.repo_dir, timeout)
     ctx = DeployContext(options, project, git, notes.append, lock=lock)
-    fetch = FetchStep()
     holder = lock.running_holder()  # reads the holder file only; never touches the flock
     if holder is not None:
         # a fetch now could race the deploy's own fetch for the remote-tracking refs
@@ -139,9 +143,11 @@ def build_plan(
             "last (no fetch)."
         )
         plan.exit_code = exit_codes.LOCKED
-        fetch.fetch = False
+        for step in steps:
+            if isinstance(step, FetchStep):
+                step.fetch = False
     try:
-        _plan(plan, ctx, fetch, run_code, timeout)
+        _plan(plan, ctx, steps, run_code, timeout)
     finally:
         if ctx.worktree is not None:
             records.remove_worktree(ctx.git, ctx.worktree)
@@ -149,9 +155,15 @@ def build_plan(
     return plan
 
 
+def _target_step(steps: list[Step]) -> int:
+    """The index of the step that decides the target (the record opens after it)."""
+    return next(i for i, step in enumerate(steps) if step.opens_record)
+
+
 def _plan(
-    plan: DeployPlan, ctx: DeployContext, fetch: FetchStep, run_code: bool, timeout: float | None
+    plan: DeployPlan, ctx: DeployContext, steps: list[Step], run_code: bool, timeout: float | None
 ) -> None:
+    """Run what only reads (the environment, the target), then let every step plan itself."""
     try:
         EnvironmentStep().run(ctx)
     except CommandFailure as exc:
@@ -160,9 +172,10 @@ def _plan(
         if not ctx.head_sha or not ctx.branch:
             return
     plan.branch, plan.head_sha = ctx.branch, ctx.head_sha
-    steps = default_steps()
+    plan.layout = _layout_facts()
+    target = _target_step(steps)
     try:
-        fetch.run(ctx)
+        steps[target].run(ctx)
     except NothingToDeploy:
         plan.nothing_to_deploy = True
     except StepFailed as exc:
@@ -178,25 +191,45 @@ def _plan(
         sorted(ctx.serving),
         ctx.serving_source,
     )
+    if not ctx.target_sha:
+        return  # refused before a target was known: nothing to plan the steps on
     if plan.nothing_to_deploy:
         plan.steps = [
-            PlannedStep(s.name, s.name in ("lock", "environment", "fetch"), "nothing to deploy")
-            for s in steps
+            PlannedStep(s.name, i <= target, "nothing to deploy") for i, s in enumerate(steps)
         ]
         return
-    if not ctx.commits and ctx.previous_sha and ctx.target_sha:
-        with contextlib.suppress(GitError):
-            ctx.commits = ctx.git.log(ctx.previous_sha, ctx.target_sha)
-    if not ctx.changed_files:
-        ctx.changed_files = fetch._changed(ctx)
-    plan.commits = [[c.sha, c.subject] for c in ctx.commits]
-    plan.changed_files = ctx.changed_files
+    _commits(plan, ctx, steps[target])
     if not run_code:
         plan.notes.append(NO_CODE_NOTE)
         plan.steps = [_decide_without_code(step, ctx) for step in steps]
         return
-    _plan_migrations(plan, ctx, timeout)
-    plan.steps = [_decide(step, ctx) for step in steps]
+    if any(isinstance(step, MigrateStep) for step in steps):  # a releases rollback migrates nothing
+        _plan_migrations(plan, ctx, timeout)
+    plan.steps = [step.plan(ctx) for step in steps]
+
+
+def _commits(plan: DeployPlan, ctx: DeployContext, target: Step) -> None:
+    if not ctx.commits and ctx.previous_sha and ctx.target_sha:
+        with contextlib.suppress(GitError):
+            ctx.commits = ctx.git.log(ctx.previous_sha, ctx.target_sha)
+    if not ctx.changed_files and isinstance(target, FetchStep):
+        ctx.changed_files = target._changed(ctx)
+    plan.commits = [[c.sha, c.subject] for c in ctx.commits]
+    plan.changed_files = ctx.changed_files
+
+
+def _layout_facts() -> dict[str, Any]:
+    layout = current_layout()
+    if layout.root is None:
+        return {"kind": layout.kind}
+    current = layout.root.current()
+    return {
+        "kind": layout.kind,
+        "root": str(layout.root.path),
+        "current": current.name if current else None,
+        "venv": current.venv_key if current else None,
+        "python": venvs.python_version(),
+    }
 
 
 NO_CODE_NOTE = (
@@ -207,7 +240,7 @@ NO_CODE_NOTE = (
 
 def _decide_without_code(step: Step, ctx: DeployContext) -> PlannedStep:
     """What git alone tells about a step: migration steps depend on the migration files."""
-    if step.name in ("migrate", "post_migrate"):
+    if isinstance(step, MigrateStep):
         changed = [f for f in ctx.changed_files if "/migrations/" in f"/{f}" and f.endswith(".py")]
         if changed:
             return PlannedStep(
@@ -216,7 +249,7 @@ def _decide_without_code(step: Step, ctx: DeployContext) -> PlannedStep:
         return PlannedStep(step.name, False, "no migration file changed (the deploy checks)")
     if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS:
         return PlannedStep(step.name, True, "in the preflight, or after the migrations")
-    return _decide(step, ctx)
+    return step.plan(ctx)
 
 
 def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None) -> None:
@@ -242,23 +275,3 @@ def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None
         plan.migration_errors = found.errors
         if not found.ok and plan.exit_code == exit_codes.OK:
             plan.exit_code = exit_codes.FAILED
-
-
-def _decide(step: Step, ctx: DeployContext) -> PlannedStep:
-    if isinstance(step, PreflightStep):
-        return PlannedStep(
-            step.name,
-            True,
-            "manage.py check, WSGI import, URLconf, migration plan, in the worktree",
-        )
-    if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS and not ctx.pending_pre:
-        return PlannedStep(step.name, True, "in the preflight (no migrations to apply first)")
-    if isinstance(step, ExtraStep):
-        run, why = step.should_run(ctx)
-        return PlannedStep(step.name, run, why)
-    run, why = step.should_run(ctx)
-    if isinstance(step, InstallStep):
-        ctx.installed = run  # collectstatic follows a package change
-    return PlannedStep(
-        step.name, run, why or {"checkout": "git reset --keep in the live tree"}.get(step.name, "")
-    )

@@ -15,7 +15,7 @@ from .. import exit_codes
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, read_head_without_git
 from ..releases.layout import Release, ReleasesRoot
-from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
+from .context import DeployContext, NothingToDeploy, Outcome, PlannedStep, StepFailed
 from .steps import Step
 
 
@@ -76,6 +76,27 @@ class RollbackTargetStep(Step):
 
     name = "target"
     opens_record = True
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        """After ``run`` (which only reads) chose ``ctx.release``: where to, its venv, and the
+        migrations that refuse it."""
+        root, target = ctx.releases_root(), ctx.release
+        current = root.current()
+        if target is None:
+            return PlannedStep(self.name, False, "no release to roll back to")
+        lacking = migrations_target_lacks(root, current, target, ctx.live) if current else []
+        refused = f"; refused: it lacks the migrations {', '.join(lacking)}" if lacking else ""
+        return PlannedStep(
+            self.name,
+            True,
+            f"{current.name if current else '?'} -> {target.name} (venv {target.venv_key}){refused}",
+            {
+                "from": current.name if current else None,
+                "release": target.name,
+                "venv": target.venv_key,
+                "refused_migrations": lacking,
+            },
+        )
 
     def run(self, ctx: DeployContext) -> Outcome:
         root = ctx.releases_root()

@@ -30,7 +30,7 @@ from ..git import GitError
 from ..releases import prune, shared, switch, venvs
 from ..releases.layout import NAME_RE, VENV_LINK, Release
 from . import serving
-from .context import DeployContext, Outcome, StepFailed
+from .context import DeployContext, Outcome, PlannedStep, StepFailed
 from .project import current_layout
 from .release_rollback import RollbackTargetStep
 from .steps import (
@@ -89,10 +89,60 @@ def _release(ctx: DeployContext) -> Any:
     return ctx.release
 
 
+def planned_release(ctx: DeployContext) -> Release:
+    """The release a plan talks about: the rollback's target, or the one a deploy would build
+    (named as it would be now; the deploy names it when it builds it)."""
+    if ctx.release is not None:
+        return ctx.release
+    root = ctx.releases_root()
+    return root.release(root.new_release_name(ctx.target_sha or "", ctx.started))
+
+
+@dataclasses.dataclass(frozen=True)
+class VenvPlan:
+    """The venv a deploy would give the new release. ``key`` is empty when it cannot be told
+    without the target's files (a plan from git alone, with requirements changed)."""
+
+    key: str
+    reuse: bool
+    changed: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "reuse": self.reuse, "requirements_changed": self.changed}
+
+
+def venv_plan(ctx: DeployContext) -> VenvPlan:
+    """The key from the target's requirements (its worktree when the plan checked one out; the
+    live release's files when git says none changed), and whether a complete venv has it."""
+    tree = ctx.worktree
+    live_files = requirement_files(ctx.live)
+    files = requirement_files(tree) if tree is not None else live_files
+    changed = sorted(set(ctx.changed_files) & (set(files) | set(live_files)))
+    key = ""
+    if tree is not None:
+        key = venvs.venv_key(tree, files, venvs.python_version())
+    elif not changed and not ctx.unknown_baseline:
+        key = venvs.venv_key(ctx.live, live_files, venvs.python_version())
+    reuse = bool(key) and venvs.is_complete(ctx.releases_root().venvs_dir / key)
+    return VenvPlan(key, reuse, changed)
+
+
 class BuildStep(Step):
     """A standalone checkout of the target in ROOT/releases, the shared paths linked."""
 
     name = "build"
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        root, release = ctx.releases_root(), planned_release(ctx)
+        left = [r.name for r in prune.incomplete(root)]
+        removed = f"; first removes unfinished {', '.join(left)}" if left else ""
+        return PlannedStep(
+            self.name,
+            True,
+            f"releases/{release.name}: a clone of {(ctx.target_sha or '?')[:10]}, "
+            f"the shared paths linked{removed}",
+            {"release": release.name, "path": str(release.path), "removes_unfinished": left},
+        )
 
     def run(self, ctx: DeployContext) -> Outcome:
         root = ctx.releases_root()
@@ -115,6 +165,18 @@ class VenvStep(Step):
     a new one built with pip (or uv) while the old one keeps serving untouched."""
 
     name = "venv"
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        venv = venv_plan(ctx)
+        changed = f"{', '.join(venv.changed)} changed" if venv.changed else ""
+        if venv.reuse:
+            why = f"reuse {venv.key}" + (f" (kept; {changed})" if changed else "")
+        elif venv.key:
+            how = "uv" if venvs.uv() else "pip"
+            why = f"build {venv.key} with {how}: {changed or 'no venv has this key yet'}"
+        else:
+            why = f"build a new venv: {changed or 'unknown'} (its key is computed from the target's files)"
+        return PlannedStep(self.name, True, why, venv.as_dict())
 
     def run(self, ctx: DeployContext) -> Outcome:
         root, release = ctx.releases_root(), _release(ctx)
@@ -143,6 +205,9 @@ class CompileStep(Step):
 
     name = "compile"
 
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        return PlannedStep(self.name, True, f"compileall of releases/{planned_release(ctx).name}")
+
     def run(self, ctx: DeployContext) -> Outcome:
         release = _release(ctx)
         result = proc.run(
@@ -160,8 +225,14 @@ class ReleaseCollectStaticStep(CollectStaticStep):
     the old release renders keep finding their hashed files."""
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
-        run, why = super().should_run(ctx)
-        if not run and ctx.venv_built and "not" not in why:
+        return self.decide(ctx, new_packages=ctx.venv_built)
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        return PlannedStep(self.name, *self.decide(ctx, new_packages=not venv_plan(ctx).reuse))
+
+    def decide(self, ctx: DeployContext, *, new_packages: bool) -> tuple[bool, str]:
+        run, why = super().decide(ctx, new_packages=False)
+        if not run and new_packages and "not" not in why:
             return True, "a new venv"
         return run, why
 
@@ -193,12 +264,19 @@ class ReleasePreflightStep(PreflightStep):
     conditional = True
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        return self.decide(ctx, new_venv=ctx.venv_built)
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        return PlannedStep(self.name, *self.decide(ctx, new_venv=not venv_plan(ctx).reuse))
+
+    def decide(self, ctx: DeployContext, *, new_venv: bool) -> tuple[bool, str]:
+        """One rule for the deploy (the venv was built) and its plan (it would be)."""
         changed = _migrations_changed(ctx)
         if changed:
             return True, f"migrations changed: {', '.join(changed[:3])}"
         if ctx.unknown_baseline:
             return True, "the serving release is unknown to git"
-        if ctx.venv_built:
+        if new_venv:
             return True, "a new venv"
         if ctx.options.no_reload or not _hooked(ctx):
             return True, "no readiness gate on the reload"
@@ -211,6 +289,12 @@ class ReleaseSmokeStep(SmokeStep):
             return False, "each new worker requests SMOKE_URLS before it takes traffic"
         return super().should_run(ctx)
 
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        run, why = self.should_run(ctx)
+        if run and ReleasePreflightStep().plan(ctx).run:
+            return super().plan(ctx)  # the preflight requests them when nothing migrates first
+        return PlannedStep(self.name, run, why)
+
 
 class SwitchStep(Step):
     """``ROOT/current`` renamed to the new release in one step; undone the same way."""
@@ -220,6 +304,13 @@ class SwitchStep(Step):
 
     def __init__(self, record: bool = True) -> None:
         self.record = record  # False for a rollback: the release's metadata stays as it was
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        current, to = ctx.releases_root().current(), planned_release(ctx)
+        old = current.name if current else "nothing"
+        return PlannedStep(
+            self.name, True, f"current: {old} -> {to.name}", {"from": old, "to": to.name}
+        )
 
     def run(self, ctx: DeployContext) -> Outcome:
         root, release = ctx.releases_root(), _release(ctx)
@@ -277,6 +368,21 @@ class PruneStep(Step):
 
     name = "prune"
     rollback_on_failure: ClassVar[bool] = False
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        keep = int(app_settings.KEEP_RELEASES)
+        doomed = prune.select(
+            ctx.releases_root(), keep, adding=planned_release(ctx), adding_venv=venv_plan(ctx).key
+        )
+        parts = [f"{len(names)} {what}(s): {', '.join(names)}" for what, names in
+                 (("release", doomed.releases), ("venv", doomed.venvs)) if names]  # fmt: skip
+        why = "would remove " + "; ".join(parts) if parts else "nothing to remove"
+        return PlannedStep(
+            self.name,
+            True,
+            f"KEEP_RELEASES {keep}: {why}",
+            {"keep": keep, "releases": doomed.releases, "venvs": doomed.venvs},
+        )
 
     def run(self, ctx: DeployContext) -> Outcome:
         try:

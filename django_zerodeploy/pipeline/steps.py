@@ -28,7 +28,7 @@ from ..gunicorn.result import OLD_RETIRED
 from ..gunicorn.strategies import HOOKLESS_NOTE
 from ..preflight import preflight
 from . import migrations, packages, records, serving
-from .context import DeployContext, NothingToDeploy, Outcome, StepFailed
+from .context import DeployContext, NothingToDeploy, Outcome, PlannedStep, StepFailed
 
 
 class Step:
@@ -45,6 +45,11 @@ class Step:
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         return True, ""
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        """What the step would do, for the dry run: decided from ``ctx`` as the steps before
+        it left it there, without running them (so never from what they would have set)."""
+        return PlannedStep(self.name, *self.should_run(ctx))
 
     def run(self, ctx: DeployContext) -> Outcome:
         raise NotImplementedError
@@ -344,24 +349,29 @@ def requirement_files(tree: Path) -> list[str]:
     return seen
 
 
+def install_needed(ctx: DeployContext) -> tuple[bool, str]:
+    """Would the packages change: a requirements file changed (or --install)."""
+    tree = ctx.worktree or ctx.live
+    files = [f for f in requirement_files(tree) if (tree / f).is_file()]
+    if not files:
+        return False, f"no requirements file ({', '.join(app_settings.requirements)})"
+    if ctx.options.install:
+        return True, "--install"
+    if ctx.unknown_baseline:
+        return True, "the serving release is unknown to git"
+    old_files = set(requirement_files(ctx.live))
+    changed = sorted(set(ctx.changed_files) & (set(files) | old_files))
+    if changed:
+        return True, f"{', '.join(changed)} changed"
+    return False, "requirements unchanged"
+
+
 class InstallStep(Step):
     name = "install"
     conditional = True
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
-        tree = ctx.worktree or ctx.live
-        files = [f for f in requirement_files(tree) if (tree / f).is_file()]
-        if not files:
-            return False, f"no requirements file ({', '.join(app_settings.requirements)})"
-        if ctx.options.install:
-            return True, "--install"
-        if ctx.unknown_baseline:
-            return True, "the serving release is unknown to git"
-        old_files = set(requirement_files(ctx.live))
-        changed = sorted(set(ctx.changed_files) & (set(files) | old_files))
-        if changed:
-            return True, f"{', '.join(changed)} changed"
-        return False, "requirements unchanged"
+        return install_needed(ctx)
 
     def _pip(self, ctx: DeployContext, tree: Path) -> proc.ProcResult:
         args = [
@@ -413,6 +423,13 @@ class InstallStep(Step):
 
 class PreflightStep(Step):
     name = "preflight"
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        return PlannedStep(
+            self.name,
+            True,
+            "manage.py check, WSGI import, URLconf, migration plan, in the worktree",
+        )
 
     def run(self, ctx: DeployContext) -> Outcome:
         tree = ctx.new_code
@@ -474,6 +491,9 @@ class PreflightStep(Step):
 # -- the live tree ------------------------------------------------------------------------------
 class CheckoutStep(Step):
     name = "checkout"
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        return PlannedStep(self.name, True, "git reset --keep in the live tree")
 
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.mixed_window_started = time.monotonic()
@@ -583,13 +603,20 @@ class CollectStaticStep(Step):
     conditional = True
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
+        return self.decide(ctx, new_packages=ctx.installed)
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        return PlannedStep(self.name, *self.decide(ctx, new_packages=install_needed(ctx)[0]))
+
+    def decide(self, ctx: DeployContext, *, new_packages: bool) -> tuple[bool, str]:
+        """The rule, given whether the packages changed (did, for the deploy; would, for a plan)."""
         if not apps.is_installed("django.contrib.staticfiles"):
             return False, "django.contrib.staticfiles is not installed"
         if not getattr(settings, "STATIC_ROOT", None):
             return False, "STATIC_ROOT is not set"
         if ctx.options.collectstatic:
             return True, "--collectstatic"
-        if ctx.installed:
+        if new_packages:
             return True, "installed packages changed"
         if ctx.unknown_baseline:
             return True, "the serving release is unknown to git"
@@ -667,6 +694,11 @@ class SmokeStep(Step):
         if ctx.smoke_done:
             return False, "passed in preflight (no migrations to apply first)"
         return True, ", ".join(urls)[:300]
+
+    def plan(self, ctx: DeployContext) -> PlannedStep:
+        if app_settings.SMOKE_URLS and not ctx.pending_pre:
+            return PlannedStep(self.name, True, "in the preflight (no migrations to apply first)")
+        return super().plan(ctx)
 
     def run(self, ctx: DeployContext) -> Outcome:
         tree = ctx.new_code

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from . import venvs
-from .layout import NAME_RE, ReleasesRoot
+from .layout import NAME_RE, Release, ReleasesRoot
 
 
 @dataclass
@@ -33,35 +33,52 @@ class Pruned:
 
 def remove_incomplete(root: ReleasesRoot) -> list[str]:
     """Releases a failed or killed build left (never current or previous); their names."""
-    protected = {r.name for r in (root.current(), root.previous()) if r is not None}
     removed = []
-    for release in root.releases():
-        if release.name not in protected and not root.is_complete(release.name):
-            shutil.rmtree(release.path, ignore_errors=True)
-            root.metadata_path(release.name).unlink(missing_ok=True)
-            removed.append(release.name)
+    for release in incomplete(root):
+        shutil.rmtree(release.path, ignore_errors=True)
+        root.metadata_path(release.name).unlink(missing_ok=True)
+        removed.append(release.name)
     return removed
+
+
+def incomplete(root: ReleasesRoot) -> list[Release]:
+    """Releases not built to the end that are neither current nor previous."""
+    protected = {r.name for r in (root.current(), root.previous()) if r is not None}
+    return [r for r in root.releases() if r.name not in protected and not root.is_complete(r.name)]
+
+
+def select(
+    root: ReleasesRoot, keep: int, *, adding: Release | None = None, adding_venv: str = ""
+) -> Pruned:
+    """What ``prune`` removes now, or (``adding``) once ``adding``, with the venv
+    ``adding_venv``, is built and switched to: what a dry run of a deploy reports."""
+    current, previous = root.current(), root.previous()
+    releases = root.releases()
+    complete = [r for r in releases if root.is_complete(r.name)]
+    if adding is not None:
+        releases, complete = [*releases, adding], [*complete, adding]
+        current, previous = adding, current
+    protected = {r.name for r in (current, previous) if r is not None}
+    kept = {r.name for r in complete[-max(keep, 1) :]} | protected
+    used = {adding_venv} if adding is not None else set()
+    used |= {k for r in releases if r.name in kept and r != adding and (k := r.venv_key)}
+    found = sorted(root.venvs_dir.iterdir()) if root.venvs_dir.is_dir() else []
+    return Pruned(
+        [r.name for r in releases if r.name not in kept],
+        [p.name for p in found if p.name not in used and p.is_dir() and not p.is_symlink()],
+    )
 
 
 def prune(root: ReleasesRoot, keep: int) -> Pruned:
     """Keep the ``keep`` newest complete releases (at least current and previous)."""
-    pruned = Pruned()
-    protected = {r.name for r in (root.current(), root.previous()) if r is not None}
-    complete = [r for r in root.releases() if root.is_complete(r.name)]
-    kept = {r.name for r in complete[-max(keep, 1) :]} | protected
-    for release in root.releases():
-        if release.name in kept:
-            continue
+    pruned = select(root, keep)
+    for name in pruned.releases:
+        release = root.release(name)
         root.write_metadata(release.name, complete=False)  # never taken as whole again
         shutil.rmtree(release.path, ignore_errors=True)
         root.metadata_path(release.name).unlink(missing_ok=True)
-        pruned.releases.append(release.name)
-    used = {k for r in root.releases() if (k := r.venv_key)}
-    if root.venvs_dir.is_dir():
-        for path in sorted(root.venvs_dir.iterdir()):
-            if path.name not in used and path.is_dir() and not path.is_symlink():
-                venvs.remove(path)
-                pruned.venvs.append(path.name)
+    for name in pruned.venvs:
+        venvs.remove(root.venvs_dir / name)
     for meta in root.state_dir.glob("*.json") if root.state_dir.is_dir() else []:
         if NAME_RE.match(meta.stem) and not (root.releases_dir / meta.stem).exists():
             meta.unlink(missing_ok=True)  # metadata of a release removed by hand
