@@ -371,8 +371,12 @@ class PruneStep(Step):
 
     def plan(self, ctx: DeployContext) -> PlannedStep:
         keep = int(app_settings.KEEP_RELEASES)
-        doomed = prune.select(
-            ctx.releases_root(), keep, adding=planned_release(ctx), adding_venv=venv_plan(ctx).key
+        doomed = prune.select(  # previous becomes what serves, as SwitchStep makes it
+            ctx.releases_root(),
+            keep,
+            adding=planned_release(ctx),
+            adding_venv=venv_plan(ctx).key,
+            serving=live_release(ctx),
         )
         parts = [f"{len(names)} {what}(s): {', '.join(names)}" for what, names in
                  (("release", doomed.releases), ("venv", doomed.venvs)) if names]  # fmt: skip

@@ -48,16 +48,22 @@ def incomplete(root: ReleasesRoot) -> list[Release]:
 
 
 def select(
-    root: ReleasesRoot, keep: int, *, adding: Release | None = None, adding_venv: str = ""
+    root: ReleasesRoot,
+    keep: int,
+    *,
+    adding: Release | None = None,
+    adding_venv: str = "",
+    serving: Release | None = None,
 ) -> Pruned:
     """What ``prune`` removes now, or (``adding``) once ``adding``, with the venv
-    ``adding_venv``, is built and switched to: what a dry run of a deploy reports."""
+    ``adding_venv``, is built and switched to, ``serving`` (default: current) becoming
+    previous: what a dry run of a deploy reports."""
     current, previous = root.current(), root.previous()
     releases = root.releases()
     complete = [r for r in releases if root.is_complete(r.name)]
     if adding is not None:
         releases, complete = [*releases, adding], [*complete, adding]
-        current, previous = adding, current
+        current, previous = adding, serving or current
     protected = {r.name for r in (current, previous) if r is not None}
     kept = {r.name for r in complete[-max(keep, 1) :]} | protected
     used = {adding_venv} if adding is not None else set()
