@@ -69,6 +69,7 @@ def test_dry_run_plans_the_release_its_venv_switch_and_rollback_and_changes_noth
     requirements = (REPO_ROOT / "example_project" / "requirements.txt").read_text()
     new_reqs = site.commit_release("v4", {"requirements.txt": requirements + "# v4\n"})
     before = state(root_dir)
+    site.extra_env["ZERODEPLOY_KEEP_RELEASES"] = "1"  # the dry runs: v1 would be pruned
 
     # a code-only release: the venv reused, no preflight (the readiness gate checks it)
     plan = deploy_from_current(site, root_dir, "--dry-run", "--ref", code_only)
@@ -84,7 +85,9 @@ def test_dry_run_plans_the_release_its_venv_switch_and_rollback_and_changes_noth
     assert "skip" in step_line(out, "collectstatic") and "skip" in step_line(out, "migrate")
     assert step_line(out, "switch").endswith(f"current: {second.name} -> {name}")
     assert step_line(out, "reload").split()[1] == "run"
-    assert step_line(out, "prune").endswith("KEEP_RELEASES 5: nothing to remove")
+    assert step_line(out, "prune").endswith(
+        f"KEEP_RELEASES 1: would remove 1 release(s): {first.name}"
+    )  # the venv v1 runs with stays: v2, previous after the switch, runs with it too
     assert "prepare" not in out and "git reset --keep" not in out and "Traceback" not in out
 
     # a requirement change, as JSON: a new venv, which file changed, the preflight runs
@@ -101,7 +104,7 @@ def test_dry_run_plans_the_release_its_venv_switch_and_rollback_and_changes_noth
     built = steps["build"]["facts"]["release"]
     assert built.endswith(new_reqs[:12])
     assert steps["switch"]["facts"] == {"from": second.name, "to": built}
-    assert steps["prune"]["facts"] == {"keep": 5, "releases": [], "venvs": []}
+    assert steps["prune"]["facts"] == {"keep": 1, "releases": [first.name], "venvs": []}
 
     # the rollback v2 -> v1 is refused: v2's deploy applied a migration v1 does not have
     plan = deploy_from_current(site, root_dir, "--dry-run", "--rollback")
