@@ -83,8 +83,9 @@ def build_plan(
     """The dry run: commits, changed files, steps run or skipped and why, pending migrations
     (only with ``run_code``: they are read by running the target's code)."""
     from .plan import build_plan as _build
+    from .release_steps import layout_steps
 
-    return _build(options, run_code=run_code, timeout=timeout)
+    return _build(options, layout_steps, run_code=run_code, timeout=timeout)
 
 
 def history(limit: int = 20) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ remote-tracking refs only). With ``run_code`` it reads the pending migrations by
 target's code from a temporary worktree outside the checkout, removed afterwards; without it
 (the admin's GET: a link must not run the code of any branch) it gives git facts only.
 
-The steps are those of the layout the project runs in (``layout_steps``): each plans itself
+The steps are those of the layout the project runs in (``layout_steps``, passed in by the
+package's ``build_plan``, which the runner uses too): each plans itself
 (``Step.plan``) from what the steps before it found, in the releases layout the release it
 would build, its venv, the switch of ``current`` and what KEEP_RELEASES would prune.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +32,6 @@ from .context import DeployContext, NothingToDeploy, PlannedStep, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
 from .project import Project, current_layout
-from .release_steps import layout_steps
 from .steps import EnvironmentStep, FetchStep, MigrateStep, SmokeStep, Step
 
 __all__ = ["DeployPlan", "PlannedStep", "build_plan"]
@@ -117,9 +118,14 @@ class DeployPlan:
 
 
 def build_plan(
-    options: DeployOptions, *, run_code: bool = True, timeout: float | None = None
+    options: DeployOptions,
+    layout_steps: Callable[[DeployOptions], list[Step]],
+    *,
+    run_code: bool = True,
+    timeout: float | None = None,
 ) -> DeployPlan:
-    """What ``deploy`` with ``options`` would do now. ``run_code=False``: no worktree, no
+    """What ``deploy`` with ``options`` would do now, with the steps ``layout_steps`` gives
+    for them (the layout's list, as the runner uses). ``run_code=False``: no worktree, no
     code of the target run (the migration plan is left to the deploy); ``timeout`` bounds
     every command, git and the migration plan (a page must answer before its worker is
     killed; default: git's and STEP_TIMEOUT)."""
