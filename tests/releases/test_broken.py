@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from django_zerodeploy.releases.layout import ReleasesRoot
 from tests.deploy.test_failures import files_for
-from tests.releases.test_deploy import deploy_under_load, master_cwd, show, step_line
-from tests.support.releases import gunicorn_from_current, init_releases, shape_like_startproject
+from tests.support.releases import (
+    deploy_under_load,
+    master_cwd,
+    serve_from_releases,
+    show,
+    step_line,
+)
 from tests.support.site import git
 
 pytestmark = pytest.mark.integration
@@ -30,13 +34,8 @@ CASES = [
 
 
 def test_each_broken_release_is_never_served(site, tmp_path, gunicorn_factory, load_factory):
-    shape_like_startproject(site)
-    root_dir = tmp_path / "srv"
-    init_releases(site, root_dir)
-    root = ReleasesRoot(root_dir)
+    root_dir, root, server = serve_from_releases(site, tmp_path, gunicorn_factory)
     good = root.current()
-    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
-    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
 
     for index, (case, failing, switched_back, words) in enumerate(CASES):
         if index:

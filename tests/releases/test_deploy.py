@@ -9,56 +9,28 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
-import psutil
 import pytest
 
 from django_zerodeploy.releases.layout import ReleasesRoot
 from tests.support.releases import (
     deploy_from_current,
-    gunicorn_from_current,
-    init_releases,
-    shape_like_startproject,
+    deploy_under_load,
+    master_cwd,
+    serve_from_releases,
+    show,
+    step_line,
 )
 from tests.support.site import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
 
-def show(result) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
-
-
-def deploy_under_load(site, root, server, load_factory, *args):
-    load = load_factory(port=server.port, clients=3, max_seconds=280, timeout=30).start()
-    try:
-        with load.operation():
-            result = deploy_from_current(site, root, *args)
-    finally:
-        report = load.stop()
-    report.assert_covered()
-    return result, report
-
-
-def master_cwd(server) -> Path:
-    return Path(psutil.Process(server.master_pid()).cwd())
-
-
-def step_line(out: str, name: str) -> str:
-    return next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
-
-
 def test_code_only_release_a_broken_one_rollback_and_a_migration(
     site, tmp_path, gunicorn_factory, load_factory
 ):
-    shape_like_startproject(site)
-    root_dir = tmp_path / "srv"
-    init_releases(site, root_dir)
-    root = ReleasesRoot(root_dir)
+    root_dir, root, server = serve_from_releases(site, tmp_path, gunicorn_factory)
     first = root.current()
-    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
-    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
     assert master_cwd(server) == first.path
 
     v2 = site.commit_release("v2", {"notes/lazy_probe.py": "WHICH = 'v2'\n"})

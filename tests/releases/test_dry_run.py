@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy.releases.layout import ReleasesRoot
-from tests.releases.test_deploy import deploy_under_load, master_cwd, show, step_line
 from tests.support.releases import (
     deploy_from_current,
-    gunicorn_from_current,
-    init_releases,
-    shape_like_startproject,
+    deploy_under_load,
+    master_cwd,
+    serve_from_releases,
+    show,
+    step_line,
 )
 from tests.support.site import REPO_ROOT
 
@@ -53,13 +53,8 @@ def state(root_dir: Path) -> dict[str, object]:
 def test_dry_run_plans_the_release_its_venv_switch_and_rollback_and_changes_nothing(
     site, tmp_path, gunicorn_factory, load_factory
 ):
-    shape_like_startproject(site)
-    root_dir = tmp_path / "srv"
-    init_releases(site, root_dir)
-    root = ReleasesRoot(root_dir)
+    root_dir, root, server = serve_from_releases(site, tmp_path, gunicorn_factory)
     first = root.current()
-    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
-    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
     site.commit_release("v2", {"notes/migrations/0002_tag.py": MIGRATION})
     result, report = deploy_under_load(site, root_dir, server, load_factory)
     assert result.returncode == 0, show(result)

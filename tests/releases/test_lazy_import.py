@@ -10,13 +10,10 @@ import threading
 
 import pytest
 
-from django_zerodeploy.releases.layout import ReleasesRoot
 from tests.support.releases import (
     deploy_from_current,
-    gunicorn_from_current,
-    init_releases,
     requirements_with,
-    shape_like_startproject,
+    serve_from_releases,
     use_wheelhouse,
 )
 
@@ -60,12 +57,7 @@ def test_an_old_worker_importing_lazily_during_a_deploy_sees_only_the_old_releas
     site, tmp_path, gunicorn_factory
 ):
     use_wheelhouse(site, tmp_path / "wheels", "zdprobe", ("1.0", "2.0"))
-    shape_like_startproject(site)
-    root_dir = tmp_path / "srv"
-    init_releases(site, root_dir)
-    root = ReleasesRoot(root_dir)
-    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
-    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
+    root_dir, root, server = serve_from_releases(site, tmp_path, gunicorn_factory)
     site.commit_release("v1", release_files(site, "v1", "1.0"))
     first = deploy_from_current(site, root_dir)  # a requirement change: a new venv
     assert first.returncode == 0, first.stdout + first.stderr

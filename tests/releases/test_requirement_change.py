@@ -19,12 +19,13 @@ import psutil
 import pytest
 
 from django_zerodeploy.releases.layout import ReleasesRoot
-from tests.releases.test_deploy import deploy_under_load, master_cwd, show, step_line
 from tests.support.releases import (
-    gunicorn_from_current,
-    init_releases,
+    deploy_under_load,
+    master_cwd,
     requirements_with,
-    shape_like_startproject,
+    serve_from_releases,
+    show,
+    step_line,
     use_wheelhouse,
 )
 
@@ -86,14 +87,9 @@ def test_a_requirement_change_builds_a_new_venv_beside_the_serving_one_then_prun
 ):
     use_wheelhouse(site, tmp_path / "wheels", "zdprobe", ("1.0", "2.0"))
     site.extra_env["ZERODEPLOY_KEEP_RELEASES"] = "1"
-    shape_like_startproject(site)
-    root_dir = tmp_path / "srv"
-    init_releases(site, root_dir)
-    root = ReleasesRoot(root_dir)
+    root_dir, root, server = serve_from_releases(site, tmp_path, gunicorn_factory)
     first = root.current()
     first_venv = root.venvs_dir / str(first.venv_key)
-    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
-    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
 
     site.commit_release("v2", {"requirements.txt": requirements_with("zdprobe==1.0")})
     result, report = deploy_under_load(site, root_dir, server, load_factory)

@@ -8,7 +8,11 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import psutil
+
+from django_zerodeploy.releases.layout import ReleasesRoot
 from tests.support.site import REPO_ROOT, Site
 from tests.support.wheels import make_wheel
 
@@ -99,3 +103,43 @@ def requirements_with(*lines: str) -> str:
     base = (REPO_ROOT / "example_project" / "requirements.txt").read_text()
     extra = "".join(f"{line}\n" for line in lines)
     return f"{base}{extra}django-zerodeploy @ file://{REPO_ROOT}\n"
+
+
+def serve_from_releases(
+    site: Site, tmp_path: Path, gunicorn_factory: Any
+) -> tuple[Path, ReleasesRoot, Any]:
+    """The startproject-shaped site made a releases layout in ``tmp_path / "srv"`` (init), its
+    SQLite database reached through ROOT/current, and Gunicorn started from ROOT/current."""
+    shape_like_startproject(site)
+    root_dir = tmp_path / "srv"
+    init_releases(site, root_dir)
+    site.extra_env["EXAMPLE_DB_PATH"] = str(root_dir / "current" / "db.sqlite3")
+    server = gunicorn_factory(**gunicorn_from_current(site, root_dir))
+    return root_dir, ReleasesRoot(root_dir), server
+
+
+def deploy_under_load(
+    site: Site, root: Path, server: Any, load_factory: Any, *args: str
+) -> tuple[Any, Any]:
+    """``deploy_from_current`` with the load running through it; the load must cover it."""
+    load = load_factory(port=server.port, clients=3, max_seconds=280, timeout=30).start()
+    try:
+        with load.operation():
+            result = deploy_from_current(site, root, *args)
+    finally:
+        report = load.stop()
+    report.assert_covered()
+    return result, report
+
+
+def show(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
+
+
+def master_cwd(server: Any) -> Path:
+    return Path(psutil.Process(server.master_pid()).cwd())
+
+
+def step_line(out: str, name: str) -> str:
+    """The line the deploy printed for step ``name``."""
+    return next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
