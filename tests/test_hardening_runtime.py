@@ -259,6 +259,7 @@ def test_a_proven_master_keeps_a_worker_that_cannot_report(runtime, monkeypatch)
     assert "cannot report this worker ready" in errors and "serves without a ready report" in errors
 
 
+@pytest.mark.django_db  # Django 6's model checks ask the database backend's features
 def test_a_new_master_refuses_a_worker_that_cannot_report(runtime):
     break_workers_dir(runtime)
     hooked = worker(os.getpid())

@@ -148,6 +148,7 @@ def test_in_process_helpers_answer_like_a_server(db):
     assert check_urlconf() > 5
 
 
+@pytest.mark.django_db  # Django 6's model checks ask the database backend's features
 def test_system_check_errors_are_those_manage_py_check_fails_on(settings):
     """What the readiness hook runs in a new generation: errors count, unless silenced;
     warnings never do."""
