@@ -296,7 +296,8 @@ def _child_main() -> None:
     from django.conf import settings
 
     configured = (getattr(settings, "ZERODEPLOY", None) or {}).get("RUNTIME_DIR")
-    data = {"configured": str(configured or ""), "repo_dir": str(app_settings.repo_dir)}
+    # the default directory is named after the deploy root: ROOT in the releases layout
+    data = {"configured": str(configured or ""), "deploy_root": str(app_settings.deploy_root)}
     print(_MARK + json.dumps(data))  # noqa: T201
 
 
@@ -306,7 +307,7 @@ def process_runtime_dirs(master: Any) -> dict[int, Path]:
     switch user: Gunicorn's ``user`` setting)."""
     seen = site_settings(master)
     configured = seen.get("configured") if seen else str(app_settings.RUNTIME_DIR or "")
-    repo_dir = Path(seen.get("repo_dir") or app_settings.repo_dir)
+    deploy_root = Path(seen.get("deploy_root") or app_settings.deploy_root)
     found: dict[int, Path] = {}
     for process in [master.process(), *master.workers()]:
         if process is None:
@@ -314,7 +315,7 @@ def process_runtime_dirs(master: Any) -> dict[int, Path]:
         with contextlib.suppress(psutil.Error):
             uid = process.uids().effective
             found[process.pid] = (
-                Path(configured) if configured else default_runtime_dir(repo_dir, uid)
+                Path(configured) if configured else default_runtime_dir(deploy_root, uid)
             )
     return found
 

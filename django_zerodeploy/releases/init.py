@@ -124,17 +124,20 @@ def _copy_sqlite(source: Path, target: Path) -> None:
 
 
 def _gunicorn_args(checkout: Path, current: Path) -> list[str]:
-    """The running master's arguments with paths into the checkout moved under current; a
-    template from WSGI_APPLICATION when no master runs."""
+    """The running master's arguments with paths into the checkout moved under current, even
+    none (a bare ``gunicorn`` reads ./gunicorn.conf.py, which a ``-c`` would replace); with no
+    master, none if the checkout has a gunicorn.conf.py, else a template from WSGI_APPLICATION."""
     from ..gunicorn import find_master
 
     try:
-        args = find_master().args or []
+        args: list[str] | None = find_master().args or []
     except (CommandFailure, OSError):
-        args = []
-    if args:
+        args = None
+    if args is not None:
         prefix = str(checkout)
         return [current.as_posix() + a[len(prefix) :] if a.startswith(prefix) else a for a in args]
+    if (checkout / "gunicorn.conf.py").is_file():
+        return []
     wsgi = str(getattr(settings, "WSGI_APPLICATION", "") or "project.wsgi.application")
     module, _, name = wsgi.rpartition(".")
     return ["-c", "python:django_zerodeploy.gunicorn_conf", f"{module}:{name}"]

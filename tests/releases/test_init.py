@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shlex
 import subprocess
+import sys
 
 import pytest
 
 from django_zerodeploy import exit_codes
 from django_zerodeploy.releases.layout import ReleasesRoot, detect
 from django_zerodeploy.releases.venvs import is_complete
+from tests.support.gunicorn import free_port
 from tests.support.releases import (
     applied_migrations,
     init_releases,
@@ -97,3 +100,40 @@ def test_init_refuses_a_root_it_cannot_use_in_one_message(site, tmp_path):
     (site.server / "manage.py").write_text("# changed\n" + (site.server / "manage.py").read_text())
     result = run_manage(site, site.server, "deploy", "--init-releases", str(tmp_path / "new"))
     assert result.returncode == exit_codes.USAGE and "manage.py" in result.stderr
+
+
+@pytest.mark.integration
+def test_init_prints_the_command_a_bare_gunicorn_was_started_with(site, tmp_path, gunicorn_factory):
+    """A master started as a bare ``gunicorn`` (its settings in ./gunicorn.conf.py, as many
+    projects run it): the printed command is the bare one again, without a ``-c`` that would
+    make Gunicorn skip the project's file, and started from current it serves where it did."""
+    shape_like_startproject(site)
+    site.extra_env["ZERODEPLOY_RUNTIME_DIR"] = ""  # the default directory, as in a real project
+    site.port = free_port()
+    conf = site.server / "gunicorn.conf.py"
+    conf.write_text(
+        conf.read_text() + f'bind = "127.0.0.1:{site.port}"\npidfile = "{site.pidfile}"\n'
+    )
+    git(site.server, "commit", "-qam", "Gunicorn's bind and pidfile in gunicorn.conf.py")
+    in_place = gunicorn_factory(command=[sys.executable, "-m", "gunicorn"])
+    root_dir = tmp_path / "srv"
+    out = init_releases(site, root_dir).stdout
+    current = root_dir / "current"
+    bare = str(current / ".venv" / "bin" / "gunicorn")
+    assert f"ExecStart={bare}\n" in out, out
+    assert f"cd {current} && {bare}\n" in out, out
+
+    in_place.stop()
+    site.pidfile.unlink(missing_ok=True)
+    site.extra_env["EXAMPLE_DB_PATH"] = str(current / "db.sqlite3")
+    started = out.split(f"cd {current} && ", 1)[1].splitlines()[0]
+    server = gunicorn_factory(cwd=current, command=shlex.split(started))
+    assert server.get("/")[0] == 200  # on the port gunicorn.conf.py binds
+    assert int(site.pidfile.read_text()) == server.master_pid()
+    # the command and Gunicorn's processes agree on the runtime directory (named after ROOT)
+    check = run_manage(site, current, "deploy", "--check", python=release_python(root_dir))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "runtime directory" in check.stdout
+    assert os.path.realpath(f"/proc/{server.master_pid()}/cwd") == str(
+        ReleasesRoot(root_dir).current().path
+    )
