@@ -571,20 +571,25 @@ def test_the_migration_plan_of_a_post_is_bounded_too(django_user_model, evil_bra
     assert not Deployment.objects.exists()
 
 
-def test_detail_page_draws_the_steps_as_bars_on_one_time_axis(django_user_model):
-    record = succeeded()
-    began = record.started_at
-    for position, (name, offset, seconds, status) in enumerate(
-        [("lock", 0.0, 0.01, "ok"), ("build", 0.5, 1.5, "ok"), ("reload", 2.0, 2.0, "failed")]
-    ):
+def timed_steps(record: Deployment, steps: list[tuple[str, float, float, str]]) -> None:
+    """Step rows for ``record``: (name, seconds after its start, duration, status) each."""
+    for position, (name, offset, seconds, status) in enumerate(steps):
         DeploymentStep.objects.create(
             deployment=record,
             position=position,
             name=name,
             status=status,
-            started_at=began + timedelta(seconds=offset),
+            started_at=record.started_at + timedelta(seconds=offset),
             duration=seconds,
         )
+
+
+def test_detail_page_draws_the_steps_as_bars_on_one_time_axis(django_user_model):
+    record = succeeded()
+    timed_steps(
+        record,
+        [("lock", 0.0, 0.01, "ok"), ("build", 0.5, 1.5, "ok"), ("reload", 2.0, 2.0, "failed")],
+    )
     DeploymentStep.objects.create(deployment=record, position=3, name="migrate", status="skipped")
     page = client_for(django_user_model, "viewer").get(url("change", record.pk)).content.decode()
     assert "<h2>Timeline</h2>" in page

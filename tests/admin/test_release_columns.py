@@ -5,13 +5,12 @@ its switch back included, as bars on the timeline."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.db import connection
 
-from django_zerodeploy.models import Deployment, DeploymentStep
-from tests.admin.test_console import client_for, isolated, succeeded, url  # noqa: F401
+from django_zerodeploy.models import Deployment
+from tests.admin.test_console import client_for, isolated, succeeded, timed_steps, url  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +44,6 @@ def test_history_has_a_release_column_and_searches_it(django_user_model):
 
 def test_detail_names_the_release_and_venv_and_draws_its_steps(django_user_model):
     record = released()
-    began = record.started_at
     steps = [
         ("fetch", 0.0, 0.5, "ok"),
         ("build", 0.5, 1.0, "ok"),
@@ -55,15 +53,7 @@ def test_detail_names_the_release_and_venv_and_draws_its_steps(django_user_model
         ("reload", 3.1, 2.9, "failed"),
         ("rollback:switch", 6.0, 2.0, "ok"),
     ]
-    for position, (name, offset, seconds, status) in enumerate(steps):
-        DeploymentStep.objects.create(
-            deployment=record,
-            position=position,
-            name=name,
-            status=status,
-            started_at=began + timedelta(seconds=offset),
-            duration=seconds,
-        )
+    timed_steps(record, steps)
     page = client_for(django_user_model, "viewer").get(url("change", record.pk)).content.decode()
     assert f'<code class="zd-release">releases/{RELEASE}</code>' in page
     assert f'<code class="zd-release">venvs/{KEY}</code>' in page
