@@ -111,17 +111,23 @@ def get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def release_id(url: str, timeout: float = 3.0) -> str | None:
-    """``releaseId`` from ``url``, or None when it is unreachable or names none. A 503 (a
-    draining or failing site) still carries the release in its body, so it is read too."""
+def read_release(url: str, timeout: float = 3.0) -> tuple[str | None, str]:
+    """(``releaseId`` of ``url``, "") or (None, why there is none). A 503 (a draining or
+    failing site) still carries the release in its body, so it is read too."""
     try:
-        _status, body = get(url, timeout=timeout)
-    except (OSError, ValueError):
-        return None
+        status, body = get(url, timeout=timeout)
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # BadURL is a ValueError
+        return None, f"{url}: {type(exc).__name__}: {exc}"
     with contextlib.suppress(ValueError, AttributeError):
         release = json.loads(body).get("releaseId")
-        return release if isinstance(release, str) and release else None
-    return None
+        if isinstance(release, str) and release:
+            return release, ""
+    return None, f"{url} answered {status} without a releaseId"
+
+
+def release_id(url: str, timeout: float = 3.0) -> str | None:
+    """``releaseId`` from ``url``, or None when it is unreachable or names none."""
+    return read_release(url, timeout)[0]
 
 
 def url_for_bind(bind: str, path: str, cwd: str = "/") -> str | None:

@@ -13,8 +13,6 @@ cluster's own processes, and it runs again when a worker is recycled or reincarn
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import os
 import threading
@@ -27,8 +25,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..git import read_head_without_git
 from ..health.drain import is_draining
-from ..healthz_url import BadURL
-from ..healthz_url import get as http_get
+from ..healthz_url import read_release
 from ..models import HOST_STALE_AFTER, Host
 
 logger = logging.getLogger("django_zerodeploy.rollout")
@@ -69,17 +66,8 @@ def served_release(url: str | None = None, timeout: float = HEALTHZ_TIMEOUT) -> 
     url = app_settings.HEALTHZ_URL if url is None else url
     if not url:
         return Served(local_release(), True, "no HEALTHZ_URL")
-    try:
-        status, body = http_get(url, timeout=timeout)
-    except (BadURL, OSError, http.client.HTTPException) as exc:
-        return Served(local_release(), True, f"{url}: {type(exc).__name__}: {exc}"[:300])
-    try:
-        release = json.loads(body).get("releaseId")
-    except (ValueError, AttributeError):
-        release = None
-    if not isinstance(release, str) or not release:
-        return Served(local_release(), True, f"{url} answered {status} without a releaseId")
-    return Served(release)
+    release, problem = read_release(url, timeout)
+    return Served(release) if release else Served(local_release(), True, problem[:300])
 
 
 def register(started_at: Any = None) -> Host:
