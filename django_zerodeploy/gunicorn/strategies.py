@@ -38,6 +38,7 @@ from .result import Recorder, ReloadResult
 # adds up to itself to every wait of a reload (new master, workers ready, promotion).
 POLL = 0.025
 RETIRE_MARGIN = 15.0  # beyond graceful_timeout, for a master to finish exiting
+REAP_WAIT = 5.0  # for an old master to reap a leftover it had made (its loop wakes every 1 s)
 PROMOTION_WAIT = 15.0  # the new master checks its parent about once a second
 ANNOUNCE_WAIT = 10.0
 VERIFY_WAIT = 15.0  # hookless: for HEALTHZ_URL to report the new release
@@ -319,6 +320,8 @@ def _cleanup(old: Master, pidfile2: Path | None) -> list[str]:
     for child in leftovers:
         stale = build_master(child, pidfile2)
         done.append("leftover new " + stop_master(stale, old.graceful_timeout))
+        if not wait_until(lambda pid=child.pid: _reaped(pid, old.pid), REAP_WAIT):
+            done.append(f"master {old.pid} has not reaped pid {child.pid} yet")
     if pidfile2 and pidfile2.exists():
         pid, _ = read_pidfile(pidfile2)
         still = (
@@ -329,6 +332,18 @@ def _cleanup(old: Master, pidfile2: Path | None) -> list[str]:
                 pidfile2.unlink()
             done.append(f"removed stale {pidfile2}")
     return done
+
+
+def _reaped(pid: int, parent: int) -> bool:
+    """Gone from the process table, not merely exited: Gunicorn ignores a USR2 while the child
+    of its previous one is unreaped ("USR2 signal ignored. Child exists.", arbiter.reexec), and
+    it reaps only when its main loop handles the SIGCHLD, after our wait saw the exit."""
+    try:
+        return psutil.Process(pid).ppid() != parent  # the pid is another process's now
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def _new_master(old: Master, pidfile2: Path | None) -> Master | None:

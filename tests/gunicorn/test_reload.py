@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from django_zerodeploy import exit_codes
+from django_zerodeploy.gunicorn.master import child_masters, worker_processes
 from tests.support.gunicorn import Gunicorn, wait_for
 from tests.support.load import LoadReport
 from tests.support.site import Site, git
@@ -347,3 +349,49 @@ def test_two_reloads_at_once_run_one_after_the_other(site, gunicorn_factory, loa
     assert "USR2 signal ignored" not in gunicorn_log(server)
     assert report.failed == 0, report.summary()
     assert_served(server, site, "v2", sha)
+
+
+def test_a_leftover_new_master_is_reaped_before_the_usr2_that_replaces_it(
+    site, gunicorn_factory, load_factory
+):
+    """An interrupted reload left an unpromoted new master. Gunicorn ignores a USR2 while the
+    child of its previous one is unreaped ("Child exists"), and reaps only when its loop gets
+    to the SIGCHLD: the old master is held stopped (SIGSTOP) until well after the leftover
+    exited, so a USR2 sent on its exit alone would be ignored and no new master would come."""
+    server = started(gunicorn_factory, site, workers=2)
+    old = server.master_pid()
+    os.kill(old, signal.SIGUSR2)  # the interrupted reload's new master, never promoted
+    assert wait_for(lambda: _child_master_with_workers(old), timeout=60), server.log_text()
+    leftover = _child_master_with_workers(old)
+    sha = new_release(site, "v2")
+
+    def hold_then_resume() -> None:
+        wait_for(lambda: not alive(leftover), timeout=60)  # exited, a zombie: not reaped yet
+        time.sleep(0.5)
+        os.kill(old, signal.SIGCONT)
+
+    load = under_load(server, load_factory)
+    os.kill(old, signal.SIGSTOP)
+    resume = threading.Thread(target=hold_then_resume)
+    resume.start()
+    try:
+        ran, result = reload_cli(site, "--timeout", "30")
+    finally:
+        os.kill(old, signal.SIGCONT)
+        resume.join(70)
+    report = finish(load)
+
+    assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr + server.log_text()[-3000:]
+    assert report.failed == 0, report.summary()
+    cleanup = next(p["detail"] for p in result["phases"] if p["name"] == "cleanup")
+    assert f"leftover new master {leftover} stopped" in cleanup, cleanup
+    assert not psutil.pid_exists(leftover)  # reaped, not only exited
+    assert server.master_pid() == result["new_master_pid"] not in (old, leftover)
+    assert_served(server, site, "v2", sha)
+
+
+def _child_master_with_workers(master: int) -> int | None:
+    for child in child_masters(psutil.Process(master)):
+        if len(worker_processes(child)) >= 2:
+            return child.pid
+    return None
