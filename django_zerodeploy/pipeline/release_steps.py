@@ -28,7 +28,7 @@ from .. import proc
 from ..conf import app_settings
 from ..git import GitError
 from ..releases import prune, shared, switch, venvs
-from ..releases.layout import NAME_RE, VENV_LINK, Release
+from ..releases.layout import NAME_RE, VENV_LINK, Release, ReleasesRoot
 from . import serving
 from .context import DeployContext, Outcome, PlannedStep, StepFailed
 from .project import current_layout
@@ -188,7 +188,9 @@ class VenvStep(Step):
             if rel in app_settings.requirements and (release.path / rel).is_file():
                 args += ["-r", str(release.path / rel)]
         try:
-            built = venvs.ensure(root.venvs_dir, key, args, timeout=_timeout())
+            built = venvs.ensure(
+                root.venvs_dir, key, args, timeout=_timeout(), seed=_serving_venv(root)
+            )
         except venvs.VenvError as exc:
             raise StepFailed(f"venv {key}: {exc.message}", output=exc.output) from None
         os.symlink(built.path, release.path / VENV_LINK)
@@ -198,6 +200,17 @@ class VenvStep(Step):
         root.write_metadata(release.name, venv=key)
         how = "reused" if built.reused else f"built with {built.installer}"
         return Outcome(f"{key} ({how})", built.output, 0)
+
+
+def _serving_venv(root: ReleasesRoot) -> Path | None:
+    """The venv of the release ``current`` names, if it is one of ROOT's for this Python: the
+    seed of a new venv."""
+    current = root.current()
+    if current is None:
+        return None
+    venv = (current.path / VENV_LINK).resolve()
+    ours = venv.parent == root.venvs_dir.resolve()
+    return venv if ours and venv.name.startswith(venvs.python_version() + "-") else None
 
 
 class CompileStep(Step):

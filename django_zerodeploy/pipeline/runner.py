@@ -203,8 +203,9 @@ class Runner:
             f"; applied {', '.join(ctx.applied_migrations)}" if ctx.applied_migrations else ""
         )
         reload_note = " (not reloaded: --no-reload)" if self.options.no_reload else ""
+        verb = "Rolled back to" if self.options.rollback else "Deployed"
         message = (
-            f"Deployed {(ctx.target_sha or '')[:10]} ({ctx.target_subject}) in "
+            f"{verb} {(ctx.target_sha or '')[:10]} ({ctx.target_subject}) in "
             f"{time.monotonic() - self.started:.1f} s{window}{migrated}{reload_note}."
         )
         return self._finish(Status.SUCCEEDED, exit_codes.OK, message)

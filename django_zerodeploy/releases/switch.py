@@ -55,13 +55,16 @@ class NotComplete(Exception):
 
 def switch(root: ReleasesRoot, new: Release, *, previous: Release | None = None) -> Switched:
     """Make ``new`` current. ``previous`` becomes what ``ROOT/previous`` names (default: the
-    release current until now)."""
+    release current until now). ``ROOT/previous`` never names the current release: a rollback
+    to it would go nowhere, so when there is no other to name it is removed."""
     if not root.is_complete(new.name):
         raise NotComplete(f"release {new.name} is not complete: it cannot become current")
     old = root.current()
     keep = previous if previous is not None else old
     if keep is not None and keep.name != new.name:
         atomic_symlink(root.previous_link, f"releases/{keep.name}")
+    elif root.previous() == new:
+        root.previous_link.unlink(missing_ok=True)
     atomic_symlink(root.current_link, f"releases/{new.name}")
     return Switched(old, new)
 

@@ -268,6 +268,7 @@ def test_rollback_to_the_previous_release_and_to_an_id(site, gunicorn_factory, l
             records = history(site)
             assert records[0]["status"] == "succeeded" and records[0]["target_sha"] == v2
             assert records[0]["ref"].startswith("rollback to #")
+            assert records[0]["message"].startswith(f"Rolled back to {v2[:10]} "), records[0]
             v3_id = next(r["id"] for r in records if r["target_sha"] == v3)
             # a plain deploy now would move forward again; --rollback ID goes to that deploy's release
             again = deploy(site, "--rollback", str(v3_id))

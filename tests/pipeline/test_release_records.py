@@ -113,6 +113,7 @@ def test_a_rollback_records_the_release_it_switches_to_and_its_kept_venv(runtime
     assert result.status == "succeeded", result.message
     row = Deployment.objects.get(pk=result.deployment_id)
     assert (row.release_dir, row.venv_key, row.target_sha) == (older.name, KEY_A, SHA_A)
+    assert row.message.startswith(f"Rolled back to {SHA_A[:10]} "), row.message
 
 
 # -- deploy --history ----------------------------------------------------------------------------

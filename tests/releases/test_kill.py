@@ -195,4 +195,5 @@ def test_a_failed_deploy_after_a_kill_at_the_switch_goes_back_to_what_served(sce
     assert scene.report.failed == 0, scene.report.summary()
     assert scene.report.last_marker == "v1", scene.report.summary()
     assert root.current() == first and root.current() != killed
+    assert root.previous() is None  # nothing served before v1: no release to roll back to
     assert Path(psutil.Process(scene.server.master_pid()).cwd()) == first.path.resolve()

@@ -4,6 +4,7 @@ folder: no network)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy import exit_codes
+from django_zerodeploy import exit_codes, proc
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.releases import layout, prune, switch, venvs
 from django_zerodeploy.releases.layout import ReleasesRoot
@@ -120,6 +121,52 @@ def test_ensure_builds_a_real_venv_once_and_reuses_it(tmp_path, wheelhouse):
 
 
 @pytest.mark.integration
+def test_a_new_venv_starts_from_the_serving_ones_packages_and_ends_as_a_fresh_one(tmp_path):
+    """Seeded from a venv with zdprobe 1.0 and zdextra: the new one has what its requirements
+    resolve to (2.0, no zdextra; unpinned: the newest, as a fresh venv), its console script runs
+    with its own Python, and the seed is untouched. A seed that cannot be copied: from scratch."""
+    wheels = tmp_path / "wheels"
+    main = "def main():\n    import sys; print(VERSION, sys.prefix)\n"
+    for version in ("1.0", "2.0"):
+        make_wheel(wheels, "zdprobe", version, main, scripts={"zdprobe-version": "zdprobe:main"})
+    make_wheel(wheels, "zdextra", "1.0")
+    venvs_dir, env = tmp_path / "venvs", pip_env(wheels)
+    seed = venvs.ensure(venvs_dir, "k1", ["zdprobe==1.0", "zdextra==1.0"], env=env).path
+
+    def script(venv: Path) -> str:
+        return proc.run([str(venv / "bin" / "zdprobe-version")], timeout=60).stdout.strip()
+
+    wheel = wheels / "zdprobe-2.0-py3-none-any.whl"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (tmp_path / "hashed.txt").write_text(f"zdprobe==2.0 --hash=sha256:{digest}\n")
+    (tmp_path / "base.txt").write_text(f"-r {tmp_path / 'hashed.txt'}\n")
+    cases = {
+        "k2": ["zdprobe==2.0"],
+        "k3": ["zdprobe"],  # unpinned: the newest, as in a fresh venv, not the seed's 1.0
+        "k5": ["-r", str(tmp_path / "base.txt")],  # hashes, in an included file: pip reads them
+        "k6": [str(wheel)],  # a direct requirement
+    }
+    for key, wanted in cases.items():
+        built = venvs.ensure(venvs_dir, key, wanted, env=env, seed=seed)
+        assert built.installer == "pip from k1's packages", built.output
+        assert run_in(built.path, "import zdprobe; print(zdprobe.VERSION)") == "2.0"
+        found = run_in(built.path, "import importlib.util as u; print(u.find_spec('zdextra'))")
+        assert found == "None"
+        assert script(built.path) == f"2.0 {built.path}"
+    assert venvs.uses_hashes(cases["k5"]) and not venvs.uses_hashes(["-r", str(tmp_path / "x")])
+    assert run_in(seed, "import zdprobe, zdextra; print(zdprobe.VERSION)") == "1.0"
+    assert script(seed) == f"1.0 {seed}"
+
+    hollow = venvs_dir / "hollow"  # marked complete, but no site-packages to copy
+    (hollow / "bin").mkdir(parents=True)
+    (hollow / "bin" / "python").write_text("")
+    (hollow / venvs.COMPLETE).write_text("{}")
+    built = venvs.ensure(venvs_dir, "k4", ["zdprobe==2.0"], env=env, seed=hollow)
+    assert built.installer == "pip" and "from scratch" in built.output
+    assert script(built.path) == f"2.0 {built.path}"
+
+
+@pytest.mark.integration
 def test_a_half_built_venv_is_rebuilt_and_a_failed_one_never_marked(tmp_path, wheelhouse):
     venvs_dir = tmp_path / "venvs"
     env = pip_env(wheelhouse)
@@ -166,6 +213,10 @@ def test_switch_is_atomic_for_a_reader_and_refuses_an_incomplete_release(tmp_pat
     assert (done.old, done.new) == (one, two)
     assert os.readlink(root.current_link) == f"releases/{two.name}"  # relative: ROOT can move
     assert root.previous() == one
+    # back to one, naming one as previous (a switch back after a kill): previous never is current
+    switch.switch(root, one, previous=one)
+    assert root.current() == one and root.previous() is None
+    switch.switch(root, two)
     half = root.release(root.new_release_name("c" * 40, stamp(2)))
     half.path.mkdir()
     with pytest.raises(switch.NotComplete):

@@ -109,8 +109,13 @@ def test_a_requirement_change_builds_a_new_venv_beside_the_serving_one_then_prun
     assert report.failed == 0 and report.last_marker == "v3", report.summary()
     third = root.current()
     assert third.venv_key not in {first_venv.name, second.venv_key}  # a new venv was built
-    assert "built with" in step_line(result.stdout, "venv")
-    assert (root.venvs_dir / third.venv_key).is_dir()
+    # seeded from the serving venv's packages: pip changed only zdprobe
+    assert f"built with pip from {second.venv_key}'s packages" in step_line(result.stdout, "venv")
+    new_packages = dist_infos(root.venvs_dir / third.venv_key)
+    assert "zdprobe-2.0.dist-info" in new_packages and "zdprobe-1.0.dist-info" not in new_packages
+    assert set(new_packages) - {"zdprobe-2.0.dist-info"} == set(old_packages) - {
+        "zdprobe-1.0.dist-info"
+    }
     assert (root_dir / "current" / ".venv").resolve() == root.venvs_dir / third.venv_key
     assert probe_version(root_dir / "current" / ".venv" / "bin" / "python") == "2.0"
     assert master_venv(server) == root.venvs_dir / third.venv_key
