@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
-from .. import proc
+from .. import proc, readiness
 from ..conf import app_settings
 from ..git import GitError
 from ..releases import prune, shared, switch, venvs
@@ -373,7 +373,22 @@ class ServedFromStep(Step):
                 f"The new Gunicorn master {master.pid} runs from {cwd}, not {release.path}: "
                 "configure pre_exec from django_zerodeploy.gunicorn_conf (see docs/releases.md)."
             )
-        return Outcome(f"master {master.pid} in {cwd}")
+        venv, wanted = _master_venv(master.pid), (release.path / VENV_LINK).resolve()
+        if venv is not None and venv != wanted:
+            raise StepFailed(
+                f"The new Gunicorn master {master.pid} runs the Python of {venv}, not of the "
+                f"release's venv {wanted}: start Gunicorn with ROOT/current/.venv/bin/gunicorn "
+                "and the pre_exec hook of django_zerodeploy.gunicorn_conf (see docs/releases.md)."
+            )
+        return Outcome(f"master {master.pid} in {cwd}" + (f", Python of {venv}" if venv else ""))
+
+
+def _master_venv(pid: int) -> Path | None:
+    """The venv whose interpreter a master runs (as its workers report it), None when unknown."""
+    facts = readiness.read_master_facts(pid)
+    if not facts or not facts.executable:
+        return None
+    return Path(os.path.realpath(Path(facts.executable).parent)).parent  # bin/python: a link
 
 
 class PruneStep(Step):

@@ -269,5 +269,12 @@ def test_a_reexec_follows_current_into_the_new_release(tmp_path):
         assert ctx["cwd"] == str(new.path) and environ == {"PWD": str(new.path), "HOME": "/root"}
         assert ctx[0] == f"{new.path}/.venv/bin/python"
         assert ctx["args"][1:] == [f"{new.path}/.venv/bin/gunicorn", f"--chdir={new.path}"]
+    # started as ROOT/current/.venv/bin/gunicorn: the interpreter is the #! line's, in ROOT/venvs
+    for venvs_dir in (str(root.venvs_dir), os.path.realpath(root.venvs_dir)):
+        python = f"{venvs_dir}/v1/bin/python"
+        ctx = {"cwd": str(old.path), 0: python, "args": [f"{old.path}/.venv/bin/gunicorn"]}
+        follow_current(ctx, {})
+        assert ctx[0] == f"{new.path}/.venv/bin/python", ctx
+        assert ctx["args"] == [f"{new.path}/.venv/bin/gunicorn"]
     elsewhere = {"cwd": str(tmp_path / "checkout"), 0: "/usr/bin/python3", "args": []}
     assert follow_current(elsewhere, {}) is None and elsewhere["cwd"] == str(tmp_path / "checkout")

@@ -81,10 +81,11 @@ def deploy_from_current(
 
 
 def gunicorn_from_current(site: Site, root: Path) -> dict[str, object]:
-    """Keyword arguments for the Gunicorn fixture: started from ROOT/current with its venv."""
+    """Keyword arguments for the Gunicorn fixture: started from ROOT/current as
+    ``--init-releases`` prints it and a systemd ``ExecStart=`` runs it, the venv's ``gunicorn``
+    script itself, so the interpreter is its ``#!`` line's ``ROOT/venvs/<key>/bin/python``."""
     current = root / "current"
-    bin_dir = current / ".venv" / "bin"
-    return {"cwd": current, "launcher": [str(bin_dir / "python"), str(bin_dir / "gunicorn")]}
+    return {"cwd": current, "launcher": [str(current / ".venv" / "bin" / "gunicorn")]}
 
 
 def use_wheelhouse(site: Site, folder: Path, name: str, versions: tuple[str, ...]) -> Path:
