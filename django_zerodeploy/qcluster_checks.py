@@ -10,6 +10,7 @@ every call (django-q2 itself reads it once, at import).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
@@ -82,96 +83,118 @@ def _warning(check_id: str, message: str, hint: str) -> checks.Warning:
     return checks.Warning(message, hint=hint, id=check_id)
 
 
+@dataclass(frozen=True)
+class _Cluster:
+    """What each rule reads: the effective configuration, the raw setting, and its name."""
+
+    conf: dict[str, Any]
+    raw: dict[str, Any]
+    where: str
+
+
+def _max_attempts(c: _Cluster) -> checks.Warning | None:
+    if c.conf.get("max_attempts", 0) == 1:
+        return None
+    return _warning(
+        "zerodeploy.W060",
+        f"{c.where}['max_attempts'] is {c.conf.get('max_attempts', 0)!r}: django-q2 would run a "
+        "failed deploy again (0 means forever).",
+        "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
+    )
+
+
+def _ack_failures(c: _Cluster) -> checks.Warning | None:
+    if c.conf.get("ack_failures", False) is True:
+        return None
+    return _warning(
+        "zerodeploy.W061",
+        f"{c.where}['ack_failures'] is {c.conf.get('ack_failures', False)!r}: a failed deploy is "
+        "not acknowledged and stays on the queue to be handed out again.",
+        "Set Q_CLUSTER['ack_failures'] = True.",
+    )
+
+
+def _timeout(c: _Cluster) -> checks.Warning | None:
+    timeout, step_timeout = c.conf.get("timeout"), app_settings.STEP_TIMEOUT
+    if isinstance(timeout, (int, float)) and timeout >= step_timeout:
+        return None
+    return _warning(
+        "zerodeploy.W062",
+        f"{c.where}['timeout'] is {timeout!r}: a deploy runs several steps of up to "
+        f"STEP_TIMEOUT ({step_timeout:g} s) each and must not be killed halfway.",
+        "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
+        "greater than it.",
+    )
+
+
+def _retry(c: _Cluster) -> checks.Warning | None:
+    timeout, retry = c.conf.get("timeout"), c.conf.get("retry", 60)
+    if not isinstance(retry, (int, float)):
+        return None
+    if isinstance(timeout, (int, float)):
+        if retry > timeout:
+            return None
+        return _warning(
+            "zerodeploy.W063",
+            f"{c.where}['retry'] ({retry!r}) is not greater than 'timeout' ({timeout!r}): the broker "
+            "would hand a long deploy to a second worker while the first still runs it.",
+            "Set Q_CLUSTER['retry'] greater than 'timeout' (e.g. timeout 1800, retry 1900).",
+        )
+    return _warning(
+        "zerodeploy.W063",
+        f"{c.where} has no 'timeout', so a deploy running longer than 'retry' ({retry!r} s) "
+        "is handed to a second worker while the first still runs it.",
+        "Set Q_CLUSTER['timeout'] and a greater 'retry'.",
+    )
+
+
+def _alt_clusters(c: _Cluster) -> checks.Warning | None:
+    if not app_settings.cluster_name or "ALT_CLUSTERS" in c.raw:
+        return None
+    return _warning(
+        "zerodeploy.W064",
+        f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.cluster_name!r} but Q_CLUSTER has no "
+        "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
+        "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
+    )
+
+
+def _shared_cache(c: _Cluster) -> checks.Warning | None:
+    problem = None if stats_in_broker(c.conf) else _cache_problem(c.conf.get("cache", "default"))
+    if not problem:
+        return None
+    return _warning(
+        "zerodeploy.W065",
+        problem,
+        "Point Q_CLUSTER['cache'] at a cache every process shares (Redis, database or "
+        "file-based); see docs/admin.md.",
+    )
+
+
+def _sync(c: _Cluster) -> checks.Warning | None:
+    if not c.conf.get("sync"):
+        return None
+    return _warning(
+        "zerodeploy.W066",
+        f"{c.where}['sync'] is True: admin and webhook deploys would run inside the web "
+        "request, and a reload would kill the worker that runs them.",
+        "Remove 'sync' outside tests.",
+    )
+
+
+_RULES = (_max_attempts, _ack_failures, _timeout, _retry, _alt_clusters, _shared_cache, _sync)
+
+
 @checks.register(checks.Tags.compatibility)
 def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Warn about every ``Q_CLUSTER`` value that could run a deploy more than once."""
     if not apps.is_installed("django_q"):
         return []
-    raw = getattr(settings, "Q_CLUSTER", None) or {}
-    conf = effective_q_cluster()
-    found: list[checks.CheckMessage] = []
     where = "Q_CLUSTER"
     if app_settings.cluster_name:
         where = f"Q_CLUSTER (with ALT_CLUSTERS[{app_settings.cluster_name!r}])"
-
-    if conf.get("max_attempts", 0) != 1:
-        found.append(
-            _warning(
-                "zerodeploy.W060",
-                f"{where}['max_attempts'] is {conf.get('max_attempts', 0)!r}: django-q2 would run a "
-                "failed deploy again (0 means forever).",
-                "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
-            )
-        )
-    if conf.get("ack_failures", False) is not True:
-        found.append(
-            _warning(
-                "zerodeploy.W061",
-                f"{where}['ack_failures'] is {conf.get('ack_failures', False)!r}: a failed deploy is "
-                "not acknowledged and stays on the queue to be handed out again.",
-                "Set Q_CLUSTER['ack_failures'] = True.",
-            )
-        )
-    timeout = conf.get("timeout")
-    step_timeout = app_settings.STEP_TIMEOUT
-    if not isinstance(timeout, (int, float)) or timeout < step_timeout:
-        found.append(
-            _warning(
-                "zerodeploy.W062",
-                f"{where}['timeout'] is {timeout!r}: a deploy runs several steps of up to "
-                f"STEP_TIMEOUT ({step_timeout:g} s) each and must not be killed halfway.",
-                "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
-                "greater than it.",
-            )
-        )
-    retry = conf.get("retry", 60)
-    if isinstance(timeout, (int, float)) and isinstance(retry, (int, float)) and retry <= timeout:
-        found.append(
-            _warning(
-                "zerodeploy.W063",
-                f"{where}['retry'] ({retry!r}) is not greater than 'timeout' ({timeout!r}): the broker "
-                "would hand a long deploy to a second worker while the first still runs it.",
-                "Set Q_CLUSTER['retry'] greater than 'timeout' (e.g. timeout 1800, retry 1900).",
-            )
-        )
-    elif not isinstance(timeout, (int, float)) and isinstance(retry, (int, float)):
-        found.append(
-            _warning(
-                "zerodeploy.W063",
-                f"{where} has no 'timeout', so a deploy running longer than 'retry' ({retry!r} s) "
-                "is handed to a second worker while the first still runs it.",
-                "Set Q_CLUSTER['timeout'] and a greater 'retry'.",
-            )
-        )
-    if app_settings.cluster_name and "ALT_CLUSTERS" not in raw:
-        found.append(
-            _warning(
-                "zerodeploy.W064",
-                f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.cluster_name!r} but Q_CLUSTER has no "
-                "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
-                "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
-            )
-        )
-    cache_problem = None if stats_in_broker(conf) else _cache_problem(conf.get("cache", "default"))
-    if cache_problem:
-        found.append(
-            _warning(
-                "zerodeploy.W065",
-                cache_problem,
-                "Point Q_CLUSTER['cache'] at a cache every process shares (Redis, database or "
-                "file-based); see docs/admin.md.",
-            )
-        )
-    if conf.get("sync"):
-        found.append(
-            _warning(
-                "zerodeploy.W066",
-                f"{where}['sync'] is True: admin and webhook deploys would run inside the web "
-                "request, and a reload would kill the worker that runs them.",
-                "Remove 'sync' outside tests.",
-            )
-        )
-    return found
+    cluster = _Cluster(effective_q_cluster(), getattr(settings, "Q_CLUSTER", None) or {}, where)
+    return [found for rule in _RULES if (found := rule(cluster)) is not None]
 
 
 def _cache_problem(alias: str) -> str | None:
