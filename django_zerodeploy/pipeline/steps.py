@@ -88,80 +88,97 @@ class LockStep(Step):
 
 
 class EnvironmentStep(Step):
+    """Everything a deploy needs before it changes anything; each refusal is a usage error."""
+
     name = "environment"
 
     def run(self, ctx: DeployContext) -> Outcome:
         if not shutil.which("git"):
             raise CommandFailure("git is not on PATH: install git.", exit_codes.USAGE)
-        details = []
-        try:
-            ctx.head_sha = ctx.git.head()
-        except GitError as exc:
-            raise CommandFailure(
-                f"{ctx.live} is not a git checkout with a commit: {exc}", exit_codes.USAGE
-            ) from None
-        ctx.branch = ctx.git.current_branch()
-        if not ctx.branch:
-            raise CommandFailure(
-                f"{ctx.live} has a detached HEAD: check out the branch to deploy "
-                "(git switch BRANCH) so that the deploy can move it.",
-                exit_codes.USAGE,
-            )
-        ctx.remote = app_settings.REMOTE
-        if app_settings.BRANCH:
-            ctx.remote_branch = app_settings.BRANCH
-        else:
-            upstream = ctx.git.upstream(ctx.branch)
-            if upstream:
-                ctx.remote, ctx.remote_branch = upstream
-            elif not ctx.options.ref and not ctx.options.rollback:
-                raise CommandFailure(
-                    f"Branch {ctx.branch!r} has no upstream: set ZERODEPLOY['BRANCH'], run "
-                    f"git branch --set-upstream-to={ctx.remote}/{ctx.branch}, or pass --ref.",
-                    exit_codes.USAGE,
-                )
-        try:
-            validate_ref(ctx.remote)
-            if ctx.remote_branch:
-                validate_ref(ctx.remote_branch)
-        except GitError as exc:
-            raise CommandFailure(f"Bad REMOTE or BRANCH setting: {exc}", exit_codes.USAGE) from None
-        details.append(
-            f"branch {ctx.branch} -> {ctx.remote}/{ctx.remote_branch or ctx.options.ref}"
-        )
-        modified = ctx.git.modified_tracked_files()
-        if modified:
-            shown = ", ".join(modified[:20]) + (
-                f" and {len(modified) - 20} more" if len(modified) > 20 else ""
-            )
-            raise CommandFailure(
-                f"Tracked files are modified in {ctx.live}: {shown}. Commit them upstream or "
-                "restore them (git restore FILE) before deploying; the deploy never overwrites them.",
-                exit_codes.USAGE,
-            )
-        details.append("clean")
+        details = [_branch(ctx), _clean(ctx)]
         ctx.shared = shared_paths.shared_paths(ctx.git, ctx.live)
         shared_paths.refuse_tracked(ctx.git, ctx.live, ctx.shared)
-        free_mb = min(
-            psutil.disk_usage(str(ctx.live)).free,
-            psutil.disk_usage(str(app_settings.runtime_dir)).free,
-        ) // (1024 * 1024)
-        if free_mb < app_settings.MIN_FREE_DISK_MB:
+        details.append(f"{_free_mb(ctx)} MB free")
+        if not ctx.options.no_reload:
+            details += _serving_master(ctx)
+        return Outcome(", ".join(details))
+
+
+def _branch(ctx: DeployContext) -> str:
+    """HEAD, the branch and the remote branch it deploys from (validated refs)."""
+    try:
+        ctx.head_sha = ctx.git.head()
+    except GitError as exc:
+        raise CommandFailure(
+            f"{ctx.live} is not a git checkout with a commit: {exc}", exit_codes.USAGE
+        ) from None
+    ctx.branch = ctx.git.current_branch()
+    if not ctx.branch:
+        raise CommandFailure(
+            f"{ctx.live} has a detached HEAD: check out the branch to deploy "
+            "(git switch BRANCH) so that the deploy can move it.",
+            exit_codes.USAGE,
+        )
+    ctx.remote = app_settings.REMOTE
+    if app_settings.BRANCH:
+        ctx.remote_branch = app_settings.BRANCH
+    else:
+        upstream = ctx.git.upstream(ctx.branch)
+        if upstream:
+            ctx.remote, ctx.remote_branch = upstream
+        elif not ctx.options.ref and not ctx.options.rollback:
             raise CommandFailure(
-                f"Only {free_mb} MB free (MIN_FREE_DISK_MB is {app_settings.MIN_FREE_DISK_MB}): "
-                "free some disk space first.",
+                f"Branch {ctx.branch!r} has no upstream: set ZERODEPLOY['BRANCH'], run "
+                f"git branch --set-upstream-to={ctx.remote}/{ctx.branch}, or pass --ref.",
                 exit_codes.USAGE,
             )
-        details.append(f"{free_mb} MB free")
-        if not ctx.options.no_reload:
-            ctx.master = serving.find_master()
-            details.append(f"Gunicorn master {getattr(ctx.master, 'pid', '?')}")
-            serving.require_reload_permission(ctx.master)
-            # what is checked is what will serve: preflight, migrate, collectstatic and smoke
-            # run with the environment the master (and so its workers) got, e.g. from systemd
-            ctx.project = dataclasses.replace(ctx.project, base_env=ctx.master.child_environ)
-            details.append("release subprocesses " + ctx.master.environ_note)
-        return Outcome(", ".join(details))
+    try:
+        validate_ref(ctx.remote)
+        if ctx.remote_branch:
+            validate_ref(ctx.remote_branch)
+    except GitError as exc:
+        raise CommandFailure(f"Bad REMOTE or BRANCH setting: {exc}", exit_codes.USAGE) from None
+    return f"branch {ctx.branch} -> {ctx.remote}/{ctx.remote_branch or ctx.options.ref}"
+
+
+def _clean(ctx: DeployContext) -> str:
+    modified = ctx.git.modified_tracked_files()
+    if modified:
+        shown = ", ".join(modified[:20]) + (
+            f" and {len(modified) - 20} more" if len(modified) > 20 else ""
+        )
+        raise CommandFailure(
+            f"Tracked files are modified in {ctx.live}: {shown}. Commit them upstream or "
+            "restore them (git restore FILE) before deploying; the deploy never overwrites them.",
+            exit_codes.USAGE,
+        )
+    return "clean"
+
+
+def _free_mb(ctx: DeployContext) -> int:
+    free_mb = min(
+        psutil.disk_usage(str(ctx.live)).free,
+        psutil.disk_usage(str(app_settings.runtime_dir)).free,
+    ) // (1024 * 1024)
+    if free_mb < app_settings.MIN_FREE_DISK_MB:
+        raise CommandFailure(
+            f"Only {free_mb} MB free (MIN_FREE_DISK_MB is {app_settings.MIN_FREE_DISK_MB}): "
+            "free some disk space first.",
+            exit_codes.USAGE,
+        )
+    return free_mb
+
+
+def _serving_master(ctx: DeployContext) -> list[str]:
+    ctx.master = serving.find_master()
+    serving.require_reload_permission(ctx.master)
+    # what is checked is what will serve: preflight, migrate, collectstatic and smoke run with
+    # the environment the master (and so its workers) got, e.g. from systemd
+    ctx.project = dataclasses.replace(ctx.project, base_env=ctx.master.child_environ)
+    return [
+        f"Gunicorn master {getattr(ctx.master, 'pid', '?')}",
+        "release subprocesses " + ctx.master.environ_note,
+    ]
 
 
 # git's words when another fetch (e.g. a dry run's, which takes no lock) updates the same refs
