@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import release as release_mod
@@ -225,77 +226,106 @@ def _reload(
     timeout: float | None,
     run_preflight: bool,
 ) -> ReloadResult:
+    seconds, refused = _checked_args(strategy, timeout)
+    if refused is not None:
+        return refused
+    found = _Found(strategy)
+    try:
+        with reload_lock(seconds + LOCK_EXTRA_WAIT, recorder):
+            found.master = find_master(pidfile=pidfile, unit=unit)
+            return _reload_master(found.master, found, recorder, unit, seconds, run_preflight)
+    except CommandFailure as exc:
+        return _command_failure(exc, found.master, found.strategy)
+    except Exception as exc:  # noqa: BLE001 - a bug must not leave the caller without an answer
+        logger.exception("reload_gunicorn failed unexpectedly")
+        return _unexpected(exc, found.master, found.strategy)
+
+
+@dataclass
+class _Found:
+    """The strategy as decided and the master once found, for the answer to a failure."""
+
+    strategy: str
+    master: Master | None = None
+
+
+def _checked_args(strategy: str, timeout: float | None) -> tuple[float, ReloadResult | None]:
     if strategy not in RELOAD_STRATEGIES:
-        return ReloadResult(
-            False,
-            USAGE,
-            strategy,
-            f"Unknown strategy {strategy!r}: use one of {', '.join(RELOAD_STRATEGIES)}.",
-        )
+        message = f"Unknown strategy {strategy!r}: use one of {', '.join(RELOAD_STRATEGIES)}."
+        return 0.0, ReloadResult(False, USAGE, strategy, message)
     try:
         seconds = float(timeout if timeout is not None else app_settings.RELOAD_TIMEOUT)
     except (TypeError, ValueError):
         seconds = -1
     if seconds <= 0:
-        return ReloadResult(
-            False,
-            USAGE,
-            strategy,
-            f"--timeout must be a positive number of seconds, not {timeout!r}.",
-        )
-    master: Master | None = None
-    try:
-        with reload_lock(seconds + LOCK_EXTRA_WAIT, recorder):
-            master = find_master(pidfile=pidfile, unit=unit)
-            recorder.phase(phases.FOUND_MASTER, master.describe())
-            # Importing the app takes its boot time, whatever --timeout allows the new generation.
-            step_timeout = float(app_settings.STEP_TIMEOUT)
-            config = _probe(master, step_timeout)
-            stop = _preflight_phase(master, config, step_timeout, run_preflight, recorder)
-            if stop is not None:
-                stop.old_master_pid = master.pid
-                return stop
-            ctx = Context(
-                master,
-                config,
-                seconds,
-                expected_release(),
-                _resolve_unit(unit, master),
-                recorder,
-                strategy=strategy,
-                hooked=config.hooked,
-            )
-            if not config.hooked:
-                recorder.phase(phases.READINESS, HOOKLESS_NOTE)
-            strategy, why, refused = decide(strategy, ctx)
-            if why:
-                ctx.strategy = strategy
-                recorder.phase(phases.STRATEGY, why)
-            if refused:
-                code, message = refused
-                recorder.phase(phases.REFUSED, message)
-                return ReloadResult(False, code, strategy, message, old_master_pid=master.pid)
-            return RUNNERS[strategy](ctx)
-    except CommandFailure as exc:
-        message, code = exc.message, exc.exit_code
-        if master is not None and master.signalled:
-            # After a signal, "bad usage, nothing changed" (2) is no longer true: only a
-            # failure that says the old release still serves (1) keeps its code.
-            code = FAILED if exc.exit_code == FAILED else DOWN
-            if code == DOWN:
-                message += " This came after the master was signalled: check the site."
-        return ReloadResult(
-            False, code, strategy, message, old_master_pid=master.pid if master else None
-        )
-    except Exception as exc:  # noqa: BLE001 - a bug must not leave the caller without an answer
-        logger.exception("reload_gunicorn failed unexpectedly")
-        signalled = master is not None and master.signalled
-        code = DOWN if signalled else FAILED
-        state = "the site may be affected: check it" if signalled else "nothing was signalled"
-        return ReloadResult(
-            False,
-            code,
-            strategy,
-            f"Unexpected error ({type(exc).__name__}: {exc}); {state}.",
-            old_master_pid=master.pid if master else None,
-        )
+        message = f"--timeout must be a positive number of seconds, not {timeout!r}."
+        return seconds, ReloadResult(False, USAGE, strategy, message)
+    return seconds, None
+
+
+def _reload_master(
+    master: Master,
+    found: _Found,
+    recorder: Recorder,
+    unit: str | None,
+    seconds: float,
+    run_preflight: bool,
+) -> ReloadResult:
+    """Probe, preflight, decide the strategy (kept in ``found``) and run it."""
+    strategy = found.strategy
+    recorder.phase(phases.FOUND_MASTER, master.describe())
+    # Importing the app takes its boot time, whatever --timeout allows the new generation.
+    step_timeout = float(app_settings.STEP_TIMEOUT)
+    config = _probe(master, step_timeout)
+    stop = _preflight_phase(master, config, step_timeout, run_preflight, recorder)
+    if stop is not None:
+        stop.old_master_pid = master.pid
+        return stop
+    ctx = Context(
+        master,
+        config,
+        seconds,
+        expected_release(),
+        _resolve_unit(unit, master),
+        recorder,
+        strategy=strategy,
+        hooked=config.hooked,
+    )
+    if not config.hooked:
+        recorder.phase(phases.READINESS, HOOKLESS_NOTE)
+    strategy, why, refused = decide(strategy, ctx)
+    found.strategy = strategy
+    if why:
+        ctx.strategy = strategy
+        recorder.phase(phases.STRATEGY, why)
+    if refused:
+        code, message = refused
+        recorder.phase(phases.REFUSED, message)
+        return ReloadResult(False, code, strategy, message, old_master_pid=master.pid)
+    return RUNNERS[strategy](ctx)
+
+
+def _command_failure(exc: CommandFailure, master: Master | None, strategy: str) -> ReloadResult:
+    message, code = exc.message, exc.exit_code
+    if master is not None and master.signalled:
+        # After a signal, "bad usage, nothing changed" (2) is no longer true: only a failure
+        # that says the old release still serves (1) keeps its code.
+        code = FAILED if exc.exit_code == FAILED else DOWN
+        if code == DOWN:
+            message += " This came after the master was signalled: check the site."
+    return ReloadResult(
+        False, code, strategy, message, old_master_pid=master.pid if master else None
+    )
+
+
+def _unexpected(exc: Exception, master: Master | None, strategy: str) -> ReloadResult:
+    signalled = master is not None and master.signalled
+    code = DOWN if signalled else FAILED
+    state = "the site may be affected: check it" if signalled else "nothing was signalled"
+    return ReloadResult(
+        False,
+        code,
+        strategy,
+        f"Unexpected error ({type(exc).__name__}: {exc}); {state}.",
+        old_master_pid=master.pid if master else None,
+    )
