@@ -15,14 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import proc
+from ..releases.venvs import PIP, canonical
 
-_PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==|@)")
-
-
-def canonical(name: str) -> str:
-    """PEP 503 normalised name: ``Foo_Bar`` and ``foo-bar`` are one distribution."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass
@@ -56,7 +51,7 @@ class PackageError(Exception):
 
 
 def snapshot(python: str, env: Mapping[str, str], timeout: float) -> Snapshot:
-    result = proc.run([python, *_PIP, "freeze", "--all"], env=env, timeout=timeout)
+    result = proc.run([python, *PIP, "freeze", "--all"], env=env, timeout=timeout)
     if not result.ok:
         raise PackageError(f"pip freeze exited {result.returncode}", result.output)
     lines = {}
@@ -79,7 +74,7 @@ def restore(python: str, env: Mapping[str, str], before: Snapshot, timeout: floa
     output = []
     if changed:
         names = [_NAME.match(now.lines[n]).group(1) for n in changed if _NAME.match(now.lines[n])]
-        ran = proc.run([python, *_PIP, "uninstall", "-y", *names], env=env, timeout=timeout)
+        ran = proc.run([python, *PIP, "uninstall", "-y", *names], env=env, timeout=timeout)
         output.append(ran.output)
         if not ran.ok:
             raise PackageError(f"pip uninstall exited {ran.returncode}", "\n".join(output))
@@ -87,7 +82,7 @@ def restore(python: str, env: Mapping[str, str], before: Snapshot, timeout: floa
     missing = [line for n, line in before.lines.items() if now.lines.get(n) != line]
     if missing:
         args = [a for ln in missing for a in (["-e", ln[3:]] if ln.startswith("-e ") else [ln])]
-        ran = proc.run([python, *_PIP, "install", "--no-deps", *args], env=env, timeout=timeout)
+        ran = proc.run([python, *PIP, "install", "--no-deps", *args], env=env, timeout=timeout)
         output.append(ran.output)
         if not ran.ok:
             raise PackageError(

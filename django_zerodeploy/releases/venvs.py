@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import proc
 
 COMPLETE = ".zerodeploy-complete"
-_PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")
+PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")  # every pip call of ours
 
 
 def python_version(python: str | None = None) -> str:
@@ -141,7 +141,7 @@ def _fresh_steps(path: Path, python: str, tool: str | None, install_args: Sequen
         ]
     return [
         ("python -m venv", [python, "-m", "venv", str(path)]),
-        ("pip install", [str(path / "bin" / "python"), *_PIP, "install", *install_args]),
+        ("pip install", [str(path / "bin" / "python"), *PIP, "install", *install_args]),
     ]
 
 
@@ -171,7 +171,7 @@ def _build_seeded(
     bare = [python, "-m", "venv", "--without-pip", str(path)]  # pip comes with the copy
     outputs = _run_steps([("python -m venv", bare)], env, timeout)
     copy_packages(seed, path)
-    pip = [str(path / "bin" / "python"), *_PIP]
+    pip = [str(path / "bin" / "python"), *PIP]
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         dry = [*pip, "install", "--dry-run", "--ignore-installed", "-q", "--report", str(report)]
@@ -252,6 +252,7 @@ _TOOLS = {"pip", "setuptools", "wheel"}  # what venv itself installs: never unin
 
 
 def canonical(name: str) -> str:
+    """PEP 503 normalised name: ``Foo_Bar`` and ``foo-bar`` are one distribution."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -277,9 +278,7 @@ def copy_packages(seed: Path, path: Path) -> None:
 
 def _imports_ok(path: Path, env: Mapping[str, str], timeout: float) -> bool:
     """``pip check``: every installed distribution has what it requires."""
-    result = proc.run(
-        [str(path / "bin" / "python"), *_PIP, "check"], env=dict(env), timeout=timeout
-    )
+    result = proc.run([str(path / "bin" / "python"), *PIP, "check"], env=dict(env), timeout=timeout)
     return result.ok
 
 
@@ -287,9 +286,9 @@ def freeze(python: str, env: Mapping[str, str] | None = None, timeout: float = 3
     """The running venv's distributions as requirement lines, for a new venv with the same
     packages. Editable installs are named by their local project directory: ``pip freeze``
     would print ``-e git+<remote>@<sha>``, which needs the remote and a commit it may lack."""
-    result = proc.run([python, *_PIP, "freeze", "--exclude-editable"], env=env, timeout=timeout)
+    result = proc.run([python, *PIP, "freeze", "--exclude-editable"], env=env, timeout=timeout)
     listed = proc.run(
-        [python, *_PIP, "list", "--editable", "--format=json"], env=env, timeout=timeout
+        [python, *PIP, "list", "--editable", "--format=json"], env=env, timeout=timeout
     )
     for ran in (result, listed):
         if not ran.ok:
