@@ -13,7 +13,7 @@ import pytest
 
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.migration_safety.apply import error_sqlstate, parse_duration_ms
-from django_zerodeploy.migration_safety.classify import _compare_types
+from django_zerodeploy.migration_safety.column_types import compare_types
 from django_zerodeploy.migration_safety.plan import PlanError, read_marker
 from tests.migration_apps.project import PG, Case, CaseProject, pg_create, pg_drop, require_postgres
 
@@ -218,15 +218,15 @@ def test_durations():
 
 
 def test_type_comparisons():
-    assert _compare_types("varchar(100)", "varchar(200)") == "wider"
-    assert _compare_types("varchar(200)", "varchar(100)") == "narrower"
-    assert _compare_types("varchar(200)", "text") == "wider"
-    assert _compare_types("integer", "bigint") == "wider"
-    assert _compare_types("integer unsigned", "bigint unsigned") == "wider"
-    assert _compare_types("bigint", "smallint") == "narrower"
-    assert _compare_types("numeric(10, 2)", "numeric(12, 2)") == "wider"
-    assert _compare_types("numeric(10, 2)", "numeric(10, 4)") == "incompatible"
-    assert _compare_types("varchar(20)", "integer") == "incompatible"
+    assert compare_types("varchar(100)", "varchar(200)") == "wider"
+    assert compare_types("varchar(200)", "varchar(100)") == "narrower"
+    assert compare_types("varchar(200)", "text") == "wider"
+    assert compare_types("integer", "bigint") == "wider"
+    assert compare_types("integer unsigned", "bigint unsigned") == "wider"
+    assert compare_types("bigint", "smallint") == "narrower"
+    assert compare_types("numeric(10, 2)", "numeric(12, 2)") == "wider"
+    assert compare_types("numeric(10, 2)", "numeric(10, 4)") == "incompatible"
+    assert compare_types("varchar(20)", "integer") == "incompatible"
 
 
 # -- PostgreSQL lock timeouts --------------------------------------------------------------
