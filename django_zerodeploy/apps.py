@@ -12,11 +12,10 @@ class ZeroDeployConfig(AppConfig):
 
     def ready(self) -> None:
         from . import (
-            checks,  # noqa: F401  (registers the checks)
+            checks,  # noqa: F401  (registers the system checks, HEALTH_CHECKS' too)
             qcluster_checks,  # noqa: F401  (Q_CLUSTER warnings)
             release,
         )
-        from .health import checks_config  # noqa: F401  (HEALTH_CHECKS entries)
 
         # Pin the release now, at boot: /healthz/ must report what this process loaded,
         # not whatever the checkout holds later.

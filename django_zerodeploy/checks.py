@@ -1,5 +1,6 @@
-"""System checks: a bad ZERODEPLOY setting is reported with an id and a hint at start-up,
-never as a traceback when a deploy is half done."""
+"""System checks (Django's check framework): a bad ZERODEPLOY setting is reported with an id and
+a hint at start-up, never as a traceback when a deploy is half done. In this package "checks"
+alone means these; the /healthz/ ones are "health checks" and live in health/."""
 
 from __future__ import annotations
 
@@ -43,6 +44,32 @@ def check_runtime_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
         checks.Warning(text, hint=hint, id="zerodeploy.W002")
         for text in problems(configured, repo_dir)
     ]
+
+
+@checks.register(checks.Tags.compatibility)
+def check_health_checks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every ZERODEPLOY["HEALTH_CHECKS"] entry imports and builds: reported at start-up with
+    an id instead of a 503 at the first probe."""
+    from .conf import app_settings
+
+    value = app_settings.HEALTH_CHECKS
+    if value is not None and not isinstance(value, list | tuple):
+        return []  # conf.validate reports the type (zerodeploy.E003)
+    from .health.config import ConfigError, build_checks
+
+    try:
+        build_checks()
+    except ConfigError as exc:
+        return [
+            checks.Error(
+                f"ZERODEPLOY['HEALTH_CHECKS'] {problem}",
+                hint="See docs/healthz.md: an entry is a dotted path or a dict "
+                "{'check': 'dotted.path', 'name': ..., 'critical': bool, 'timeout': seconds}.",
+                id="zerodeploy.E040",
+            )
+            for problem in exc.problems
+        ]
+    return []
 
 
 def require_valid_settings() -> None:

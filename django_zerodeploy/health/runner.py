@@ -80,7 +80,7 @@ def _result(
     )
 
 
-class Runner:
+class HealthRunner:
     """The checks of this process and the latest report."""
 
     def __init__(self, checks: list[Check]) -> None:
@@ -200,7 +200,7 @@ class Runner:
             )
 
 
-class _BrokenRunner:
+class _BrokenHealthRunner:
     """Stands in when HEALTH_CHECKS cannot be built: every probe fails, the log says why once."""
 
     def __init__(self, error: ConfigError) -> None:
@@ -218,11 +218,11 @@ class _BrokenRunner:
         )
 
 
-_runner: Runner | _BrokenRunner | None = None
+_runner: HealthRunner | _BrokenHealthRunner | None = None
 _runner_lock = threading.Lock()
 
 
-def get_runner() -> Runner | _BrokenRunner:
+def get_runner() -> HealthRunner | _BrokenHealthRunner:
     global _runner
     runner = _runner
     if runner is None:
@@ -230,9 +230,9 @@ def get_runner() -> Runner | _BrokenRunner:
             runner = _runner
             if runner is None:
                 try:
-                    runner = Runner(build_checks())
+                    runner = HealthRunner(build_checks())
                 except ConfigError as exc:
-                    runner = _BrokenRunner(exc)
+                    runner = _BrokenHealthRunner(exc)
                 _runner = runner
     return runner
 

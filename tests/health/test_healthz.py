@@ -23,8 +23,8 @@ from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
 from django_zerodeploy import health
+from django_zerodeploy.checks import check_health_checks
 from django_zerodeploy.health import Check, CheckWarning, Observation, health_check
-from django_zerodeploy.health.checks_config import check_health_checks
 from django_zerodeploy.release import boot_release
 
 pytestmark = pytest.mark.django_db
