@@ -9,18 +9,21 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from django.core import checks
 from django.test import override_settings
 
-from django_zerodeploy import runtime
+from django_zerodeploy import exit_codes, runtime
 from django_zerodeploy.checks import check_runtime_dir
 from django_zerodeploy.conf import app_settings
+from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.runtime import default_runtime_dir, private_tmp_mounts, problems
 from tests.deploy.test_concurrency import SLOW_MIGRATION, start_deploy, step_status
 from tests.deploy.test_deploy import deploy, show
 from tests.support.gunicorn import wait_for
+from tests.support.users import NOBODY, needs_root
 
 __all__ = ["start_deploy"]  # a fixture, used by name
 
@@ -179,3 +182,81 @@ def test_a_deploy_from_a_login_shell_meets_the_running_deploy(
         assert v2
     finally:
         shutil.rmtree(default, ignore_errors=True)
+
+
+# -- whose runtime directory: only this user's own is trusted ----------------------------------
+@pytest.fixture
+def run_dir(settings, tmp_path: Path) -> Path:
+    settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "run"), "REPO_DIR": str(tmp_path)}
+    return tmp_path / "run"
+
+
+def expect_refused(match: str) -> CommandFailure:
+    with pytest.raises(CommandFailure) as refused:
+        _ = app_settings.runtime_dir
+    assert refused.value.exit_code == exit_codes.USAGE
+    assert match in refused.value.message, refused.value.message
+    return refused.value
+
+
+@needs_root
+def test_a_runtime_dir_owned_by_another_user_is_refused(run_dir):
+    run_dir.mkdir(mode=0o700)
+    os.chown(run_dir, NOBODY, NOBODY)
+    refused = expect_refused("is owned by")
+    assert str(run_dir) in refused.message and "RUNTIME_DIR" in refused.message
+
+
+def test_a_group_or_world_writable_runtime_dir_is_refused(run_dir):
+    run_dir.mkdir()
+    os.chmod(run_dir, 0o777)  # noqa: S103
+    expect_refused("group or other users can write it (mode 0777)")
+    os.chmod(run_dir, 0o775)  # noqa: S103
+    expect_refused("mode 0775")
+    # readable by others is fine for a configured directory
+    os.chmod(run_dir, 0o755)  # noqa: S103
+    assert app_settings.runtime_dir == run_dir
+
+
+def test_a_symlinked_runtime_dir_is_refused(run_dir, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    run_dir.symlink_to(real)
+    expect_refused("symbolic link")
+
+
+def test_a_runtime_dir_that_cannot_be_created_is_a_usage_error(settings, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "a-file" / "run")}
+    refused = expect_refused(f"{tmp_path / 'a-file' / 'run'}: Not a directory")
+    assert "Traceback" not in refused.message
+    settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "a-file")}
+    expect_refused("it exists and is not a directory")
+
+
+def test_missing_parents_are_created_private(settings, tmp_path):
+    settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "a" / "b" / "run")}
+    assert app_settings.runtime_dir == tmp_path / "a" / "b" / "run"
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "run"):
+        assert path.stat().st_mode & 0o777 == 0o700, path
+
+
+@needs_root
+def test_the_default_folder_under_tmp_must_be_this_users_own(settings, tmp_path, monkeypatch):
+    """The default per-user folder has a predictable name in a shared directory (/tmp):
+    another user may have made it first."""
+    monkeypatch.setattr(runtime, "DEFAULT_ROOT", tmp_path)
+    settings.ZERODEPLOY = {"REPO_DIR": str(tmp_path)}
+    user_dir = tmp_path / f"django-zerodeploy-{os.getuid()}"
+    user_dir.mkdir()
+    os.chown(user_dir, NOBODY, NOBODY)
+    expect_refused("is owned by")
+    os.chown(user_dir, os.getuid(), os.getgid())
+    # others may add entries: something may be planted already
+    os.chmod(user_dir, 0o733)  # noqa: S103
+    expect_refused("mode 0733")
+    # ours, read-only for others (as older versions made it): fixed
+    os.chmod(user_dir, 0o755)  # noqa: S103
+    path = app_settings.runtime_dir
+    assert path.parent == user_dir and user_dir.stat().st_mode & 0o777 == 0o700
+    assert path.stat().st_mode & 0o777 == 0o700

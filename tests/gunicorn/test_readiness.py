@@ -119,3 +119,22 @@ def test_the_default_runtime_dir_is_outside_the_checkout(settings, tmp_path):
     folder = readiness.workers_dir()
     assert folder.is_dir() and folder.parent == app_settings.runtime_dir
     assert tmp_path / "repo" not in folder.parents
+
+
+def test_an_empty_proven_marker_is_rewritten(runtime):
+    """An older version wrote the marker in place; a crash left it empty, and it was never
+    rewritten: every later refusal would have halted a serving master."""
+    marker = readiness.masters_dir() / f"{os.getpid()}.proven"
+    marker.write_text("")
+    assert not readiness.is_proven(os.getpid())
+    readiness.mark_proven(os.getpid())
+    assert readiness.is_proven(os.getpid())
+
+
+def test_announcements_are_written_whole(runtime):
+    assert readiness.claim_announcement(77)
+    assert readiness.announced(77) is None  # claimed, not sent
+    readiness.mark_announced(77, "MAINPID=77\nREADY=1")
+    assert readiness.announced(77) == "MAINPID=77\nREADY=1"
+    assert not readiness.claim_announcement(77)  # the claim never disappeared
+    assert not list(readiness.masters_dir().glob(".tmp-*"))

@@ -238,3 +238,19 @@ def test_gunicorn_not_running(site, signal_recorder):
     plain = site.manage("reload_gunicorn", check=False)  # people get one sentence, no traceback
     assert plain.returncode == exit_codes.DOWN
     assert "Traceback" not in plain.stderr and "does not exist" in plain.stderr
+
+
+@pytest.mark.integration
+def test_an_unusable_reload_lock_leaves_a_real_gunicorn_alone(site, gunicorn_factory):
+    """The same refusal through the command, with a real master found and probed."""
+    server = started(gunicorn_factory, site, workers=2)
+    master, workers = server.master_pid(), set(server.worker_pids())
+    (site.runtime / "reload.lock").mkdir()
+    ran, result = reload_cli(site)
+    assert ran.returncode == exit_codes.USAGE, ran.stdout + ran.stderr
+    assert result["message"].startswith(
+        f"Cannot use the reload lock {site.runtime / 'reload.lock'}: "
+    )
+    assert "Traceback" not in ran.stdout + ran.stderr
+    assert server.master_pid() == master and set(server.worker_pids()) == workers
+    assert server.served_releases() == {"v1"}

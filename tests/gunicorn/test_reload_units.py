@@ -6,21 +6,37 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import psutil
 import pytest
 
 from django_zerodeploy import exit_codes, gunicorn_conf
 from django_zerodeploy.exit_codes import CommandFailure
-from django_zerodeploy.gunicorn import find_master, reload
-from django_zerodeploy.gunicorn.master import classify, is_gunicorn_cmdline
-from django_zerodeploy.gunicorn.probe import gunicorn_args, probe_config, started_as_module
+from django_zerodeploy.gunicorn import find_master, reload, strategies
+from django_zerodeploy.gunicorn.master import Master, classify, is_gunicorn_cmdline
+from django_zerodeploy.gunicorn.probe import (
+    GunicornConfig,
+    gunicorn_args,
+    probe_config,
+    started_as_module,
+)
 from django_zerodeploy.gunicorn.result import Recorder, ReloadResult
 from django_zerodeploy.management.commands.reload_gunicorn import Command
+from django_zerodeploy.readiness import WorkerReport
+from tests.support.users import NOBODY, as_nobody, needs_root
+
+# the package re-exports the function reload(), which hides the module of the same name
+reload_mod = importlib.import_module("django_zerodeploy.gunicorn.reload")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
 VENV_PY = sys.executable
@@ -98,8 +114,6 @@ def test_reload_refuses_bad_arguments_without_raising(settings, tmp_path):
 
 
 def test_a_second_reload_waits_for_the_lock_then_gives_up(settings, tmp_path, monkeypatch):
-    # the package re-exports the function reload(), which hides the module of the same name
-    reload_mod = importlib.import_module("django_zerodeploy.gunicorn.reload")
     settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "run"), "REPO_DIR": str(tmp_path)}
     monkeypatch.setattr(reload_mod, "LOCK_EXTRA_WAIT", 0.0)
     holding, release = threading.Event(), threading.Event()
@@ -171,3 +185,205 @@ def test_result_lines_are_timed():
     assert lines[0].startswith("found master: pid 1 [") and lines[0].endswith(" s]")
     result = ReloadResult(True, 0, "usr2", "ok", phases=recorder.phases)
     assert result.as_dict()["phases"][0]["name"] == "found master"
+
+
+# -- signalling and exit codes, on stand-in masters (processes of this test) --------------------
+@pytest.fixture
+def runtime(settings, tmp_path: Path) -> Path:
+    settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "run"), "REPO_DIR": str(tmp_path)}
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def sleeper() -> Iterator[Callable[..., psutil.Process]]:
+    """Processes of this test standing in for a Gunicorn master; killed at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*ignore: int) -> psutil.Process:
+        code = "import signal, time\n"
+        code += "".join(f"signal.signal({int(s)}, signal.SIG_IGN)\n" for s in ignore)
+        code += "print('ready', flush=True)\ntime.sleep(60)\n"
+        started.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE))
+        # a signal sent before the child ignores it would kill it (SIGUSR2's default action)
+        assert started[-1].stdout is not None and started[-1].stdout.readline() == b"ready\n"
+        return psutil.Process(started[-1].pid)
+
+    yield start
+    for popen in started:
+        popen.kill()
+        popen.communicate()  # reaps it and closes its stdout
+
+
+def master_for(proc: psutil.Process) -> Master:
+    return Master(
+        pid=proc.pid,
+        pidfile=None,
+        cwd=Path("/"),
+        cmdline=["gunicorn", "app:app"],
+        environ={},
+        under_systemd=False,
+        daemon=False,
+        preload=False,
+        wsgi_app="app:app",
+        create_time=proc.create_time(),
+    )
+
+
+@needs_root
+def test_no_permission_to_signal_is_a_usage_error(sleeper):
+    target = master_for(sleeper(signal.SIGUSR2))  # harmless even if it arrived
+
+    def signal_it() -> dict[str, Any]:
+        try:  # not SIGCONT: the kernel lets any process of the session send that one
+            target.signal(signal.SIGUSR2)
+        except CommandFailure as exc:
+            return {"code": exc.exit_code, "message": exc.message, "signalled": target.signalled}
+        return {"code": None, "signalled": target.signalled}
+
+    outcome = as_nobody(signal_it)
+    assert outcome.get("code") == exit_codes.USAGE, outcome
+    assert outcome["message"] == (
+        f"No permission to signal Gunicorn master {target.pid} (owned by user root): run this "
+        "command as that user."
+    )
+    assert outcome["signalled"] is False
+
+
+@pytest.fixture
+def engine(runtime, monkeypatch, sleeper) -> Callable[..., Any]:
+    """reload() on a stand-in master (a real process): finding and probing Gunicorn are
+    replaced, everything from the lock to the exit code is the real engine.
+
+    Why not a real Gunicorn here: these tests need a strategy that fails at one exact point
+    (before any signal, or after one) with one exact kind of error, to pin how the engine
+    turns that into an exit code. A real Gunicorn or systemd fails there only when it
+    misbehaves, which cannot be produced on demand. The real strategies against a real
+    Gunicorn are in test_reload*.py; the unusable lock is also tested with one below."""
+    master = master_for(sleeper(signal.SIGUSR2))
+    monkeypatch.setattr(reload_mod, "find_master", lambda **kwargs: master)
+    monkeypatch.setattr(
+        reload_mod, "_probe", lambda *args: GunicornConfig(ok=True, hooked=True, workers=1)
+    )
+
+    def run(runner: Callable[[strategies.Context], Any] | None = None) -> Any:
+        if runner is not None:
+            monkeypatch.setitem(reload_mod.RUNNERS, "usr2", runner)
+        result = reload_mod.reload(strategy="usr2", run_preflight=False)
+        result.master = master
+        return result
+
+    return run
+
+
+@needs_root
+def test_a_refused_usr2_signal_says_nothing_was_signalled(engine, settings):
+    """The real usr2 runner, run without root, signalling a master of another user."""
+    theirs = Path(tempfile.mkdtemp(prefix="zd-nobody-"))  # reachable by uid 65534
+    try:
+        os.chown(theirs, NOBODY, NOBODY)
+        settings.ZERODEPLOY = {**settings.ZERODEPLOY, "RUNTIME_DIR": str(theirs)}
+
+        def reload_it() -> dict[str, Any]:
+            result = engine()
+            return {"code": result.exit_code, "message": result.message}
+
+        outcome = as_nobody(reload_it)
+    finally:
+        shutil.rmtree(theirs)
+    assert outcome.get("code") == exit_codes.USAGE, outcome
+    assert "No permission to signal Gunicorn master" in outcome["message"]
+
+
+def test_a_usage_error_after_the_signal_is_not_nothing_changed(engine):
+    def runner(ctx: strategies.Context) -> Any:
+        ctx.master.signal(signal.SIGUSR2)  # ignored by the stand-in, but really sent
+        raise CommandFailure("systemctl show failed.", exit_codes.USAGE)
+
+    result = engine(runner)
+    assert result.master.signalled
+    assert result.exit_code == exit_codes.DOWN and "check the site" in result.message
+
+
+def test_a_failure_that_keeps_the_old_release_keeps_exit_1(engine):
+    def runner(ctx: strategies.Context) -> Any:
+        ctx.master.signal(signal.SIGUSR2)
+        raise CommandFailure("aborted, the old release still serves.", exit_codes.FAILED)
+
+    assert engine(runner).exit_code == exit_codes.FAILED
+
+
+def test_a_usage_error_before_any_signal_stays_a_usage_error(engine):
+    def runner(ctx: strategies.Context) -> Any:
+        raise CommandFailure("bad unit.", exit_codes.USAGE)
+
+    result = engine(runner)
+    assert not result.master.signalled and result.exit_code == exit_codes.USAGE
+
+
+def test_an_unusable_reload_lock_is_a_usage_error(engine, runtime):
+    runtime.mkdir(mode=0o700)
+    (runtime / "reload.lock").mkdir()  # os.open(O_RDWR) fails: IsADirectoryError
+    result = engine()
+    assert result.exit_code == exit_codes.USAGE
+    assert result.message.startswith(f"Cannot use the reload lock {runtime / 'reload.lock'}: ")
+    assert "Unexpected error" not in result.message and not result.master.signalled
+
+
+def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypatch):
+    """The generation is verified and serves: exit 0, with the unconfirmed MainPID said.
+    (The in-place reload and `systemctl show` are replaced: a systemd that reloads and then
+    fails to answer cannot be produced on demand; the real systemd path is tested with one.)"""
+    master = master_for(sleeper())
+    ctx = strategies.Context(
+        master, GunicornConfig(ok=True, workers=1), 5, "", "site.service", Recorder(), "systemd"
+    )
+    monkeypatch.setattr(
+        strategies,
+        "_in_place",
+        lambda ctx, send: ctx.result(True, exit_codes.OK, "Reloaded.", release="v2"),
+    )
+
+    def failing(unit: str) -> int:
+        raise CommandFailure("`systemctl show` failed.", exit_codes.USAGE)
+
+    monkeypatch.setattr(strategies.systemd, "main_pid", failing)
+    result = strategies.run_systemd(ctx)
+    assert (result.ok, result.exit_code) == (True, exit_codes.OK)
+    assert "MainPID of site.service could not be confirmed" in result.message
+
+
+# -- one generation, several releases ----------------------------------------------------------
+# Observed generations are built here: workers of one master that loaded two different
+# releases need a checkout moving while the workers boot, a race no test can hit on demand.
+def mixed_generation(master_pid: int) -> strategies.Generation:
+    ready = [
+        WorkerReport(101, master_pid, "a" * 40, 0.0, True),
+        WorkerReport(102, master_pid, "b" * 40, 0.0, True),
+    ]
+    return strategies.Generation(True, 2, ready, {101, 102}, [])
+
+
+def test_in_place_reload_with_several_releases_is_not_verified(runtime, sleeper, monkeypatch):
+    master = master_for(sleeper())
+    ctx = strategies.Context(master, GunicornConfig(ok=True, workers=2), 5, "", None, Recorder())
+    monkeypatch.setattr(strategies, "observe", lambda *args, **kwargs: mixed_generation(master.pid))
+    result = strategies._in_place(ctx, lambda: "HUP sent")
+    assert not result.ok and result.exit_code == exit_codes.DOWN
+    assert "2 different releases (aaaaaaaaaaaa, bbbbbbbbbbbb)" in result.message
+
+
+def test_usr2_with_several_releases_is_aborted(runtime, sleeper, monkeypatch):
+    old, new = master_for(sleeper(signal.SIGUSR2)), master_for(sleeper())
+    ctx = strategies.Context(old, GunicornConfig(ok=True, workers=2), 5, "", None, Recorder())
+    monkeypatch.setattr(strategies, "_new_master", lambda *args: new)
+    monkeypatch.setattr(strategies, "observe", lambda *args, **kwargs: mixed_generation(new.pid))
+    aborted: list[str] = []
+
+    def abort(ctx: strategies.Context, new: Master, pidfile2: Any, why: str) -> Any:
+        aborted.append(why)
+        return ctx.result(False, exit_codes.FAILED, why)
+
+    monkeypatch.setattr(strategies, "_abort", abort)
+    result = strategies.run_usr2(ctx)
+    assert result.exit_code == exit_codes.FAILED and old.alive()  # the old one was not retired
+    assert aborted and "(aaaaaaaaaaaa, bbbbbbbbbbbb)" in aborted[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -22,9 +23,12 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
-from django_zerodeploy import health
+from django_zerodeploy import exit_codes, health
 from django_zerodeploy.checks import check_health_checks
-from django_zerodeploy.health import Check, CheckWarning, Observation, health_check
+from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.health import Check, CheckWarning, Observation, drain, health_check
+from django_zerodeploy.health.builtin import DrainingCheck
+from django_zerodeploy.health.runner import execute
 from django_zerodeploy.release import boot_release
 
 pytestmark = pytest.mark.django_db
@@ -695,3 +699,15 @@ def test_command_exits_2_when_the_drain_flag_cannot_be_written(settings, tmp_pat
     configure(settings, RUNTIME_DIR=str(not_a_dir / "run"))
     code, _, err = run_command("--drain")
     assert code == 2 and "Cannot change the drain flag" in err
+
+
+def test_the_drain_check_fails_when_the_runtime_dir_is_unsafe(tmp_path):
+    runtime = tmp_path / "run"  # own_runtime's
+    runtime.mkdir()
+    os.chmod(runtime, 0o777)  # noqa: S103
+    result = execute(DrainingCheck())
+    assert result.status == "fail" and "Cannot use the runtime directory" in result.output
+    with pytest.raises(CommandFailure) as refused:
+        drain.set_draining(True, reason="maintenance")
+    assert refused.value.exit_code == exit_codes.USAGE
+    assert refused.value.message.startswith("Cannot change the drain flag: ")
