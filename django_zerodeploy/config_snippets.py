@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .conf import app_settings
 from .exit_codes import USAGE, CommandFailure
+from .runtime import suggested_runtime_dir
 
 CONFIG_KINDS = ("systemd", "socket", "gunicorn", "nginx", "haproxy", "sudoers")
 
@@ -113,15 +114,6 @@ def project_facts() -> ProjectFacts:
         systemctl=shutil.which("systemctl") or "/usr/bin/systemctl",
         hostname=socket.gethostname().split(".")[0] or "web1",
     )
-
-
-def suggested_runtime_dir(name: str | None = None) -> str:
-    """A runtime directory every process of the site sees alike (not a private /tmp): under
-    the unit's RuntimeDirectory, which systemd creates for its User."""
-    if name is None:
-        unit = app_settings.GUNICORN_SYSTEMD_UNIT or "gunicorn.service"
-        name = unit.removesuffix(".service")
-    return f"/run/{name}/zerodeploy"
 
 
 def render(kind: str, facts: ProjectFacts | None = None) -> str:

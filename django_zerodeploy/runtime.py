@@ -6,7 +6,11 @@ Every one of those processes must compute the same path, so the default depends 
 checkout and the OS user, never on session variables (``XDG_RUNTIME_DIR`` is set in an SSH
 login and not under systemd; ``TMPDIR`` is per shell). What can still make them disagree (a
 service with a private ``/tmp``, a configured path inside a login session's directory) is
-reported by a system check (``problems``)."""
+reported by a system check (``problems``).
+
+The rules of where it is and whether it can be trusted live here: the default path, the one suggested for a systemd
+unit, when it is trusted (made private, owned by this user) and what could make the processes of
+a site disagree. conf.AppSettings.runtime_dir asks ``runtime_dir`` with the settings."""
 
 from __future__ import annotations
 
@@ -49,6 +53,13 @@ def runtime_dir(configured: str | os.PathLike[str] | None, repo_dir: Path) -> Pa
     _private_dir(path)
     _check_owned(path)
     return path
+
+
+def suggested_runtime_dir(name: str) -> str:
+    """A runtime directory every process of the site sees alike (not a private /tmp): under
+    the RuntimeDirectory of the unit ``name`` (without ``.service``), which systemd creates
+    for its User."""
+    return f"/run/{name}/zerodeploy"
 
 
 # -- could the processes of one site disagree? ------------------------------------------------

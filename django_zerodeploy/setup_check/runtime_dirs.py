@@ -13,9 +13,8 @@ import psutil
 
 from .. import proc
 from ..conf import app_settings
-from ..config_snippets import suggested_runtime_dir
 from ..exit_codes import CommandFailure
-from ..runtime import default_runtime_dir
+from ..runtime import default_runtime_dir, suggested_runtime_dir
 from .findings import Finding
 
 _MARK = "ZERODEPLOY-SETUP "
@@ -105,7 +104,9 @@ def check_runtime_dir(master: Any) -> Finding:
 
 
 def runtime_fix() -> str:
+    unit = app_settings.GUNICORN_SYSTEMD_UNIT or "gunicorn.service"
+    suggested = suggested_runtime_dir(unit.removesuffix(".service"))
     return (
-        f'ZERODEPLOY["RUNTIME_DIR"] = "{suggested_runtime_dir()}"  '
+        f'ZERODEPLOY["RUNTIME_DIR"] = "{suggested}"  '
         "# in settings.py: one directory for every process of the site"
     )
