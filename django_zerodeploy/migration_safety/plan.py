@@ -15,8 +15,9 @@ from django.db.migrations import operations as ops
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 
-from .classify import RuleContext, classify
+from .classify import classify
 from .marker import PlanError, read_marker
+from .rule_context import RuleContext
 from .verdict import POST, PRE, UNKNOWN, UNSAFE, PendingMigration
 
 
