@@ -13,10 +13,10 @@ class ZeroDeployConfig(AppConfig):
     def ready(self) -> None:
         from . import (
             checks,  # noqa: F401  (registers the checks)
-            qcluster_checks,  # noqa: F401  (Q_CLUSTER warnings)
             release,
         )
         from .health import checks_config  # noqa: F401  (HEALTH_CHECKS entries)
+        from .tasks import cluster_checks  # noqa: F401  (Q_CLUSTER warnings)
 
         # Pin the release now, at boot: /healthz/ must report what this process loaded,
         # not whatever the checkout holds later.

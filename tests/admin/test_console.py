@@ -530,10 +530,10 @@ def test_the_page_does_not_fetch_while_a_deploy_runs(django_user_model, evil_bra
 def test_the_page_answers_when_the_remote_hangs(django_user_model, evil_branch, monkeypatch):
     """A remote that accepts and never answers: the page must answer well within Gunicorn's
     worker timeout (30 s by default), saying why the plan is incomplete."""
-    from django_zerodeploy import admin_views
+    from django_zerodeploy.admin import views
     from tests.health.test_healthz_gunicorn import SilentListener
 
-    monkeypatch.setattr(admin_views, "PREVIEW_GIT_TIMEOUT", 2.0)
+    monkeypatch.setattr(views, "PREVIEW_GIT_TIMEOUT", 2.0)
     hung = SilentListener()
     try:
         _git(evil_branch.clone, "remote", "set-url", "origin", f"git://127.0.0.1:{hung.port}/x")
@@ -550,9 +550,9 @@ def test_the_page_answers_when_the_remote_hangs(django_user_model, evil_branch, 
 def test_the_migration_plan_of_a_post_is_bounded_too(django_user_model, evil_branch, monkeypatch):
     """The confirmed preview runs the target's manage.py: one that hangs (a module that blocks
     on import) must not hold the page past Gunicorn's worker timeout, nor leave its worktree."""
-    from django_zerodeploy import admin_views
+    from django_zerodeploy.admin import views
 
-    monkeypatch.setattr(admin_views, "PREVIEW_GIT_TIMEOUT", 2.0)
+    monkeypatch.setattr(views, "PREVIEW_GIT_TIMEOUT", 2.0)
     clone = evil_branch.clone
     _git(clone, "checkout", "-q", "-b", "slow")
     (clone / "manage.py").write_text("import time\ntime.sleep(120)\n")
