@@ -3,7 +3,7 @@
 deployments.py  the deploy history and a deploy's detail page (``DeploymentAdmin``)
 views.py        its own pages: confirm a deploy or rollback, cancel, the progress JSON
 rollouts.py     the hosts page and the rollouts
-read_only.py    the permissions they share: records are evidence, read-only
+permissions.py  who may start deploys, and the read-only admin they share (records are evidence)
 
 Django's autodiscovery imports this package: importing the modules registers their admins.
 """

@@ -18,7 +18,7 @@ from django.utils.timezone import localtime
 
 from ..models import Deployment
 from . import views
-from .read_only import ReadOnlyAdmin
+from .permissions import ReadOnlyAdmin
 
 
 def status_badge(status: str, label: str | None = None) -> str:

@@ -13,7 +13,7 @@ from django.utils.timezone import now
 
 from ..models import Host, Rollout
 from ..rollout.hosts import STALE_AFTER
-from .read_only import ReadOnlyAdmin
+from .permissions import ReadOnlyAdmin
 
 
 @admin.register(Host)

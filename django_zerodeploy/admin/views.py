@@ -26,12 +26,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from ..exit_codes import CommandFailure
 from ..git import GitError, validate_ref
 from ..models import Deployment, DeploymentStep
-from ..permissions import can_trigger
 from ..pipeline.records import iso
 from ..proc import tail
 from ..tasks.cluster_status import cluster_status
 from ..tasks.queue import queue_deployment
 from ..timeline import step_bars
+from .permissions import can_trigger
 
 if TYPE_CHECKING:
     from .deployments import DeploymentAdmin

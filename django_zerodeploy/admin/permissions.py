@@ -1,4 +1,7 @@
-"""The permissions every page of the console shares: deploys, hosts and rollouts are evidence."""
+"""Who may do what in the console: one rule for who may start deploys (``can_trigger``), which
+the views ask, and the read-only admin every page shares (deploys, hosts and rollouts are
+evidence). Its own module so that the pages import it one way (none imports another for it).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,16 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ..permissions import can_trigger
+TRIGGER_PERMISSION = "django_zerodeploy.trigger_deploy"
+
+
+def can_trigger(request: HttpRequest) -> bool:
+    """Only users granted ``trigger_deploy`` (superusers have every permission)."""
+    return bool(
+        request.user.is_active
+        and request.user.is_staff
+        and request.user.has_perm(TRIGGER_PERMISSION)
+    )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
