@@ -13,9 +13,9 @@ class ZeroDeployConfig(AppConfig):
     def ready(self) -> None:
         from . import (
             checks,  # noqa: F401  (registers the system checks, HEALTH_CHECKS' too)
-            qcluster_checks,  # noqa: F401  (Q_CLUSTER warnings)
             release,
         )
+        from .tasks import cluster_checks  # noqa: F401  (Q_CLUSTER warnings)
 
         # Pin the release now, at boot: /healthz/ must report what this process loaded,
         # not whatever the checkout holds later.

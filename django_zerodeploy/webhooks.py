@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .conf import app_settings
 from .git import Git, GitError, is_sha
 from .models import Deployment, WebhookDelivery
-from .tasks import queue_deployment
+from .tasks.queue import queue_deployment
 
 logger = logging.getLogger("django_zerodeploy.webhooks")
 

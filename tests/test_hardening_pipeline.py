@@ -220,7 +220,7 @@ def test_step_details_are_redacted_in_the_echo_and_the_result(runtime, last):
 
 @pytest.mark.django_db
 def test_a_broker_error_is_redacted_in_the_record(monkeypatch):
-    from django_zerodeploy import tasks
+    from django_zerodeploy.tasks import queue
 
     def refuse(*args, **kwargs):
         raise ConnectionError("Error connecting to redis://:hunter2-pass@broker:6379/0")
@@ -229,7 +229,7 @@ def test_a_broker_error_is_redacted_in_the_record(monkeypatch):
     # can be configured per test), and the error text is what this test is about
     monkeypatch.setattr("django_q.tasks.async_task", refuse)
     record = Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin")
-    assert tasks.enqueue_deployment(record) is None
+    assert queue.enqueue_deployment(record) is None
     record.refresh_from_db()
     assert record.status == Deployment.Status.FAILED
     assert "hunter2" not in record.message and "redis://***@broker" in record.message

@@ -3,8 +3,6 @@ qcluster runs under load; the branch comes from the server checkout's own upstre
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import json
 import time
@@ -14,6 +12,7 @@ import pytest
 
 from tests.support.gunicorn import wait_for
 from tests.support.qcluster import db_rows
+from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +36,7 @@ def push(
         "Content-Type": "application/json",
         "X-GitHub-Event": "push",
         "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "X-Hub-Signature-256": "sha256="
-        + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature-256": "sha256=" + sign(body, SECRET),
         "Connection": "close",
     }
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

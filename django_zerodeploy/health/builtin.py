@@ -251,7 +251,7 @@ class DjangoQClusterCheck(Check):
             return [cls(**options)] if options else []
         from django_q.conf import Conf
 
-        from ..qcluster_checks import stats_in_broker
+        from ..tasks.cluster_checks import stats_in_broker
 
         backend = str(settings.CACHES.get(Conf.CACHE, {}).get("BACKEND", ""))
         if stats_in_broker():
@@ -267,7 +267,7 @@ class DjangoQClusterCheck(Check):
         from django_q.brokers import get_broker
         from django_q.conf import Conf
 
-        from ..qcluster_checks import stats_in_broker
+        from ..tasks.cluster_checks import stats_in_broker
 
         broker = get_broker()
         in_broker = stats_in_broker()

@@ -223,7 +223,7 @@ class Coordinator:
         """Queue one deploy per host (through its cluster) and wait for all of them."""
         if not names:
             return
-        from ..tasks import queue_deployment
+        from ..tasks.queue import queue_deployment
 
         options: dict[str, Any] = {"skip_post_migrate": True}
         if rollback:

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from django_zerodeploy.models import Deployment
-from tests.admin.test_console import client_for, isolated, succeeded, timed_steps, url  # noqa: F401
+from tests.support.admin import client_for, isolated, succeeded, timed_steps, url  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
-"""The django-q2 task runs a queued deploy at most once, through the real pipeline; enqueueing
-waits for the record to be committed; the cluster status says plainly when nothing will run."""
+"""The django-q2 task (``django_zerodeploy.tasks``) runs a queued deploy at most once, through
+the real pipeline, and never leaves its record running."""
 
 from __future__ import annotations
 
@@ -7,45 +7,13 @@ import threading
 
 import pytest
 from django.core import mail
-from django.db import connection, transaction
-from django_q.models import OrmQ
-from django_q.signing import SignedPackage
+from django.db import connection
 
 from django_zerodeploy.models import Deployment
-from django_zerodeploy.tasks import (
-    claim_deployment,
-    cluster_status,
-    options_for,
-    queue_deployment,
-    run_queued_deployment,
-)
+from django_zerodeploy.tasks import claim_deployment, options_for, run_queued_deployment
+from tests.support.tasks import isolated, queued  # noqa: F401  (isolated: a fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def isolated(settings, tmp_path):
-    """REPO_DIR is not a git checkout, so the real pipeline stops at its environment check
-    (never touching the checkout this suite runs from); heartbeats go to an empty file cache."""
-    (tmp_path / "not-a-checkout").mkdir()
-    settings.ZERODEPLOY = {
-        **settings.ZERODEPLOY,
-        "REPO_DIR": str(tmp_path / "not-a-checkout"),
-        "RUNTIME_DIR": str(tmp_path / "run"),
-    }
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "qcluster": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "qcache"),
-        },
-    }
-
-
-def queued(**options):
-    return Deployment.objects.create(
-        status=Deployment.Status.QUEUED, trigger="admin", username="alice", options=options
-    )
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("isolated")]
 
 
 # -- run once --------------------------------------------------------------------------------
@@ -153,69 +121,6 @@ def test_a_queued_record_with_refused_options_fails_with_a_usage_error(settings,
     assert record.finished_at is not None and not record.steps.exists()
     assert len(mail.outbox) == 1 and "failed" in mail.outbox[0].subject
     assert run_queued_deployment(record.pk)["skipped"] is True
-
-
-# -- enqueueing -------------------------------------------------------------------------------
-def _seen_from_another_connection() -> tuple[int, int]:
-    counts: list[tuple[int, int]] = []
-
-    def look():
-        try:
-            counts.append((Deployment.objects.count(), OrmQ.objects.count()))
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=look)
-    thread.start()
-    thread.join(30)
-    return counts[0]
-
-
-def test_record_and_task_become_visible_together():
-    """A worker (another connection) never sees the task without its record."""
-    with transaction.atomic():
-        record = queue_deployment(trigger="admin", username="bob", ref="v3", options={"ref": "v3"})
-        assert _seen_from_another_connection() == (0, 0)
-    assert _seen_from_another_connection() == (1, 1)
-    record.refresh_from_db()
-    assert record.task_id and record.status == Deployment.Status.QUEUED
-    assert SignedPackage.loads(OrmQ.objects.get().payload)["args"] == (record.pk,)
-
-
-def test_a_rolled_back_transaction_enqueues_nothing():
-    with pytest.raises(RuntimeError), transaction.atomic():
-        queue_deployment(trigger="admin", username="bob")
-        raise RuntimeError("request failed")
-    assert not OrmQ.objects.exists() and not Deployment.objects.exists()
-
-
-# -- is a cluster running? --------------------------------------------------------------------
-def test_no_cluster_is_said_plainly():
-    status = cluster_status()
-    assert status.running is False
-    assert "No django-q2 cluster is running" in status.message
-    assert "manage.py qcluster" in status.message
-
-
-def test_routed_hint_names_the_cluster(settings):
-    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "Q_CLUSTER_NAME": "deploy-web1"}
-    assert "Q_CLUSTER_NAME=deploy-web1 python manage.py qcluster" in cluster_status().message
-
-
-def test_a_private_cache_means_unknown(settings):
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "qcluster": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
-    }
-    status = cluster_status()
-    assert status.running is None
-    assert "Cannot tell" in status.message and "DummyCache" in status.message
-
-
-def test_without_django_q_installed(settings):
-    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django_q"]
-    status = cluster_status()
-    assert status.running is False and "INSTALLED_APPS" in status.message
 
 
 def test_an_unusable_runtime_dir_fails_the_queued_record(settings, tmp_path):

@@ -7,30 +7,13 @@ stops waiting for it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now
 
 from ..models import Host, Rollout
-from ..permissions import can_trigger
-from .hosts import STALE_AFTER
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) or can_trigger(request)
+from ..rollout.hosts import STALE_AFTER
+from .permissions import ReadOnlyAdmin
 
 
 @admin.register(Host)

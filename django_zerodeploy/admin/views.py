@@ -23,17 +23,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .exit_codes import CommandFailure
-from .git import GitError, validate_ref
-from .models import Deployment, DeploymentStep
+from ..exit_codes import CommandFailure
+from ..git import GitError, validate_ref
+from ..models import Deployment, DeploymentStep
+from ..pipeline.records import iso
+from ..proc import tail
+from ..tasks.cluster_status import cluster_status
+from ..tasks.queue import queue_deployment
+from ..timeline import step_bars
 from .permissions import can_trigger
-from .pipeline.records import iso
-from .proc import tail
-from .tasks import cluster_status, queue_deployment
-from .timeline import step_bars
 
 if TYPE_CHECKING:
-    from .admin import DeploymentAdmin
+    from .deployments import DeploymentAdmin
 
 ACTIVE = (Deployment.Status.QUEUED, Deployment.Status.RUNNING)
 POLL_OUTPUT_BYTES = 8192  # the JSON carries each step's output tail; the page shows it all
@@ -109,7 +110,7 @@ def preview_plan(*, run_code: bool = False, **options: Any) -> PlanPreview:
     """The pipeline's dry-run plan, or a readable error (a bad ref, an unreachable remote).
     ``run_code``: also the migration plan (only after a confirmed POST)."""
     try:
-        from .pipeline import DeployOptions, build_plan
+        from ..pipeline import DeployOptions, build_plan
     except ImportError as exc:
         return PlanPreview(error=f"The deploy pipeline is not available: {exc}")
     try:

@@ -2,7 +2,7 @@
 
 Records are evidence, so nobody adds or edits them here; only superusers may delete them.
 Starting a deploy needs the ``django_zerodeploy.trigger_deploy`` permission (being staff is not
-enough); the views that do it live in ``admin_views``.
+enough); the views that do it live in ``admin.views``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,20 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
-from . import admin_views
-from .models import Deployment
-from .permissions import TRIGGER_PERMISSION, can_trigger  # noqa: F401  (also importable here)
+from ..models import Deployment
+from . import views
+from .permissions import ReadOnlyAdmin
 
 
 def status_badge(status: str, label: str | None = None) -> str:
     if label is None:
         label = Deployment.Status(status).label if status in Deployment.Status.values else status
     return format_html('<span class="zd-badge zd-{}" data-zd-status>{}</span>', status, label)
+
+
+def muted(text: str) -> str:
+    """A placeholder in grey: what a column shows while it has no value yet."""
+    return format_html('<span class="zd-muted">{}</span>', text)
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -37,7 +42,7 @@ def format_seconds(seconds: float | None) -> str:
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(ReadOnlyAdmin):
     list_display = (
         "number",
         "status_display",
@@ -114,19 +119,6 @@ class DeploymentAdmin(admin.ModelAdmin):
         css = {"all": ("django_zerodeploy/deployments.css",)}
         js = ("django_zerodeploy/deployment_live.js",)
 
-    # -- permissions: read-only evidence ---------------------------------------------------
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) or can_trigger(request)
-
     # -- columns ---------------------------------------------------------------------------
     def get_list_display(self, request: HttpRequest) -> Any:
         """The release column once a deploy ran in the releases layout: the history of a site
@@ -147,7 +139,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     @admin.display(description="target commit", ordering="target_sha")
     def commit_display(self, obj: Deployment) -> str:
         if not obj.target_sha:
-            return format_html('<span class="zd-muted">{}</span>', "not resolved yet")
+            return muted("not resolved yet")
         return format_html(
             '<code class="zd-sha" title="{}">{}</code> <span title="{}">{}</span>',
             obj.target_sha,
@@ -187,7 +179,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     def release_display(self, obj: Deployment) -> str:
         """The releases layout's release directory over its venv key; a dash in place."""
         if not obj.release_dir:
-            return format_html('<span class="zd-muted">{}</span>', "—")
+            return muted("—")
         return format_html(
             '<code class="zd-release">{}</code><br><code class="zd-muted" title="venv">{}</code>',
             obj.release_dir,
@@ -219,30 +211,20 @@ class DeploymentAdmin(admin.ModelAdmin):
         return format_seconds(obj.mixed_window_seconds)
 
     # -- pages -----------------------------------------------------------------------------
+    # (route, view, URL name's end): the console's own pages, next to the admin's
+    PAGES = (
+        ("deploy/", views.deploy_view, "deploy"),
+        ("<int:object_id>/rollback/", views.rollback_view, "rollback"),
+        ("<int:object_id>/cancel/", views.cancel_view, "cancel"),
+        ("<int:object_id>/progress/", views.progress_view, "progress"),
+    )
+
     def get_urls(self) -> list[Any]:
         info = self.opts.app_label, self.opts.model_name
         wrap = self.admin_site.admin_view
         custom = [
-            path(
-                "deploy/",
-                wrap(self._view(admin_views.deploy_view)),
-                name="{}_{}_deploy".format(*info),
-            ),
-            path(
-                "<int:object_id>/rollback/",
-                wrap(self._view(admin_views.rollback_view)),
-                name="{}_{}_rollback".format(*info),
-            ),
-            path(
-                "<int:object_id>/cancel/",
-                wrap(self._view(admin_views.cancel_view)),
-                name="{}_{}_cancel".format(*info),
-            ),
-            path(
-                "<int:object_id>/progress/",
-                wrap(self._view(admin_views.progress_view)),
-                name="{}_{}_progress".format(*info),
-            ),
+            path(route, wrap(self._view(view)), name="{}_{}_{}".format(*info, name))
+            for route, view, name in self.PAGES
         ]
         return custom + super().get_urls()
 
@@ -258,7 +240,7 @@ class DeploymentAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         context = {
             "title": "Deploy history",
-            **admin_views.console_context(request),
+            **views.console_context(request),
             **(extra_context or {}),
         }
         return super().changelist_view(request, context)
@@ -273,11 +255,8 @@ class DeploymentAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         obj = self.get_object(request, object_id)
         if obj is not None:
-            context.update(admin_views.detail_context(self, request, obj))
+            context.update(views.detail_context(self, request, obj))
         return super().change_view(request, object_id, form_url, context)
 
     def detail_url(self, obj: Deployment) -> str:
         return reverse(f"{self.admin_site.name}:django_zerodeploy_deployment_change", args=[obj.pk])
-
-
-from .rollout import admin as rollout_admin  # noqa: E402,F401  (hosts and rollouts pages)

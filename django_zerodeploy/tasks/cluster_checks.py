@@ -10,6 +10,7 @@ every call (django-q2 itself reads it once, at import).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 
-from .conf import app_settings
+from ..conf import app_settings
 
 # id -> what it means (documented in docs/admin.md).
 CHECK_IDS: dict[str, str] = {
@@ -92,26 +93,42 @@ class _Cluster:
     where: str
 
 
-def _max_attempts(c: _Cluster) -> checks.Warning | None:
-    if c.conf.get("max_attempts", 0) == 1:
-        return None
-    return _warning(
-        "zerodeploy.W060",
-        f"{c.where}['max_attempts'] is {c.conf.get('max_attempts', 0)!r}: django-q2 would run a "
-        "failed deploy again (0 means forever).",
-        "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
-    )
+@dataclass(frozen=True)
+class _MustBe:
+    """A rule that one key must hold one value (W060, W061); the warning says what it holds."""
+
+    check_id: str
+    key: str
+    default: Any
+    holds: Callable[[Any], bool]
+    consequence: str
+    hint: str
+
+    def __call__(self, c: _Cluster) -> checks.Warning | None:
+        value = c.conf.get(self.key, self.default)
+        if self.holds(value):
+            return None
+        return _warning(
+            self.check_id, f"{c.where}['{self.key}'] is {value!r}: {self.consequence}", self.hint
+        )
 
 
-def _ack_failures(c: _Cluster) -> checks.Warning | None:
-    if c.conf.get("ack_failures", False) is True:
-        return None
-    return _warning(
-        "zerodeploy.W061",
-        f"{c.where}['ack_failures'] is {c.conf.get('ack_failures', False)!r}: a failed deploy is "
-        "not acknowledged and stays on the queue to be handed out again.",
-        "Set Q_CLUSTER['ack_failures'] = True.",
-    )
+_max_attempts = _MustBe(
+    "zerodeploy.W060",
+    "max_attempts",
+    0,
+    lambda value: value == 1,
+    "django-q2 would run a failed deploy again (0 means forever).",
+    "Set Q_CLUSTER['max_attempts'] = 1 (see docs/admin.md).",
+)
+_ack_failures = _MustBe(
+    "zerodeploy.W061",
+    "ack_failures",
+    False,
+    lambda value: value is True,
+    "a failed deploy is not acknowledged and stays on the queue to be handed out again.",
+    "Set Q_CLUSTER['ack_failures'] = True.",
+)
 
 
 def _timeout(c: _Cluster) -> checks.Warning | None:
@@ -160,7 +177,7 @@ def _alt_clusters(c: _Cluster) -> checks.Warning | None:
 
 
 def _shared_cache(c: _Cluster) -> checks.Warning | None:
-    problem = None if stats_in_broker(c.conf) else _cache_problem(c.conf.get("cache", "default"))
+    problem = None if stats_in_broker(c.conf) else cache_problem(c.conf.get("cache", "default"))
     if not problem:
         return None
     return _warning(
@@ -197,7 +214,7 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     return [found for rule in _RULES if (found := rule(cluster)) is not None]
 
 
-def _cache_problem(alias: str) -> str | None:
+def cache_problem(alias: str) -> str | None:
     caches = getattr(settings, "CACHES", None) or {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     }

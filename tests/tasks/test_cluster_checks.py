@@ -6,7 +6,7 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
-from django_zerodeploy.qcluster_checks import CHECK_IDS, check_q_cluster, effective_q_cluster
+from django_zerodeploy.tasks.cluster_checks import CHECK_IDS, check_q_cluster, effective_q_cluster
 
 SAFE = {
     "name": "site",
@@ -121,7 +121,7 @@ def test_no_warnings_when_django_q_is_not_installed(settings):
 
 def test_a_redis_broker_keeps_heartbeats_itself_so_a_local_cache_is_no_warning():
     """django-q2's Redis broker writes the clusters' stats to Redis, not Q_CLUSTER['cache']."""
-    from django_zerodeploy.qcluster_checks import stats_in_broker
+    from django_zerodeploy.tasks.cluster_checks import stats_in_broker
 
     redis = {k: v for k, v in SAFE.items() if k != "orm"} | {"redis": "redis://127.0.0.1:6379/0"}
     assert ids({**redis, "cache": "default"}) == []
