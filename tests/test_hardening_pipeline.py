@@ -31,7 +31,7 @@ from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFaile
 from django_zerodeploy.pipeline.lock import DeployLock
 from django_zerodeploy.pipeline.project import Project
 from django_zerodeploy.pipeline.runner import Runner
-from django_zerodeploy.pipeline.steps import FetchStep, PrepareStep, Step
+from django_zerodeploy.pipeline.steps import FetchStep, PrepareStep, Step, changed_files
 from tests.support.site import git
 
 SECRET_URL = "https://deployer:s3cr3t-token@git.example.com/site.git"
@@ -113,7 +113,7 @@ def test_reported_releases_that_are_not_commit_ids_never_reach_git(repo, tmp_pat
     ctx.baselines = step._baselines(ctx)
     assert ctx.baselines == {shas[0]}
     assert ctx.unknown_baseline  # git cannot tell what changed: everything is assumed to
-    assert step._changed(ctx) == ["a.txt"] and not written.exists()
+    assert changed_files(ctx) == ["a.txt"] and not written.exists()
     assert step._previous(ctx) == shas[0]
     # a release named by a tag (RELEASE_ID) is still compared, as the commit it names
     _git(path, "tag", "v0", shas[0])

@@ -32,7 +32,7 @@ from .context import DeployContext, NothingToDeploy, PlannedStep, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
 from .project import Project, current_layout
-from .steps import EnvironmentStep, FetchStep, MigrateStep, SmokeStep, Step
+from .steps import Step, changed_files
 
 __all__ = ["DeployPlan", "PlannedStep", "build_plan"]
 
@@ -149,9 +149,7 @@ def build_plan(
             "last (no fetch)."
         )
         plan.exit_code = exit_codes.LOCKED
-        for step in steps:
-            if isinstance(step, FetchStep):
-                step.fetch = False
+        ctx.fetch = False
     try:
         _plan(plan, ctx, steps, run_code, timeout)
     finally:
@@ -163,23 +161,26 @@ def build_plan(
 
 def _target_step(steps: list[Step]) -> int:
     """The index of the step that decides the target (the record opens after it)."""
-    return next(i for i, step in enumerate(steps) if step.opens_record)
+    return next(i for i, step in enumerate(steps) if step.decides_target)
 
 
 def _plan(
     plan: DeployPlan, ctx: DeployContext, steps: list[Step], run_code: bool, timeout: float | None
 ) -> None:
     """Run what only reads (the environment, the target), then let every step plan itself."""
-    try:
-        EnvironmentStep().run(ctx)
-    except CommandFailure as exc:
-        plan.problems.append(exc.message)
-        plan.exit_code = exc.exit_code
-        if not ctx.head_sha or not ctx.branch:
-            return
+    target = _target_step(steps)
+    for step in steps[:target]:
+        if not step.dry_run_runs:
+            continue
+        try:
+            step.run(ctx)
+        except CommandFailure as exc:
+            plan.problems.append(exc.message)
+            plan.exit_code = exc.exit_code
+            if not ctx.head_sha or not ctx.branch:
+                return
     plan.branch, plan.head_sha = ctx.branch, ctx.head_sha
     plan.layout = _layout_facts()
-    target = _target_step(steps)
     try:
         steps[target].run(ctx)
     except NothingToDeploy:
@@ -199,27 +200,28 @@ def _plan(
     )
     if not ctx.target_sha:
         return  # refused before a target was known: nothing to plan the steps on
+    shown = [step for step in steps if step.recorded]
     if plan.nothing_to_deploy:
         plan.steps = [
-            PlannedStep(s.name, i <= target, "nothing to deploy") for i, s in enumerate(steps)
+            PlannedStep(s.name, steps.index(s) <= target, "nothing to deploy") for s in shown
         ]
         return
-    _commits(plan, ctx, steps[target])
+    _commits(plan, ctx)
     if not run_code:
         plan.notes.append(NO_CODE_NOTE)
-        plan.steps = [_decide_without_code(step, ctx) for step in steps]
+        plan.steps = [step.plan_without_code(ctx) for step in shown]
         return
-    if any(isinstance(step, MigrateStep) for step in steps):  # a releases rollback migrates nothing
+    if any(step.plans_migrations for step in steps):  # a releases rollback migrates nothing
         _plan_migrations(plan, ctx, timeout)
-    plan.steps = [step.plan(ctx) for step in steps]
+    plan.steps = [step.plan(ctx) for step in shown]
 
 
-def _commits(plan: DeployPlan, ctx: DeployContext, target: Step) -> None:
+def _commits(plan: DeployPlan, ctx: DeployContext) -> None:
     if not ctx.commits and ctx.previous_sha and ctx.target_sha:
         with contextlib.suppress(GitError):
             ctx.commits = ctx.git.log(ctx.previous_sha, ctx.target_sha)
-    if not ctx.changed_files and isinstance(target, FetchStep):
-        ctx.changed_files = target._changed(ctx)
+    if not ctx.changed_files:  # the fetch stopped before it (nothing to deploy, refused)
+        ctx.changed_files = changed_files(ctx)
     plan.commits = [[c.sha, c.subject] for c in ctx.commits]
     plan.changed_files = ctx.changed_files
 
@@ -242,20 +244,6 @@ NO_CODE_NOTE = (
     "The migration plan is not computed on this page: it runs the target's code. It is "
     "computed when you ask for it (a confirmed POST) and by the deploy itself."
 )
-
-
-def _decide_without_code(step: Step, ctx: DeployContext) -> PlannedStep:
-    """What git alone tells about a step: migration steps depend on the migration files."""
-    if isinstance(step, MigrateStep):
-        changed = [f for f in ctx.changed_files if "/migrations/" in f"/{f}" and f.endswith(".py")]
-        if changed:
-            return PlannedStep(
-                step.name, True, f"{len(changed)} migration file(s) changed; the deploy plans them"
-            )
-        return PlannedStep(step.name, False, "no migration file changed (the deploy checks)")
-    if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS:
-        return PlannedStep(step.name, True, "in the preflight, or after the migrations")
-    return step.plan(ctx)
 
 
 def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None) -> None:

@@ -28,7 +28,6 @@ from .project import OWNER_ENV
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
-NOT_RELEASE_STEPS = ("lock", "environment", "fetch", "prepare")
 CANCELLED = (
     "Cancelled"  # message prefix of a deploy stopped by the operator (not the release's fault)
 )
@@ -319,8 +318,9 @@ def remove_worktree(git: Git, path: Path) -> None:
 
 
 # -- the bad-release rule and --rollback ----------------------------------------------------------
-def bad_release(sha: str) -> Deployment | None:
-    """The deployment that rolled ``sha`` back, unless a later deploy of it succeeded (--force)."""
+def bad_release(sha: str, innocent: Iterable[str]) -> Deployment | None:
+    """The deployment that rolled ``sha`` back, unless a later deploy of it succeeded (--force).
+    A failure of a step in ``innocent`` (before the release was even built) does not count."""
     finished = (
         Deployment.objects.filter(target_sha=sha)
         .exclude(status__in=[Status.QUEUED, Status.RUNNING, Status.NOTHING, Status.INTERRUPTED])
@@ -335,7 +335,7 @@ def bad_release(sha: str) -> Deployment | None:
             return deployment
         failed_release_step = (
             deployment.steps.filter(status=StepStatus.FAILED)
-            .exclude(name__in=NOT_RELEASE_STEPS)
+            .exclude(name__in=sorted(innocent))
             .exclude(name__startswith="rollback")
             .exists()
         )

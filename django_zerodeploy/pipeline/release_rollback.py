@@ -75,7 +75,7 @@ class RollbackTargetStep(Step):
     """Which kept release to go back to, and whether its code knows the schema."""
 
     name = "target"
-    opens_record = True
+    decides_target = True
 
     def plan(self, ctx: DeployContext) -> PlannedStep:
         """After ``run`` (which only reads) chose ``ctx.release``: where to, its venv, and the

@@ -39,8 +39,10 @@ from .steps import (
     FetchStep,
     LockStep,
     MigrateStep,
+    OpenRecordStep,
     PostDeployMigrateStep,
     PreflightStep,
+    RecoverInterruptedStep,
     ReloadStep,
     SmokeStep,
     Step,
@@ -313,6 +315,8 @@ class SwitchStep(Step):
     """``ROOT/current`` renamed to the new release in one step; undone the same way."""
 
     name = "switch"
+    changes_live = True
+    undo_rank = 2
     previous: Release | None = None
 
     def __init__(self, record: bool = True) -> None:
@@ -430,7 +434,9 @@ def release_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
     steps: list[Step] = [
         LockStep(),
         EnvironmentStep(),
+        RecoverInterruptedStep(),
         FetchStep(),
+        OpenRecordStep(),
         BuildStep(),
         VenvStep(),
         CompileStep(),
@@ -453,7 +459,9 @@ def rollback_steps() -> list[Step]:
     return [
         LockStep(),
         EnvironmentStep(),
+        RecoverInterruptedStep(),
         RollbackTargetStep(),
+        OpenRecordStep(),
         SwitchStep(record=False),
         ReloadStep(),
         VerifyStep(),

@@ -8,6 +8,7 @@ preflight, so that old workers reading files lazily see new files for as short a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -21,7 +22,7 @@ from django.apps import apps
 from django.conf import settings
 
 from .. import exit_codes, gunicorn, proc, shared_paths
-from ..conf import app_settings, extra_steps_problem
+from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
 from ..gunicorn.result import OLD_RETIRED
@@ -32,16 +33,34 @@ from .context import DeployContext, NothingToDeploy, Outcome, PlannedStep, StepF
 
 
 class Step:
-    """One step. ``should_run`` gives (run?, why); ``run`` does it; ``undo`` reverts it."""
+    """One step. ``should_run`` gives (run?, why); ``run`` does it; ``undo`` reverts it; ``plan``
+    says what it would do. The class attributes are its contract, which the runner, the records
+    and the dry run read (none of them knows a step by its name)."""
 
     name: ClassVar[str] = ""
+    # True: it changes what the live site runs (code, packages, static files, workers, schema)
+    changes_live: ClassVar[bool] = False
+    # the order in which ``undo`` runs on a rollback (lowest first; None: nothing to undo): code
+    # first (the others read it; in the releases layout, the switch of ROOT/current), then
+    # packages, static files, and last the workers, so that they boot the previous release
+    undo_rank: ClassVar[int | None] = None
     # False: a failure here does not roll the release back (e.g. contract migrations after the
     # reload, which the previous code cannot run against)
     rollback_on_failure: ClassVar[bool] = True
+    # False: a failure here says nothing about the release (it is not refused as bad later)
+    blames_release: ClassVar[bool] = True
     # True: runs only when needed; its record says why it ran as well as what it did
     conditional: ClassVar[bool] = False
-    # True: the target is known once this step ran: the deploy's record is opened after it
+    # True: the target is known once this step ran
+    decides_target: ClassVar[bool] = False
+    # True: the deploy's record is opened when this step runs
     opens_record: ClassVar[bool] = False
+    # False: the runner runs it without a row in the record or a line on the terminal
+    recorded: ClassVar[bool] = True
+    # True: it only reads, so the dry run runs it (the plans of the steps after it need it)
+    dry_run_runs: ClassVar[bool] = False
+    # True: the dry run lists the target's pending migrations for it
+    plans_migrations: ClassVar[bool] = False
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         return True, ""
@@ -51,12 +70,28 @@ class Step:
         it left it there, without running them (so never from what they would have set)."""
         return PlannedStep(self.name, *self.should_run(ctx))
 
+    def plan_without_code(self, ctx: DeployContext) -> PlannedStep:
+        """The plan from git alone (the admin's GET runs none of the target's code)."""
+        return self.plan(ctx)
+
     def run(self, ctx: DeployContext) -> Outcome:
         raise NotImplementedError
 
     def undo(self, ctx: DeployContext) -> Outcome | None:
         """Put back what ``run`` changed; None when there is nothing to undo."""
         return None
+
+
+def innocent_step_names() -> set[str]:
+    """Names of the steps whose failure does not make the release a bad one (every step class
+    defined, whichever pipeline used it: the records are of past deploys too)."""
+    names, todo = set(), list(Step.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.name and not cls.blames_release:
+            names.add(cls.name)
+    return names
 
 
 def _timeout() -> float:
@@ -76,6 +111,7 @@ def _fail_from(result: proc.ProcResult, what: str) -> StepFailed:
 # -- before anything changes -------------------------------------------------------------------
 class LockStep(Step):
     name = "lock"
+    blames_release = False
 
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.lock.acquire(
@@ -91,6 +127,8 @@ class EnvironmentStep(Step):
     """Everything a deploy needs before it changes anything; each refusal is a usage error."""
 
     name = "environment"
+    blames_release = False
+    dry_run_runs = True
 
     def run(self, ctx: DeployContext) -> Outcome:
         if not shutil.which("git"):
@@ -198,14 +236,40 @@ def _fetch(ctx: DeployContext) -> None:
         ctx.git.fetch(ctx.remote)
 
 
+class RecoverInterruptedStep(Step):
+    """With the lock held: deploys still ``running`` died mid-way. Wait for steps they left
+    running, mark them interrupted; this deploy then brings the site to a consistent release."""
+
+    name = "recover"
+    blames_release = False
+    recorded = False
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        if not ctx.lock.held:
+            return Outcome()
+        own = ctx.deployment.pk if ctx.deployment is not None else None
+        stale = records.interrupted_candidates(exclude=own)
+        if stale:
+            records.wait_for_orphans([d.pid for d in stale if d.pid], _timeout(), ctx.echo)
+            ctx.interrupted = records.mark_interrupted(stale, os.getpid())
+            ctx.echo(
+                "  found interrupted deploy(s) "
+                + ", ".join(f"#{i}" for i in ctx.interrupted)
+                + ": marked interrupted; this deploy brings the site to a consistent release"
+            )
+        with contextlib.suppress(GitError, OSError, CommandFailure):  # prepare says why
+            records.cleanup_worktrees(ctx.git)
+        return Outcome()
+
+
 class FetchStep(Step):
     name = "fetch"
-    opens_record = True
-    fetch = True  # False: use the refs fetched last (the dry run while another deploy runs)
+    blames_release = False
+    decides_target = True
 
     def run(self, ctx: DeployContext) -> Outcome:
         options = ctx.options
-        if self.fetch:
+        if ctx.fetch:
             try:
                 _fetch(ctx)
             except GitError as exc:
@@ -235,7 +299,7 @@ class FetchStep(Step):
                 f"(according to the {ctx.serving_source})."
             )
         if not options.force and not options.rollback:
-            bad = records.bad_release(ctx.target_sha)
+            bad = records.bad_release(ctx.target_sha, innocent_step_names())
             if bad is not None:
                 raise StepFailed(
                     f"Release {short} was rolled back by deployment #{bad.pk} ({bad.message.strip()[:200]}). "
@@ -247,7 +311,7 @@ class FetchStep(Step):
                 ctx.commits = ctx.git.log(ctx.previous_sha, ctx.target_sha, limit=200)
             except GitError:
                 ctx.commits = []
-        ctx.changed_files = self._changed(ctx)
+        ctx.changed_files = changed_files(ctx)
         where = ", ".join(sorted(s[:10] for s in ctx.serving)) or "nothing"
         return Outcome(
             f"{ctx.ref}: {where} -> {short} ({ctx.target_subject}); "
@@ -305,16 +369,18 @@ class FetchStep(Step):
             return ctx.target_sha
         return ctx.head_sha
 
-    def _changed(self, ctx: DeployContext) -> list[str]:
-        changed: set[str] = set()
-        for base in ctx.baselines:
-            if base == ctx.target_sha:
-                continue
-            try:
-                changed.update(ctx.git.changed_files(base, ctx.target_sha))
-            except GitError:
-                ctx.unknown_baseline = True
-        return sorted(changed)
+
+def changed_files(ctx: DeployContext) -> list[str]:
+    """The files the target changes against every release the live state may hold."""
+    changed: set[str] = set()
+    for base in ctx.baselines:
+        if base == ctx.target_sha:
+            continue
+        try:
+            changed.update(ctx.git.changed_files(base, ctx.target_sha))
+        except GitError:
+            ctx.unknown_baseline = True
+    return sorted(changed)
 
 
 def _is_commit(ctx: DeployContext, sha: str) -> bool:
@@ -326,6 +392,7 @@ def _is_commit(ctx: DeployContext, sha: str) -> bool:
 
 class PrepareStep(Step):
     name = "prepare"
+    blames_release = False
 
     def run(self, ctx: DeployContext) -> Outcome:
         path = records.worktrees_dir() / f"{ctx.target_sha[:12]}-{os.getpid()}"
@@ -343,6 +410,20 @@ class PrepareStep(Step):
             "linked from the live checkout:\n" + "\n".join(linked) if linked else "",
             0,
         )
+
+
+class OpenRecordStep(Step):
+    """The deploy's record opens here (the target is known, nothing changed yet): created, or
+    the queued one taken over, with the steps done so far. The runner keeps the record."""
+
+    name = "record"
+    blames_release = False
+    opens_record = True
+    recorded = False
+
+    def run(self, ctx: DeployContext) -> Outcome:
+        ctx.open_record()
+        return Outcome()
 
 
 # -- the release, in the worktree --------------------------------------------------------------
@@ -385,6 +466,8 @@ def install_needed(ctx: DeployContext) -> tuple[bool, str]:
 
 class InstallStep(Step):
     name = "install"
+    changes_live = True
+    undo_rank = 3
     conditional = True
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
@@ -508,6 +591,8 @@ class PreflightStep(Step):
 # -- the live tree ------------------------------------------------------------------------------
 class CheckoutStep(Step):
     name = "checkout"
+    changes_live = True
+    undo_rank = 1
 
     def plan(self, ctx: DeployContext) -> PlannedStep:
         return PlannedStep(self.name, True, "git reset --keep in the live tree")
@@ -542,6 +627,8 @@ class MigrateStep(Step):
     """Applies the pre-deploy migrations while the previous release still serves."""
 
     name = "migrate"
+    changes_live = True  # the schema
+    plans_migrations = True
     stage = "pre"
     conditional = True
 
@@ -556,6 +643,15 @@ class MigrateStep(Step):
                 "no unapplied migrations" if self.stage == "pre" else "no post-deploy migrations",
             )
         return True, f"{len(pending)} unapplied: " + ", ".join(m.label for m in pending)[:300]
+
+    def plan_without_code(self, ctx: DeployContext) -> PlannedStep:
+        """From git alone: a migration step depends on the migration files."""
+        changed = [f for f in ctx.changed_files if "/migrations/" in f"/{f}" and f.endswith(".py")]
+        if changed:
+            return PlannedStep(
+                self.name, True, f"{len(changed)} migration file(s) changed; the deploy plans them"
+            )
+        return PlannedStep(self.name, False, "no migration file changed (the deploy checks)")
 
     def command(self, ctx: DeployContext) -> list[str]:
         """The migrate command, run in the live tree (holding the new code by now)."""
@@ -617,6 +713,8 @@ class CollectStaticStep(Step):
     release references stay; its manifest is put back exactly if the deploy is undone."""
 
     name = "collectstatic"
+    changes_live = True
+    undo_rank = 4
     conditional = True
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
@@ -717,6 +815,11 @@ class SmokeStep(Step):
             return PlannedStep(self.name, True, "in the preflight (no migrations to apply first)")
         return super().plan(ctx)
 
+    def plan_without_code(self, ctx: DeployContext) -> PlannedStep:
+        if app_settings.SMOKE_URLS:
+            return PlannedStep(self.name, True, "in the preflight, or after the migrations")
+        return self.plan(ctx)
+
     def run(self, ctx: DeployContext) -> Outcome:
         tree = ctx.new_code
         result = preflight(
@@ -734,6 +837,8 @@ class SmokeStep(Step):
 
 class ReloadStep(Step):
     name = "reload"
+    changes_live = True
+    undo_rank = 5  # last: the workers boot the previous release as the others left it
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         if ctx.options.no_reload:
@@ -911,10 +1016,16 @@ class ExtraStep(Step):
 
 def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
     """The pipeline, top to bottom, with EXTRA_STEPS placed after the step they name."""
-    steps: list[Step] = [
+    return with_extra_steps(_in_place_steps(), extra)
+
+
+def _in_place_steps() -> list[Step]:
+    return [
         LockStep(),
         EnvironmentStep(),
+        RecoverInterruptedStep(),
         FetchStep(),
+        OpenRecordStep(),
         PrepareStep(),
         InstallStep(),
         CollectStaticStep(),
@@ -926,7 +1037,10 @@ def default_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
         VerifyStep(),
         PostDeployMigrateStep(),
     ]
-    return with_extra_steps(steps, extra)
+
+
+# the steps an extra step may follow (and whose names it must not take): the recorded ones
+STEP_NAMES = tuple(step.name for step in _in_place_steps() if step.recorded)
 
 
 def with_extra_steps(steps: list[Step], extra: list[dict[str, Any]] | None = None) -> list[Step]:
@@ -938,19 +1052,40 @@ def with_extra_steps(steps: list[Step], extra: list[dict[str, Any]] | None = Non
     for item in extra:
         names = [s.name for s in steps]
         anchor = item["after"]
-        # after the anchor and the extra steps already placed after it, in settings order
+        # after the anchor, the unrecorded steps that go with it (the record opened after the
+        # fetch) and the extra steps already placed after it, in settings order
         index = names.index(anchor) + 1 if anchor in names else len(steps)
-        while (
-            index < len(steps)
-            and isinstance(steps[index], ExtraStep)
-            and steps[index].after == anchor
+        while index < len(steps) and (
+            not steps[index].recorded
+            or (isinstance(steps[index], ExtraStep) and steps[index].after == anchor)
         ):
             index += 1
         steps.insert(index, ExtraStep(item["name"], anchor, item["command"]))
     return steps
 
 
-# Order in which changes are undone: code first (the others read it; in the releases layout,
-# the switch of ROOT/current), then packages, static files, and last the workers, so that
-# they boot the previous release.
-UNDO_ORDER = ("checkout", "switch", "install", "collectstatic", "reload")
+def extra_steps_problem(value: Any) -> str | None:
+    """Why EXTRA_STEPS cannot be used, or None (the system check and the pipeline ask)."""
+    seen: set[str] = set()
+    for item in value:
+        if not isinstance(item, dict) or not {"name", "after", "command"} <= set(item):
+            return "each extra step is a dict with 'name', 'after' and 'command'."
+        name = item["name"]
+        if not isinstance(name, str) or not name.strip():
+            return f"step {name!r}: 'name' must be a non-empty string."
+        if name in STEP_NAMES:  # it would take over that step's record and undo
+            return f"step {name!r}: {name!r} is a built-in step; give the extra step its own name."
+        if name in seen:
+            return f"step {name!r}: {name!r} is named twice; each extra step needs its own name."
+        seen.add(name)
+        command = item["command"]
+        if isinstance(command, str) or not isinstance(command, list | tuple):
+            return (
+                f"step {item.get('name')!r}: 'command' must be a list of strings "
+                "(an argument list, never a shell string)."
+            )
+        if not command or not all(isinstance(a, str) for a in command):
+            return f"step {item.get('name')!r}: 'command' must be a non-empty list of strings."
+        if item["after"] not in STEP_NAMES:
+            return f"step {item['name']!r}: 'after' must be one of {', '.join(STEP_NAMES)}."
+    return None

@@ -21,7 +21,7 @@ from django_zerodeploy.pipeline import DeployOptions, records
 from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFailed
 from django_zerodeploy.pipeline.release_rollback import RollbackTargetStep
 from django_zerodeploy.pipeline.runner import Runner
-from django_zerodeploy.pipeline.steps import Step
+from django_zerodeploy.pipeline.steps import OpenRecordStep, Step
 from django_zerodeploy.releases import switch
 from django_zerodeploy.releases.layout import VENV_LINK, ReleasesRoot
 
@@ -50,7 +50,7 @@ def runtime(tmp_path: Path) -> Path:
 # tests/releases/test_deploy.py runs end to end; here only what they leave on the context counts.
 class _Fetched(Step):
     name = "fetch"
-    opens_record = True
+    decides_target = True
 
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.target_sha, ctx.previous_sha = SHA_B, SHA_A
@@ -81,7 +81,10 @@ def test_a_failed_release_build_names_its_release_and_the_venv_that_did_not_buil
     with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
         venv = _VenvFails()
         result = Runner(
-            DeployOptions(), None, lambda line: None, steps=[_Fetched(), _Built(), venv]
+            DeployOptions(),
+            None,
+            lambda line: None,
+            steps=[_Fetched(), OpenRecordStep(), _Built(), venv],
         ).run()
     assert result.status == "failed" and result.message == "pip exited 1"
     assert venv.seen == ("20261203072800-bbbbbbbbbbbb", "")  # written as the deploy goes
@@ -92,7 +95,9 @@ def test_a_failed_release_build_names_its_release_and_the_venv_that_did_not_buil
 @pytest.mark.django_db
 def test_an_in_place_deploy_leaves_both_blank(runtime):
     with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
-        result = Runner(DeployOptions(), None, lambda line: None, steps=[_Fetched()]).run()
+        result = Runner(
+            DeployOptions(), None, lambda line: None, steps=[_Fetched(), OpenRecordStep()]
+        ).run()
     assert result.status == "succeeded"
     row = Deployment.objects.get(pk=result.deployment_id)
     assert (row.release_dir, row.venv_key) == ("", "")
@@ -109,7 +114,9 @@ def test_a_rollback_records_the_release_it_switches_to_and_its_kept_venv(runtime
     config = {"RUNTIME_DIR": str(runtime), "REPO_DIR": str(newer.path)}
     with override_settings(ZERODEPLOY=config):
         options = DeployOptions(rollback=True)
-        result = Runner(options, None, lambda line: None, steps=[RollbackTargetStep()]).run()
+        result = Runner(
+            options, None, lambda line: None, steps=[RollbackTargetStep(), OpenRecordStep()]
+        ).run()
     assert result.status == "succeeded", result.message
     row = Deployment.objects.get(pk=result.deployment_id)
     assert (row.release_dir, row.venv_key, row.target_sha) == (older.name, KEY_A, SHA_A)
