@@ -31,7 +31,8 @@ from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFaile
 from django_zerodeploy.pipeline.lock import DeployLock
 from django_zerodeploy.pipeline.project import Project
 from django_zerodeploy.pipeline.runner import Runner
-from django_zerodeploy.pipeline.steps import FetchStep, PrepareStep, Step, changed_files
+from django_zerodeploy.pipeline.steps.base import Step
+from django_zerodeploy.pipeline.steps.source import FetchStep, PrepareStep, changed_files
 from tests.support.site import git
 
 SECRET_URL = "https://deployer:s3cr3t-token@git.example.com/site.git"

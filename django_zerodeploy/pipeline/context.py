@@ -123,7 +123,7 @@ class DeployContext:
     mixed_window_started: float | None = None
     mixed_window: float | None = None
 
-    # the releases layout (pipeline/release_steps.py): the release being built and the live one
+    # the releases layout (pipeline/steps/releases_*.py): the release being built and the live one
     releases: ReleasesRoot | None = None
     release: Release | None = None  # the new release
     live_project: Project | None = None  # the release that served when the deploy started

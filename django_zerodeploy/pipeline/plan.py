@@ -8,8 +8,8 @@ remote-tracking refs only). With ``run_code`` it reads the pending migrations by
 target's code from a temporary worktree outside the checkout, removed afterwards; without it
 (the admin's GET: a link must not run the code of any branch) it gives git facts only.
 
-The steps are those of the layout the project runs in (``layout_steps``, passed in by the
-package's ``build_plan``, which the runner uses too): each plans itself
+The steps are those of the layout the project runs in (``layout_steps``, which the runner uses
+too): each plans itself
 (``Step.plan``) from what the steps before it found, in the releases layout the release it
 would build, its venv, the switch of ``current`` and what KEEP_RELEASES would prune.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,9 +31,11 @@ from .context import DeployContext, NothingToDeploy, PlannedStep, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
 from .project import Project, current_layout
-from .steps import Step, changed_files
+from .steps import layout_steps
+from .steps.base import Step
+from .steps.source import changed_files
 
-__all__ = ["DeployPlan", "PlannedStep", "build_plan"]
+__all__ = ["DeployPlan", "PlannedStep", "plan_deploy"]
 
 
 @dataclass
@@ -117,9 +118,8 @@ class DeployPlan:
         return "\n".join(lines)
 
 
-def build_plan(
+def plan_deploy(
     options: DeployOptions,
-    layout_steps: Callable[[DeployOptions], list[Step]],
     *,
     run_code: bool = True,
     timeout: float | None = None,

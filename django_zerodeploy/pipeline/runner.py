@@ -23,8 +23,8 @@ from .lock import deploy_lock
 from .options import DeployOptions, DeployResult
 from .project import Project
 from .records import Recorder, StepResult
-from .release_steps import layout_steps
-from .steps import Step
+from .steps import layout_steps
+from .steps.base import Step
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status

@@ -26,13 +26,10 @@ from django_zerodeploy.pipeline.options import validate_options
 from django_zerodeploy.pipeline.project import OWNER_ENV, Project
 from django_zerodeploy.pipeline.records import Recorder, StepResult
 from django_zerodeploy.pipeline.runner import format_line
-from django_zerodeploy.pipeline.steps import (
-    STEP_NAMES,
-    ExtraStep,
-    default_steps,
-    innocent_step_names,
-    requirement_files,
-)
+from django_zerodeploy.pipeline.steps import STEP_NAMES, default_steps
+from django_zerodeploy.pipeline.steps.base import innocent_step_names
+from django_zerodeploy.pipeline.steps.extra import ExtraStep
+from django_zerodeploy.pipeline.steps.release import requirement_files
 
 
 def test_steps_read_top_to_bottom_in_the_documented_order():

@@ -18,16 +18,15 @@ from django_zerodeploy.git import Git
 from django_zerodeploy.pipeline import DeployOptions
 from django_zerodeploy.pipeline.context import DeployContext
 from django_zerodeploy.pipeline.project import Project
-from django_zerodeploy.pipeline.release_rollback import RollbackTargetStep
-from django_zerodeploy.pipeline.release_steps import (
+from django_zerodeploy.pipeline.steps import release_steps
+from django_zerodeploy.pipeline.steps.releases_build import (
     BuildStep,
-    PruneStep,
     ReleaseCollectStaticStep,
     ReleasePreflightStep,
-    SwitchStep,
     VenvStep,
-    release_steps,
 )
+from django_zerodeploy.pipeline.steps.releases_live import PruneStep, SwitchStep
+from django_zerodeploy.pipeline.steps.releases_rollback import RollbackTargetStep
 from django_zerodeploy.releases import layout, prune, switch, venvs
 from django_zerodeploy.releases.layout import ReleasesRoot
 

@@ -19,9 +19,10 @@ from django_zerodeploy.migration_safety.plan import classify_pending
 from django_zerodeploy.models import Deployment
 from django_zerodeploy.pipeline import DeployOptions, records
 from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFailed
-from django_zerodeploy.pipeline.release_rollback import RollbackTargetStep
 from django_zerodeploy.pipeline.runner import Runner
-from django_zerodeploy.pipeline.steps import OpenRecordStep, Step
+from django_zerodeploy.pipeline.steps.base import Step
+from django_zerodeploy.pipeline.steps.releases_rollback import RollbackTargetStep
+from django_zerodeploy.pipeline.steps.source import OpenRecordStep
 from django_zerodeploy.releases import switch
 from django_zerodeploy.releases.layout import VENV_LINK, ReleasesRoot
 

@@ -269,7 +269,7 @@ class Command(ZeroDeployCommand):
         return result.exit_code
 
     def _init_releases(self, root: Path) -> int:
-        from ...pipeline.steps import requirement_files
+        from ...pipeline.steps.release import requirement_files
         from ...releases.init import init_releases
 
         def echo(line: str) -> None:
