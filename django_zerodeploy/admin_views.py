@@ -27,7 +27,7 @@ from .exit_codes import CommandFailure
 from .git import GitError, validate_ref
 from .models import Deployment, DeploymentStep
 from .permissions import can_trigger
-from .pipeline.records import iso
+from .pipeline.deploy_history import iso
 from .proc import tail
 from .tasks import cluster_status, queue_deployment
 from .timeline import step_bars

@@ -4,7 +4,11 @@ admin and the webhook all call.
     steps/      the step objects by family, the lists read top to bottom (default_steps)
     runner.py   runs them, records them, rolls back on failure
     lock.py     one deploy at a time per checkout (fcntl.flock, holder info)
-    records.py  Deployment/DeploymentStep rows as the deploy goes; history; bad releases
+    records.py  Deployment/DeploymentStep rows as the deploy goes
+    interrupted.py  deploys a kill interrupted, found and marked by the next one
+    worktrees.py    the target's worktrees beside the live checkout
+    release_targets.py  the bad-release rule and the commit --rollback goes to
+    deploy_history.py   deploy --history
     plan.py     the dry run (plan_deploy, which build_plan calls)
     options.py  DeployOptions (checked when made) and DeployResult
 """
@@ -89,7 +93,7 @@ def build_plan(
 
 def history(limit: int = 20) -> list[dict[str, Any]]:
     """Deployments, newest first, as ``deploy --history --json`` prints them."""
-    from .records import history as _history
+    from .deploy_history import history as _history  # the models: not at the package's import
 
     return _history(limit)
 

@@ -17,16 +17,15 @@ would build, its venv, the switch of ``current`` and what KEEP_RELEASES would pr
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import exit_codes, shared_paths
+from .. import exit_codes
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
 from ..releases import venvs
-from . import migrations, records
+from . import migrations, worktrees
 from .context import DeployContext, NothingToDeploy, PlannedStep, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
@@ -154,7 +153,7 @@ def plan_deploy(
         _plan(plan, ctx, steps, run_code, timeout)
     finally:
         if ctx.worktree is not None:
-            records.remove_worktree(ctx.git, ctx.worktree)
+            worktrees.remove_worktree(ctx.git, ctx.worktree)
     plan.notes += notes
     return plan
 
@@ -248,14 +247,12 @@ NO_CODE_NOTE = (
 
 def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None) -> None:
     """Run the target's own code from a worktree to list its pending migrations."""
-    path = records.worktrees_dir() / f"plan-{ctx.target_sha[:12]}-{os.getpid()}"
-    ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
+    path = worktrees.worktree_path(ctx.target_sha, "plan-")
     try:
-        ctx.git.worktree_add(path, ctx.target_sha)
-        shared_paths.link_into(path, ctx.live, ctx.shared or shared_paths.SharedPaths())
+        worktrees.add_worktree(ctx, path)
     except (GitError, CommandFailure) as exc:
         plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
-        records.remove_worktree(ctx.git, path)
+        worktrees.remove_worktree(ctx.git, path)
         ctx.worktree = None  # the steps below read the live tree instead
     else:
         found = migrations.plan(

@@ -17,7 +17,7 @@ from ..git import Git
 from ..models import Deployment, DeploymentStep
 from ..notify import notify_admins
 from ..signals import deploy_finished, deploy_started
-from . import records
+from . import records, worktrees
 from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions, DeployResult
@@ -320,5 +320,5 @@ class Runner:
     def _cleanup(self) -> None:
         if self.ctx.worktree is not None:
             with contextlib.suppress(Exception):
-                records.remove_worktree(self.ctx.git, self.ctx.worktree)
+                worktrees.remove_worktree(self.ctx.git, self.ctx.worktree)
         self.ctx.lock.release()

@@ -19,7 +19,14 @@ from django_zerodeploy import exit_codes
 from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.git import Git
 from django_zerodeploy.models import Deployment, DeploymentStep
-from django_zerodeploy.pipeline import DeployOptions, DeployResult, records
+from django_zerodeploy.pipeline import (
+    DeployOptions,
+    DeployResult,
+    deploy_history,
+    interrupted,
+    records,
+    release_targets,
+)
 from django_zerodeploy.pipeline import history as public_history
 from django_zerodeploy.pipeline.migrations import applied_from_output
 from django_zerodeploy.pipeline.options import validate_options
@@ -174,9 +181,9 @@ def make(status: str, sha: str, minutes_ago: int = 0, **extra) -> Deployment:
 @pytest.mark.django_db
 def test_rolled_back_release_is_bad_until_a_later_success():
     bad = make("rolled_back", "a" * 40, 10, message="Verify failed")
-    assert records.bad_release("a" * 40, innocent_step_names()) == bad
+    assert release_targets.bad_release("a" * 40, innocent_step_names()) == bad
     make("succeeded", "a" * 40, 5)  # --force got it through
-    assert records.bad_release("a" * 40, innocent_step_names()) is None
+    assert release_targets.bad_release("a" * 40, innocent_step_names()) is None
 
 
 @pytest.mark.django_db
@@ -184,10 +191,10 @@ def test_failure_before_the_release_steps_does_not_mark_it_bad():
     refused = make("failed", "b" * 40, 10, message="Cannot fetch origin")
     DeploymentStep.objects.create(deployment=refused, name="fetch", status="failed")
     cancelled = make("rolled_back", "b" * 40, 5, message=f"{records.CANCELLED} by the operator")
-    assert cancelled and records.bad_release("b" * 40, innocent_step_names()) is None
+    assert cancelled and release_targets.bad_release("b" * 40, innocent_step_names()) is None
     broken = make("failed", "b" * 40, 1, message="Preflight failed")
     DeploymentStep.objects.create(deployment=broken, name="preflight", status="failed")
-    assert records.bad_release("b" * 40, innocent_step_names()) == broken
+    assert release_targets.bad_release("b" * 40, innocent_step_names()) == broken
 
 
 @pytest.fixture
@@ -205,21 +212,21 @@ def test_rollback_target_is_the_success_before_the_serving_one(repo_git):
     first = make("succeeded", "1" * 40, 30)
     make("rolled_back", "2" * 40, 20)
     make("succeeded", "3" * 40, 10)
-    assert records.rollback_target(True, {"3" * 40}, None, git)[0] == "1" * 40
-    assert records.rollback_target(str(first.pk), set(), None, git) == (
+    assert release_targets.rollback_target(True, {"3" * 40}, None, git)[0] == "1" * 40
+    assert release_targets.rollback_target(str(first.pk), set(), None, git) == (
         "1" * 40,
         f"rollback to #{first.pk}",
     )
-    assert records.rollback_target(commit[:12], set(), None, git) == (
+    assert release_targets.rollback_target(commit[:12], set(), None, git) == (
         commit,
         f"rollback to {commit[:12]}",
     )
     failed = make("failed", "4" * 40, 5)
     with pytest.raises(CommandFailure) as refused:
-        records.rollback_target(str(failed.pk), set(), None, git)
+        release_targets.rollback_target(str(failed.pk), set(), None, git)
     assert refused.value.exit_code == exit_codes.USAGE
     with pytest.raises(CommandFailure) as unknown:
-        records.rollback_target("nope", set(), None, git)
+        release_targets.rollback_target("nope", set(), None, git)
     assert unknown.value.exit_code == exit_codes.USAGE
     assert "no such deployment id or commit" in unknown.value.message
 
@@ -227,7 +234,7 @@ def test_rollback_target_is_the_success_before_the_serving_one(repo_git):
 @pytest.mark.django_db
 def test_rollback_without_history_says_what_to_do(repo_git):
     with pytest.raises(CommandFailure) as refused:
-        records.rollback_target(True, {"9" * 40}, None, repo_git[0])
+        release_targets.rollback_target(True, {"9" * 40}, None, repo_git[0])
     assert "--rollback ID" in refused.value.message
 
 
@@ -273,9 +280,9 @@ def test_running_records_are_marked_interrupted():
     DeploymentStep.objects.create(deployment=dead, name="migrate", status="running")
     DeploymentStep.objects.create(deployment=dead, name="reload", status="pending")
     current = make("running", "e" * 40, 0, pid=os.getpid())
-    stale = records.interrupted_candidates(exclude=current.pk)
+    stale = interrupted.interrupted_candidates(exclude=current.pk)
     assert stale == [dead]
-    assert records.mark_interrupted(stale, os.getpid()) == [dead.pk]
+    assert interrupted.mark_interrupted(stale, os.getpid()) == [dead.pk]
     dead.refresh_from_db()
     assert dead.status == "interrupted" and dead.finished_at
     assert f"pid {os.getpid()}" in dead.message
@@ -291,11 +298,11 @@ def test_a_live_process_waiting_for_the_lock_is_not_interrupted():
         time.sleep(0.2)
         waiting = make("running", "f" * 40, 0, pid=waiter.pid)
         current = make("running", "e" * 40, 0, pid=os.getpid())
-        assert records.interrupted_candidates(exclude=current.pk) == []
+        assert interrupted.interrupted_candidates(exclude=current.pk) == []
     finally:
         waiter.kill()
         waiter.wait()
-    assert records.interrupted_candidates(exclude=current.pk) == [waiting]
+    assert interrupted.interrupted_candidates(exclude=current.pk) == [waiting]
 
 
 @pytest.mark.django_db
@@ -323,7 +330,7 @@ def test_history_objects_newest_first():
         {"name": "fetch", "status": "ok", "duration": 0.1, "detail": "", "returncode": None}
     ]
     assert public_history(limit=1)[0]["id"] == rows[0]["id"]
-    assert "succeeded" in records.history_table(rows)
+    assert "succeeded" in deploy_history.history_table(rows)
 
 
 @pytest.mark.parametrize("name", ["checkout", "reload", "twice"])

@@ -17,7 +17,7 @@ from django.test import override_settings
 
 from django_zerodeploy.migration_safety.plan import classify_pending
 from django_zerodeploy.models import Deployment
-from django_zerodeploy.pipeline import DeployOptions, records
+from django_zerodeploy.pipeline import DeployOptions, deploy_history
 from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFailed
 from django_zerodeploy.pipeline.runner import Runner
 from django_zerodeploy.pipeline.steps.base import Step
@@ -102,7 +102,9 @@ def test_an_in_place_deploy_leaves_both_blank(runtime):
     assert result.status == "succeeded"
     row = Deployment.objects.get(pk=result.deployment_id)
     assert (row.release_dir, row.venv_key) == ("", "")
-    assert {"release_dir": "", "venv_key": ""}.items() <= records.deployment_dict(row).items()
+    assert {"release_dir": "", "venv_key": ""}.items() <= deploy_history.deployment_dict(
+        row
+    ).items()
 
 
 @pytest.mark.django_db
@@ -142,9 +144,9 @@ def history_row(pk: int, release_dir: str = "", venv_key: str = "") -> dict:
 
 
 def test_history_table_has_release_columns_once_a_deploy_ran_in_the_releases_layout():
-    in_place = records.history_table([history_row(1)])
+    in_place = deploy_history.history_table([history_row(1)])
     assert "release" not in in_place and "venv" not in in_place.splitlines()[0]
-    lines = records.history_table(
+    lines = deploy_history.history_table(
         [history_row(2, "20261203072800-bbbbbbbbbbbb", KEY_B), history_row(1)]
     ).splitlines()
     assert lines[0].split()[7:10] == ["release", "venv", "trigger"]
@@ -201,4 +203,7 @@ def test_the_migration_is_safe_while_the_old_release_writes_and_reversible():
         )
     old = Deployment.objects.get(target_sha=SHA_A)
     assert (old.release_dir, old.venv_key) == (None, None)
-    assert records.history(5)[0] | {"release_dir": "", "venv_key": ""} == records.history(5)[0]
+    assert (
+        deploy_history.history(5)[0] | {"release_dir": "", "venv_key": ""}
+        == deploy_history.history(5)[0]
+    )

@@ -196,7 +196,7 @@ class Command(ZeroDeployCommand):
     def _other_action(self, options: dict[str, Any]) -> int | None:
         """The options that do something other than a deploy; None when none was given."""
         from ...pipeline import history
-        from ...pipeline.records import history_table
+        from ...pipeline.deploy_history import history_table
 
         as_json = options["json"]
         if options["history"]:

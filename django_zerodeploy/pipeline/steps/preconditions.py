@@ -14,7 +14,7 @@ from ... import exit_codes, shared_paths
 from ...conf import app_settings
 from ...exit_codes import CommandFailure
 from ...git import GitError, validate_ref
-from .. import records, serving
+from .. import interrupted, serving, worktrees
 from ..context import DeployContext, Outcome
 from .base import Step, step_timeout
 
@@ -144,15 +144,15 @@ class RecoverInterruptedStep(Step):
         if not ctx.lock.held:
             return Outcome()
         own = ctx.deployment.pk if ctx.deployment is not None else None
-        stale = records.interrupted_candidates(exclude=own)
+        stale = interrupted.interrupted_candidates(exclude=own)
         if stale:
-            records.wait_for_orphans([d.pid for d in stale if d.pid], step_timeout(), ctx.echo)
-            ctx.interrupted = records.mark_interrupted(stale, os.getpid())
+            interrupted.wait_for_orphans([d.pid for d in stale if d.pid], step_timeout(), ctx.echo)
+            ctx.interrupted = interrupted.mark_interrupted(stale, os.getpid())
             ctx.echo(
                 "  found interrupted deploy(s) "
                 + ", ".join(f"#{i}" for i in ctx.interrupted)
                 + ": marked interrupted; this deploy brings the site to a consistent release"
             )
         with contextlib.suppress(GitError, OSError, CommandFailure):  # prepare says why
-            records.cleanup_worktrees(ctx.git)
+            worktrees.cleanup_worktrees(ctx.git)
         return Outcome()

@@ -3,14 +3,13 @@ the record opened on it, and a worktree of it beside the live checkout."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-from ... import exit_codes, shared_paths
+from ... import exit_codes
 from ...exit_codes import CommandFailure
 from ...git import GitError, is_sha
-from .. import records, serving
+from .. import interrupted, release_targets, serving, worktrees
 from ..context import DeployContext, NothingToDeploy, Outcome, StepFailed
 from .base import Step, innocent_step_names
 
@@ -67,7 +66,7 @@ class FetchStep(Step):
                 f"(according to the {ctx.serving_source})."
             )
         if not options.force and not options.rollback:
-            bad = records.bad_release(ctx.target_sha, innocent_step_names())
+            bad = release_targets.bad_release(ctx.target_sha, innocent_step_names())
             if bad is not None:
                 raise StepFailed(
                     f"Release {short} was rolled back by deployment #{bad.pk} ({bad.message.strip()[:200]}). "
@@ -89,7 +88,7 @@ class FetchStep(Step):
     def _target(self, ctx: DeployContext) -> tuple[str, str]:
         options = ctx.options
         if options.rollback:
-            sha, label = records.rollback_target(
+            sha, label = release_targets.rollback_target(
                 options.rollback, ctx.serving, ctx.head_sha, ctx.git
             )
             return sha, label
@@ -116,7 +115,7 @@ class FetchStep(Step):
         report is not trusted: a name (a RELEASE_ID tag) is resolved as a validated ref; what
         git cannot resolve means git cannot tell what changed, so everything is assumed to."""
         shas = set()
-        for found in (*ctx.serving, ctx.head_sha, *records.interrupted_shas(ctx.interrupted)):
+        for found in (*ctx.serving, ctx.head_sha, *interrupted.interrupted_shas(ctx.interrupted)):
             if not found:
                 continue
             if is_sha(found):
@@ -177,16 +176,11 @@ class PrepareStep(Step):
     blames_release = False
 
     def run(self, ctx: DeployContext) -> Outcome:
-        path = records.worktrees_dir() / f"{ctx.target_sha[:12]}-{os.getpid()}"
-        # set first: a failed or timed-out ``worktree add`` may leave half a worktree to remove
-        ctx.worktree = path
+        path = worktrees.worktree_path(ctx.target_sha)
         try:
-            ctx.git.worktree_add(path, ctx.target_sha)
+            linked = worktrees.add_worktree(ctx, path)  # what the preflight checks runs there
         except GitError as exc:
             raise StepFailed(f"Cannot prepare a worktree of {ctx.target_sha[:10]}: {exc}") from None
-        # the live checkout's own state (.env, SQLite, media, static, venv...) seen from the
-        # worktree: what the preflight checks is what the workers will run with
-        linked = shared_paths.link_into(path, ctx.live, ctx.shared or shared_paths.SharedPaths())
         return Outcome(
             f"worktree {path}; linked {len(linked)} live path(s)",
             "linked from the live checkout:\n" + "\n".join(linked) if linked else "",
