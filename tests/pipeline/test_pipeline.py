@@ -200,7 +200,7 @@ def test_failure_before_the_release_steps_does_not_mark_it_bad():
 @pytest.fixture
 def repo_git(tmp_path) -> tuple[Git, str]:
     """A real git repository with one commit: (its Git, the commit)."""
-    from tests.test_git import make_repo
+    from tests.support.repos import make_repo
 
     path = tmp_path / "repo"
     return Git(path), make_repo(path, commits=1)[0]

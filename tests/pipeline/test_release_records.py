@@ -40,13 +40,6 @@ def make_release(root: ReleasesRoot, sha: str, minute: int, key: str):
     return release
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Path:
-    path = tmp_path / "run"
-    path.mkdir(mode=0o700)
-    return path
-
-
 # Steps standing in for fetch, build and venv: the real ones clone and build virtualenvs, which
 # tests/releases/test_deploy.py runs end to end; here only what they leave on the context counts.
 class _Fetched(Step):
