@@ -9,7 +9,8 @@ from django.test import override_settings
 
 from django_zerodeploy.pipeline import DeployOptions
 from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFailed
-from django_zerodeploy.pipeline.runner import Runner
+from django_zerodeploy.pipeline.records import StepResult
+from django_zerodeploy.pipeline.runner import Runner, format_line
 from django_zerodeploy.pipeline.steps.base import Step
 
 SECRET_URL = "https://deployer:s3cr3t-token@git.example.com/site.git"
@@ -49,3 +50,14 @@ def test_step_details_are_redacted_in_the_echo_and_the_result(runtime, last):
     assert [s["name"] for s in result.steps] == ["says", last.name]
     assert all("s3cr3t" not in s["detail"] for s in result.steps)
     assert "***@git.example.com" in result.steps[0]["detail"]
+
+
+def test_step_line_has_name_status_and_time():
+    line = format_line(StepResult("preflight", "ok", "check, WSGI import", 1.234))
+    assert line.split()[:4] == ["preflight", "ok", "1.23", "s"]
+
+
+def test_failed_step_line_leaves_the_message_to_the_closing_line():
+    """The refusal is printed once: by the deploy's closing message, not also by its step."""
+    line = format_line(StepResult("environment", "failed", "Tracked files are modified", 0.04))
+    assert line.split() == ["environment", "failed", "0.04", "s"]
