@@ -26,6 +26,10 @@ CANCELLED = (
 )
 
 
+# the rows of a rollback's undos are named ``rollback:STEP`` (never the release's fault)
+UNDO_PREFIX = "rollback"
+
+
 def hostname() -> str:
     """This host's name in the records (ZERODEPLOY["HOST"]): hosts sharing a database must not
     mark each other's running deploys."""

@@ -9,7 +9,7 @@ from .. import exit_codes
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
 from ..models import Deployment, DeploymentStep
-from .records import CANCELLED
+from .records import CANCELLED, UNDO_PREFIX
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
@@ -33,7 +33,7 @@ def bad_release(sha: str, innocent: Iterable[str]) -> Deployment | None:
         failed_release_step = (
             deployment.steps.filter(status=StepStatus.FAILED)
             .exclude(name__in=sorted(innocent))
-            .exclude(name__startswith="rollback")
+            .exclude(name__startswith=UNDO_PREFIX)
             .exists()
         )
         if failed_release_step:

@@ -237,7 +237,7 @@ class Runner:
         for step in undone:
             position = len(self.results)
             result = StepResult(
-                f"rollback:{step.name}", StepStatus.RUNNING, started_at=timezone.now()
+                f"{records.UNDO_PREFIX}:{step.name}", StepStatus.RUNNING, started_at=timezone.now()
             )
             began = time.monotonic()
             try:

@@ -57,7 +57,8 @@ class MigrateStep(Step):
     conditional = True
 
     def pending(self, ctx: DeployContext) -> list[migrations.PendingMigration]:
-        return ctx.pending_pre
+        """The pending migrations of this step's stage."""
+        return ctx.pending_post if self.stage == "post" else ctx.pending_pre
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         pending = self.pending(ctx)
@@ -119,9 +120,6 @@ class PostDeployMigrateStep(MigrateStep):
     name = "post_migrate"
     stage = "post"
     rollback_on_failure = False
-
-    def pending(self, ctx: DeployContext) -> list[migrations.PendingMigration]:
-        return ctx.pending_post
 
     def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
         if ctx.options.skip_post_migrate and self.pending(ctx):
