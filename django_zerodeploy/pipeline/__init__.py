@@ -1,16 +1,16 @@
 """The deploy pipeline: ``run_deploy(DeployOptions(...))`` is what ``manage.py deploy``, the
 admin and the webhook all call.
 
-    steps/      the step objects by family, the lists read top to bottom (default_steps)
-    runner.py   runs them, records them, rolls back on failure
-    lock.py     one deploy at a time per checkout (fcntl.flock, holder info)
-    records.py  Deployment/DeploymentStep rows as the deploy goes
-    interrupted.py  deploys a kill interrupted, found and marked by the next one
-    worktrees.py    the target's worktrees beside the live checkout
+    steps/              the step objects by family; the lists read top to bottom
+    runner.py           runs them, records them, rolls back on failure
+    lock.py             one deploy at a time per checkout (fcntl.flock, holder info)
+    records.py          the Deployment/DeploymentStep rows, written as the deploy goes
+    interrupted.py      deploys a kill interrupted, found and marked by the next one
+    worktrees.py        the target's worktrees beside the live checkout
     release_targets.py  the bad-release rule and the commit --rollback goes to
     deploy_history.py   deploy --history
-    plan.py     the dry run (plan_deploy, which build_plan calls)
-    options.py  DeployOptions (checked when made) and DeployResult
+    plan.py             the dry run (plan_deploy, which build_plan calls)
+    options.py          DeployOptions (checked when made) and DeployResult
 """
 
 from __future__ import annotations
