@@ -11,6 +11,7 @@ from django.core import checks
 
 from .conf import validate
 from .exit_codes import USAGE, CommandFailure
+from .pipeline.steps import extra_steps_problem
 
 _LEVELS = {"error": checks.Error, "warning": checks.Warning}
 
@@ -20,7 +21,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     """Validate settings.ZERODEPLOY (unknown keys, types, values)."""
     return [
         _LEVELS[level](message, hint=hint, id=check_id)
-        for level, check_id, message, hint in validate(getattr(settings, "ZERODEPLOY", None))
+        for level, check_id, message, hint in validate(
+            getattr(settings, "ZERODEPLOY", None), {"EXTRA_STEPS": (extra_steps_problem,)}
+        )
     ]
 
 

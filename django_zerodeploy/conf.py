@@ -29,21 +29,6 @@ from .releases.layout import ReleasesRoot, root_of
 from .runtime import runtime_dir
 
 RELOAD_STRATEGIES = ("usr2", "hup", "systemd")
-STEP_NAMES = (  # the pipeline's order (pipeline/steps.py default_steps)
-    "lock",
-    "environment",
-    "fetch",
-    "prepare",
-    "install",
-    "collectstatic",
-    "preflight",
-    "checkout",
-    "migrate",
-    "smoke",
-    "reload",
-    "verify",
-    "post_migrate",
-)
 
 
 @dataclass(frozen=True)
@@ -202,8 +187,15 @@ app_settings = AppSettings()
 Problem = tuple[str, str, str, str]
 
 
-def validate(user: Any) -> list[Problem]:
-    """Problems with a ZERODEPLOY value as (level, id, message, hint); used by the system check."""
+ValueCheck = Callable[[Any], str | None]
+
+
+def validate(
+    user: Any, more_checks: dict[str, tuple[ValueCheck, ...]] | None = None
+) -> list[Problem]:
+    """Problems with a ZERODEPLOY value as (level, id, message, hint); used by the system check.
+    ``more_checks``: value checks that live with what they check (EXTRA_STEPS, by the pipeline,
+    which knows its steps), run like this module's own."""
     if user is None:
         return []
     if not isinstance(user, dict):
@@ -227,7 +219,8 @@ def validate(user: Any) -> list[Problem]:
             problems.append(("error", "zerodeploy.E002", f"Unknown ZERODEPLOY key {name!r}.", hint))
     for name, key in KEYS.items():
         if name in user:
-            problems.extend(_check_value(name, key, user[name]))
+            checks = (*_VALUE_CHECKS.get(name, ()), *(more_checks or {}).get(name, ()))
+            problems.extend(_check_value(name, key, user[name], checks))
     problems.extend(_webhook_warnings(user))
     strategy = user.get("RELOAD_STRATEGY")
     if strategy == "systemd" and not user.get("GUNICORN_SYSTEMD_UNIT"):
@@ -272,7 +265,9 @@ def _webhook_warnings(user: dict[str, Any]) -> list[Problem]:
     return found
 
 
-def _check_value(name: str, key: Key, value: Any) -> list[Problem]:
+def _check_value(
+    name: str, key: Key, value: Any, value_checks: tuple[ValueCheck, ...]
+) -> list[Problem]:
     # bool is an int subclass: True must not pass for a number of seconds.
     if isinstance(value, bool) and bool not in key.types:
         ok = False
@@ -298,7 +293,7 @@ def _check_value(name: str, key: Key, value: Any) -> list[Problem]:
             )
         ]
     problems: list[Problem] = []
-    for check in _VALUE_CHECKS.get(name, ()):
+    for check in value_checks:
         message = check(value)
         if message:
             problems.append(
@@ -357,33 +352,6 @@ def _smoke_ok(value: Any) -> str | None:
     return f"paths must be strings starting with '/', got {bad!r}." if bad else None
 
 
-def extra_steps_problem(value: Any) -> str | None:
-    """Why EXTRA_STEPS cannot be used, or None (the system check and the pipeline ask)."""
-    seen: set[str] = set()
-    for item in value:
-        if not isinstance(item, dict) or not {"name", "after", "command"} <= set(item):
-            return "each extra step is a dict with 'name', 'after' and 'command'."
-        name = item["name"]
-        if not isinstance(name, str) or not name.strip():
-            return f"step {name!r}: 'name' must be a non-empty string."
-        if name in STEP_NAMES:  # it would take over that step's record and undo
-            return f"step {name!r}: {name!r} is a built-in step; give the extra step its own name."
-        if name in seen:
-            return f"step {name!r}: {name!r} is named twice; each extra step needs its own name."
-        seen.add(name)
-        command = item["command"]
-        if isinstance(command, str) or not isinstance(command, list | tuple):
-            return (
-                f"step {item.get('name')!r}: 'command' must be a list of strings "
-                "(an argument list, never a shell string)."
-            )
-        if not command or not all(isinstance(a, str) for a in command):
-            return f"step {item.get('name')!r}: 'command' must be a non-empty list of strings."
-        if item["after"] not in STEP_NAMES:
-            return f"step {item['name']!r}: 'after' must be one of {', '.join(STEP_NAMES)}."
-    return None
-
-
 WEBHOOK_PROVIDER_NAMES = ("github", "gitlab", "gitea", "forgejo")
 
 
@@ -417,7 +385,7 @@ def _requirements_ok(value: Any) -> str | None:
     return None
 
 
-_VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
+_VALUE_CHECKS: dict[str, tuple[ValueCheck, ...]] = {
     "GUNICORN_PIDFILE": (_pidfile_ok,),
     "RUNTIME_DIR": (_dir_ok,),
     "REPO_DIR": (_existing_dir,),
@@ -440,7 +408,6 @@ _VALUE_CHECKS: dict[str, tuple[Callable[[Any], str | None], ...]] = {
     "ROLLOUT_HOST_TIMEOUT": (_positive,),
     "HEALTHZ_URL": (_url_ok,),
     "SMOKE_URLS": (_smoke_ok,),
-    "EXTRA_STEPS": (extra_steps_problem,),
     "REQUIREMENTS": (_requirements_ok,),
     "SHARED_PATHS": (_requirements_ok,),
     "SHARED_PATHS_EXCLUDE": (_requirements_ok,),

@@ -84,3 +84,11 @@ def qcluster_factory() -> Iterator[Callable[..., QCluster]]:
     yield start
     for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    """A RUNTIME_DIR of the test's own (mode 0700, as the deploy wants it)."""
+    path = tmp_path / "run"
+    path.mkdir(mode=0o700)
+    return path

@@ -7,25 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy.git import Commit, Git, GitError, read_head_without_git, validate_ref
+from django_zerodeploy.git import Commit, Git, GitError, is_sha, read_head_without_git, validate_ref
+from tests.support.repos import make_repo
 from tests.support.site import git
-
-
-def make_repo(path: Path, commits: int = 3) -> list[str]:
-    """A repository on branch main with ``commits`` commits touching a.txt (and b.txt once)."""
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "dev@example.com")
-    git(path, "config", "user.name", "Dev")
-    shas = []
-    for i in range(1, commits + 1):
-        (path / "a.txt").write_text(f"version {i}\n")
-        if i == 2:
-            (path / "b.txt").write_text("b\n")
-        git(path, "add", "-A")
-        git(path, "commit", "-q", "-m", f"Commit {i}")
-        shas.append(git(path, "rev-parse", "HEAD"))
-    return shas
 
 
 @pytest.fixture
@@ -230,3 +214,40 @@ def test_read_head_when_there_is_nothing_to_read(tmp_path):
     empty = tmp_path / "empty"
     git(tmp_path, "init", "-q", str(empty))
     assert read_head_without_git(empty) is None  # unborn branch: no commit yet
+
+
+# -- revisions are never options ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g, opt, sha: g.changed_files(opt, sha),
+        lambda g, opt, sha: g.changed_files(sha, opt),
+        lambda g, opt, sha: g.log(opt, sha),
+        lambda g, opt, sha: g.log(None, opt),
+        lambda g, opt, sha: g.commit(opt),
+        lambda g, opt, sha: g.is_ancestor(opt, sha),
+    ],
+)
+def test_an_option_looking_revision_is_refused_and_never_read_as_an_option(repo, tmp_path, call):
+    path, shas = repo
+    written = tmp_path / "written-by-git"
+    with pytest.raises(GitError):
+        call(Git(path), f"--output={written}", shas[1])
+    assert not written.exists()
+
+
+def test_git_reads_revisions_after_end_of_options(repo, tmp_path, monkeypatch):
+    """Even past the wrapper's own check, git is told that no option follows."""
+    path, shas = repo
+    monkeypatch.setattr("django_zerodeploy.git._revision", lambda rev: rev)
+    written = tmp_path / "written-by-git"
+    with pytest.raises(GitError):
+        Git(path).changed_files(f"--output={written}", shas[1])
+    assert not written.exists()
+    assert Git(path).changed_files(shas[1], shas[2]) == ["a.txt"]
+
+
+def test_is_sha_takes_full_lowercase_commit_ids_only():
+    assert is_sha("a" * 40)
+    assert not is_sha("A" * 40) and not is_sha("a" * 39) and not is_sha("--output=x")
+    assert not is_sha(None) and not is_sha(["a" * 40])

@@ -3,6 +3,7 @@ and optionally ``manage.py check``; a failure names its step and shows the last 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,18 @@ def test_system_check_errors_are_those_manage_py_check_fails_on(settings):
         assert system_check_errors() == ["?: (tests.E901) broken"]
     finally:
         checks.registry.registry.registered_checks.discard(fails)
+
+
+def test_the_preflight_keeps_the_plan_json_apart_from_stderr(monkeypatch):
+    from django_zerodeploy import preflight
+
+    def command(*args, stdout, stderr, **kwargs):
+        stderr.write("warning: something on stderr\n")
+        stdout.write(json.dumps({"pending": [], "errors": []}))
+
+    # replaced: the real plan command writes nothing on stderr unless a project's code does;
+    # the separation of the two streams is what this test is about
+    monkeypatch.setattr("django.core.management.call_command", command)
+    code, out, err = preflight._migration_plan(False)
+    assert code == 0 and json.loads(out) == {"pending": [], "errors": []}
+    assert "warning" in err

@@ -301,3 +301,14 @@ def test_the_projects_own_secrets_are_redacted_by_value(settings, monkeypatch):
     assert redact(text) == "*** *** *** *** plain"
     result = run([sys.executable, "-c", f"print({text!r})"])
     assert result.output.strip() == "*** *** *** *** plain"
+
+
+def test_a_missing_working_directory_is_not_a_missing_command(tmp_path):
+    result = proc.run(["true"], cwd=tmp_path / "gone")
+    assert not result.ok
+    assert "working directory" in result.stderr and "command not found" not in result.stderr
+    assert str(tmp_path / "gone") in result.stderr
+    (tmp_path / "file").write_text("")
+    assert "Not a directory" in proc.run(["true"], cwd=tmp_path / "file").stderr
+    missing = proc.run(["no-such-command-zerodeploy"], cwd=tmp_path)
+    assert missing.returncode == 127 and "command not found" in missing.stderr

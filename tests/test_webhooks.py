@@ -452,3 +452,57 @@ def test_the_models_and_their_migrations_agree():
     from django.core.management import call_command
 
     call_command("makemigrations", "django_zerodeploy", "--check", "--dry-run", verbosity=0)
+
+
+# -- webhook input ------------------------------------------------------------------------------
+WEBHOOK_SECRET = "hardening-webhook-secret"
+
+
+def _post_push(payload: dict) -> object:
+    body = json.dumps(payload).encode()
+    signature = sign(body, WEBHOOK_SECRET)
+    return Client().post(
+        reverse("django_zerodeploy:webhook"),
+        data=body,
+        content_type="application/json",
+        HTTP_X_GITHUB_EVENT="push",
+        HTTP_X_GITHUB_DELIVERY=str(uuid.uuid4()),
+        HTTP_X_HUB_SIGNATURE_256=f"sha256={signature}",
+    )
+
+
+@pytest.fixture
+def webhook_on(settings):
+    settings.ZERODEPLOY = {
+        **settings.ZERODEPLOY,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_PROVIDERS": ["github"],
+        "BRANCH": "main",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("after", ["--output=/tmp/x", "HEAD", "abc123", "g" * 40, ""])
+def test_webhook_refuses_an_after_that_is_not_a_commit_id(webhook_on, after):
+    response = _post_push({"ref": "refs/heads/main", "after": after, "pusher": {"name": "o"}})
+    assert response.status_code == 400, response.content
+    assert "40-hex" in response.json()["error"]
+    assert not Deployment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_cuts_a_long_pusher_name_to_the_column(webhook_on):
+    response = _post_push(
+        {"ref": "refs/heads/main", "after": "B" * 40, "pusher": {"name": "x" * 400}}
+    )
+    assert response.status_code == 202, response.content
+    record = Deployment.objects.get()
+    max_length = Deployment._meta.get_field("username").max_length
+    assert record.username == ("github:" + "x" * 400)[:max_length]
+    assert record.target_sha == "b" * 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_still_ignores_a_deleted_branch(webhook_on):
+    response = _post_push({"ref": "refs/heads/main", "after": "0" * 40, "deleted": True})
+    assert response.status_code == 200 and response.json()["status"] == "ignored"

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from ..exit_codes import CommandFailure
 from ..git import GitError, validate_ref
 from ..models import Deployment, DeploymentStep
-from ..pipeline.records import iso
+from ..pipeline.deploy_history import iso
 from ..proc import tail
 from ..tasks.cluster_status import cluster_status
 from ..tasks.queue import queue_deployment

@@ -1,12 +1,16 @@
 """The deploy pipeline: ``run_deploy(DeployOptions(...))`` is what ``manage.py deploy``, the
 admin and the webhook all call.
 
-    steps.py    the step objects, read top to bottom (default_steps)
-    runner.py   runs them, records them, rolls back on failure
-    lock.py     one deploy at a time per checkout (fcntl.flock, holder info)
-    records.py  Deployment/DeploymentStep rows as the deploy goes; history; bad releases
-    plan.py     the dry run (build_plan)
-    options.py  DeployOptions (checked when made) and DeployResult
+    steps/              the step objects by family; the lists read top to bottom
+    runner.py           runs them, records them, rolls back on failure
+    lock.py             one deploy at a time per checkout (fcntl.flock, holder info)
+    records.py          the Deployment/DeploymentStep rows, written as the deploy goes
+    interrupted.py      deploys a kill interrupted, found and marked by the next one
+    worktrees.py        the target's worktrees beside the live checkout
+    release_targets.py  the bad-release rule and the commit --rollback goes to
+    deploy_history.py   deploy --history
+    plan.py             the dry run (plan_deploy, which build_plan calls)
+    options.py          DeployOptions (checked when made) and DeployResult
 """
 
 from __future__ import annotations
@@ -82,15 +86,14 @@ def build_plan(
 ) -> DeployPlan:
     """The dry run: commits, changed files, steps run or skipped and why, pending migrations
     (only with ``run_code``: they are read by running the target's code)."""
-    from .plan import build_plan as _build
-    from .release_steps import layout_steps
+    from .plan import plan_deploy  # the steps import the models: not at the package's import
 
-    return _build(options, layout_steps, run_code=run_code, timeout=timeout)
+    return plan_deploy(options, run_code=run_code, timeout=timeout)
 
 
 def history(limit: int = 20) -> list[dict[str, Any]]:
     """Deployments, newest first, as ``deploy --history --json`` prints them."""
-    from .records import history as _history
+    from .deploy_history import history as _history  # the models: not at the package's import
 
     return _history(limit)
 

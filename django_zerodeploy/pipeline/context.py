@@ -17,8 +17,12 @@ from ..releases.layout import Release, ReleasesRoot
 from .project import Project, current_layout
 
 if TYPE_CHECKING:
+    from ..gunicorn import Master
     from ..models import Deployment
+    from ..shared_paths import SharedPaths
+    from .lock import DeployLock
     from .options import DeployOptions
+    from .packages import Snapshot
 
 
 class StepFailed(Exception):
@@ -71,8 +75,11 @@ class DeployContext:
     git: Git
     echo: Callable[[str], None]
     deployment: Deployment | None = None
-    lock: Any = None  # lock.DeployLock
+    lock: DeployLock | None = None
+    # opens the deploy's record (OpenRecordStep): the runner's, which keeps the record
+    open_record: Callable[[], None] = lambda: None
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    fetch: bool = True  # False: use the refs fetched last (the dry run while a deploy runs)
 
     # what is live before the deploy
     branch: str | None = None
@@ -82,7 +89,7 @@ class DeployContext:
     serving: set[str] = field(default_factory=set)
     serving_source: str = ""  # "workers", "healthz" or "HEAD"
     previous_sha: str | None = None  # the release to roll back to
-    master: Any = None  # gunicorn.Master, when Gunicorn runs
+    master: Master | None = None  # when Gunicorn runs
     interrupted: list[int] = field(default_factory=list)  # ids of deploys found killed
 
     # the target
@@ -94,7 +101,7 @@ class DeployContext:
     baselines: set[str] = field(default_factory=set)  # releases the live state may hold
     unknown_baseline: bool = False  # a baseline git cannot diff: assume everything changed
     worktree: Path | None = None
-    shared: Any = None  # shared_paths.SharedPaths: live state linked into the worktree
+    shared: SharedPaths | None = None  # live state linked into the worktree
 
     # what the new release needs
     pending: list[PendingMigration] = field(default_factory=list)
@@ -104,7 +111,7 @@ class DeployContext:
 
     # what has been done (read by the rollback)
     installed: bool = False
-    packages_before: Any = None  # packages.Snapshot taken before pip install
+    packages_before: Snapshot | None = None  # taken before pip install
     checked_out: bool = False
     collected: bool = False
     manifest_saved: bool = False  # previous_manifest holds STATIC_ROOT's manifest before collect
@@ -116,13 +123,19 @@ class DeployContext:
     mixed_window_started: float | None = None
     mixed_window: float | None = None
 
-    # the releases layout (pipeline/release_steps.py): the release being built and the live one
+    # the releases layout (pipeline/steps/releases_*.py): the release being built and the live one
     releases: ReleasesRoot | None = None
     release: Release | None = None  # the new release
     live_project: Project | None = None  # the release that served when the deploy started
     venv_key: str = ""
     venv_built: bool = False
     switched: bool = False
+
+    @property
+    def live_changed(self) -> bool:
+        """Did the deploy change anything live (code, packages, static files, workers): the
+        rollback has something to undo."""
+        return self.checked_out or self.installed or self.collected or self.reloaded
 
     @property
     def live(self) -> Path:

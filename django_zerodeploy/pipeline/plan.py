@@ -8,8 +8,8 @@ remote-tracking refs only). With ``run_code`` it reads the pending migrations by
 target's code from a temporary worktree outside the checkout, removed afterwards; without it
 (the admin's GET: a link must not run the code of any branch) it gives git facts only.
 
-The steps are those of the layout the project runs in (``layout_steps``, passed in by the
-package's ``build_plan``, which the runner uses too): each plans itself
+The steps are those of the layout the project runs in (``layout_steps``, which the runner uses
+too): each plans itself
 (``Step.plan``) from what the steps before it found, in the releases layout the release it
 would build, its venv, the switch of ``current`` and what KEEP_RELEASES would prune.
 """
@@ -17,24 +17,24 @@ would build, its venv, the switch of ``current`` and what KEEP_RELEASES would pr
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import exit_codes, shared_paths
+from .. import exit_codes
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..git import Git, GitError
 from ..releases import venvs
-from . import migrations, records
+from . import migrations, worktrees
 from .context import DeployContext, NothingToDeploy, PlannedStep, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions
 from .project import Project, current_layout
-from .steps import EnvironmentStep, FetchStep, MigrateStep, SmokeStep, Step
+from .steps import layout_steps
+from .steps.base import Step
+from .steps.source import changed_files
 
-__all__ = ["DeployPlan", "PlannedStep", "build_plan"]
+__all__ = ["DeployPlan", "PlannedStep", "plan_deploy"]
 
 
 @dataclass
@@ -117,9 +117,8 @@ class DeployPlan:
         return "\n".join(lines)
 
 
-def build_plan(
+def plan_deploy(
     options: DeployOptions,
-    layout_steps: Callable[[DeployOptions], list[Step]],
     *,
     run_code: bool = True,
     timeout: float | None = None,
@@ -149,37 +148,38 @@ def build_plan(
             "last (no fetch)."
         )
         plan.exit_code = exit_codes.LOCKED
-        for step in steps:
-            if isinstance(step, FetchStep):
-                step.fetch = False
+        ctx.fetch = False
     try:
         _plan(plan, ctx, steps, run_code, timeout)
     finally:
         if ctx.worktree is not None:
-            records.remove_worktree(ctx.git, ctx.worktree)
+            worktrees.remove_worktree(ctx.git, ctx.worktree)
     plan.notes += notes
     return plan
 
 
 def _target_step(steps: list[Step]) -> int:
     """The index of the step that decides the target (the record opens after it)."""
-    return next(i for i, step in enumerate(steps) if step.opens_record)
+    return next(i for i, step in enumerate(steps) if step.decides_target)
 
 
 def _plan(
     plan: DeployPlan, ctx: DeployContext, steps: list[Step], run_code: bool, timeout: float | None
 ) -> None:
     """Run what only reads (the environment, the target), then let every step plan itself."""
-    try:
-        EnvironmentStep().run(ctx)
-    except CommandFailure as exc:
-        plan.problems.append(exc.message)
-        plan.exit_code = exc.exit_code
-        if not ctx.head_sha or not ctx.branch:
-            return
+    target = _target_step(steps)
+    for step in steps[:target]:
+        if not step.dry_run_runs:
+            continue
+        try:
+            step.run(ctx)
+        except CommandFailure as exc:
+            plan.problems.append(exc.message)
+            plan.exit_code = exc.exit_code
+            if not ctx.head_sha or not ctx.branch:
+                return
     plan.branch, plan.head_sha = ctx.branch, ctx.head_sha
     plan.layout = _layout_facts()
-    target = _target_step(steps)
     try:
         steps[target].run(ctx)
     except NothingToDeploy:
@@ -199,27 +199,28 @@ def _plan(
     )
     if not ctx.target_sha:
         return  # refused before a target was known: nothing to plan the steps on
+    shown = [step for step in steps if step.recorded]
     if plan.nothing_to_deploy:
         plan.steps = [
-            PlannedStep(s.name, i <= target, "nothing to deploy") for i, s in enumerate(steps)
+            PlannedStep(s.name, steps.index(s) <= target, "nothing to deploy") for s in shown
         ]
         return
-    _commits(plan, ctx, steps[target])
+    _commits(plan, ctx)
     if not run_code:
         plan.notes.append(NO_CODE_NOTE)
-        plan.steps = [_decide_without_code(step, ctx) for step in steps]
+        plan.steps = [step.plan_without_code(ctx) for step in shown]
         return
-    if any(isinstance(step, MigrateStep) for step in steps):  # a releases rollback migrates nothing
+    if any(step.plans_migrations for step in steps):  # a releases rollback migrates nothing
         _plan_migrations(plan, ctx, timeout)
-    plan.steps = [step.plan(ctx) for step in steps]
+    plan.steps = [step.plan(ctx) for step in shown]
 
 
-def _commits(plan: DeployPlan, ctx: DeployContext, target: Step) -> None:
+def _commits(plan: DeployPlan, ctx: DeployContext) -> None:
     if not ctx.commits and ctx.previous_sha and ctx.target_sha:
         with contextlib.suppress(GitError):
             ctx.commits = ctx.git.log(ctx.previous_sha, ctx.target_sha)
-    if not ctx.changed_files and isinstance(target, FetchStep):
-        ctx.changed_files = target._changed(ctx)
+    if not ctx.changed_files:  # the fetch stopped before it (nothing to deploy, refused)
+        ctx.changed_files = changed_files(ctx)
     plan.commits = [[c.sha, c.subject] for c in ctx.commits]
     plan.changed_files = ctx.changed_files
 
@@ -244,30 +245,14 @@ NO_CODE_NOTE = (
 )
 
 
-def _decide_without_code(step: Step, ctx: DeployContext) -> PlannedStep:
-    """What git alone tells about a step: migration steps depend on the migration files."""
-    if isinstance(step, MigrateStep):
-        changed = [f for f in ctx.changed_files if "/migrations/" in f"/{f}" and f.endswith(".py")]
-        if changed:
-            return PlannedStep(
-                step.name, True, f"{len(changed)} migration file(s) changed; the deploy plans them"
-            )
-        return PlannedStep(step.name, False, "no migration file changed (the deploy checks)")
-    if isinstance(step, SmokeStep) and app_settings.SMOKE_URLS:
-        return PlannedStep(step.name, True, "in the preflight, or after the migrations")
-    return step.plan(ctx)
-
-
 def _plan_migrations(plan: DeployPlan, ctx: DeployContext, timeout: float | None) -> None:
     """Run the target's own code from a worktree to list its pending migrations."""
-    path = records.worktrees_dir() / f"plan-{ctx.target_sha[:12]}-{os.getpid()}"
-    ctx.worktree = path  # set first: a failed ``worktree add`` may leave half of one to remove
+    path = worktrees.worktree_path(ctx.target_sha, "plan-")
     try:
-        ctx.git.worktree_add(path, ctx.target_sha)
-        shared_paths.link_into(path, ctx.live, ctx.shared or shared_paths.SharedPaths())
+        worktrees.add_worktree(ctx, path)
     except (GitError, CommandFailure) as exc:
         plan.problems.append(f"cannot check the target out beside the live tree: {exc}")
-        records.remove_worktree(ctx.git, path)
+        worktrees.remove_worktree(ctx.git, path)
         ctx.worktree = None  # the steps below read the live tree instead
     else:
         found = migrations.plan(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -14,18 +13,18 @@ from django.utils import timezone
 from .. import exit_codes, proc
 from ..conf import app_settings
 from ..exit_codes import CommandFailure
-from ..git import Git, GitError
+from ..git import Git
 from ..models import Deployment, DeploymentStep
 from ..notify import notify_admins
 from ..signals import deploy_finished, deploy_started
-from . import records
+from . import records, worktrees
 from .context import DeployContext, NothingToDeploy, StepFailed
 from .lock import deploy_lock
 from .options import DeployOptions, DeployResult
 from .project import Project
 from .records import Recorder, StepResult
-from .release_steps import layout_steps
-from .steps import UNDO_ORDER, Step
+from .steps import layout_steps
+from .steps.base import Step
 
 Status = Deployment.Status
 StepStatus = DeploymentStep.Status
@@ -52,12 +51,20 @@ class Runner:
         self.project = Project.current()
         git = Git(self.project.repo_dir, timeout=float(app_settings.STEP_TIMEOUT))
         self.ctx = DeployContext(
-            options, self.project, git, echo, lock=deploy_lock(app_settings.runtime_dir)
+            options,
+            self.project,
+            git,
+            echo,
+            deployment=deployment,
+            lock=deploy_lock(app_settings.runtime_dir),
+            open_record=self._open_and_announce,
         )
         self.recorder = Recorder(deployment, warn=echo)
         self.opened = False
+        self.target_reached = False  # a step that decides the target ran (or was skipped)
         self.steps = steps if steps is not None else layout_steps(options)
         self.results: list[StepResult] = []
+        self.result_steps: dict[int, Step] = {}  # position of a result -> the step it is of
         self.started = time.monotonic()
         self.started_at = timezone.now()
         self.announced = False
@@ -68,11 +75,6 @@ class Runner:
         try:
             for step in self.steps:
                 self._run_step(step)
-                if step.name == "environment":
-                    self._recover_interrupted()
-                if step.opens_record:  # nothing changed so far: the record starts here
-                    self._open_record()
-                    self._announce()
             return self._succeeded()
         except NothingToDeploy as nothing:
             return self._finish(Status.NOTHING, exit_codes.OK, str(nothing))
@@ -89,7 +91,12 @@ class Runner:
             self._cleanup()
 
     def _run_step(self, step: Step) -> None:
+        if not step.recorded:  # e.g. the recovery of interrupted deploys, the record's opening
+            step.run(self.ctx)
+            return
         position = len(self.results)
+        self.result_steps[position] = step
+        self.target_reached = self.target_reached or step.decides_target
         run, why = step.should_run(self.ctx)
         if not run:
             result = StepResult(step.name, StepStatus.SKIPPED, why)
@@ -146,25 +153,10 @@ class Runner:
         return (release.name if release is not None else ""), self.ctx.venv_key
 
     # -- the record ----------------------------------------------------------------------------
-    def _recover_interrupted(self) -> None:
-        """With the lock held: deploys still ``running`` died mid-way. Wait for steps they left
-        running, mark them interrupted; this deploy then brings the site to a consistent release."""
-        if not self.ctx.lock.held:
-            return
-        own = self.recorder.deployment.pk if self.recorder.deployment is not None else None
-        stale = records.interrupted_candidates(exclude=own)
-        if stale:
-            records.wait_for_orphans(
-                [d.pid for d in stale if d.pid], float(app_settings.STEP_TIMEOUT), self.echo
-            )
-            self.ctx.interrupted = records.mark_interrupted(stale, os.getpid())
-            self.echo(
-                "  found interrupted deploy(s) "
-                + ", ".join(f"#{i}" for i in self.ctx.interrupted)
-                + ": marked interrupted; this deploy brings the site to a consistent release"
-            )
-        with contextlib.suppress(GitError, OSError, CommandFailure):  # prepare says why
-            records.cleanup_worktrees(self.ctx.git)
+    def _open_and_announce(self) -> None:
+        """OpenRecordStep: nothing changed so far, the target is known: the record starts."""
+        self._open_record()
+        self._announce()
 
     def _open_record(self) -> None:
         """Create the record (or take over the queued one), with the steps done so far."""
@@ -179,7 +171,7 @@ class Runner:
                 commits=[[c.sha, c.subject] for c in ctx.commits],
             )
         values["release_dir"], values["venv_key"] = self._release()
-        self.recorder.open(values, [s.name for s in self.steps], self.results)
+        self.recorder.open(values, [s.name for s in self.steps if s.recorded], self.results)
         self.opened = True
         deployment = self.recorder.deployment
         if deployment is not None and deployment.pk:
@@ -215,8 +207,7 @@ class Runner:
         exit_code = failure.exit_code
         message = failure.message
         failed_step = self.failed_step
-        changed = ctx.checked_out or ctx.installed or ctx.collected or ctx.reloaded
-        if changed and (failed_step is None or failed_step.rollback_on_failure):
+        if ctx.live_changed and (failed_step is None or failed_step.rollback_on_failure):
             self.echo(f"Rolling back to {(ctx.previous_sha or '?')[:10]} ...")
             rolled, problem = self._rollback()
             if rolled:
@@ -240,13 +231,14 @@ class Runner:
 
     def _rollback(self) -> tuple[bool, str]:
         """Undo in dependency order; every undo is recorded as a ``rollback:NAME`` step."""
-        by_name = {s.name: s for s in self.steps}
-        for name in UNDO_ORDER:
-            step = by_name.get(name)
-            if step is None:
-                continue
+        undone = sorted(
+            (s for s in self.steps if s.undo_rank is not None), key=lambda s: s.undo_rank or 0
+        )
+        for step in undone:
             position = len(self.results)
-            result = StepResult(f"rollback:{name}", StepStatus.RUNNING, started_at=timezone.now())
+            result = StepResult(
+                f"{records.UNDO_PREFIX}:{step.name}", StepStatus.RUNNING, started_at=timezone.now()
+            )
             began = time.monotonic()
             try:
                 outcome = step.undo(self.ctx)
@@ -271,21 +263,19 @@ class Runner:
             )
             result.duration = time.monotonic() - began
             self._record(position, result)
-            self._mark_rolled_back(name)
+            self._mark_rolled_back(step)
         return True, ""
 
-    def _mark_rolled_back(self, name: str) -> None:
+    def _mark_rolled_back(self, step: Step) -> None:
         for position, result in enumerate(self.results):
-            if result.name == name and result.status == StepStatus.OK:
+            if self.result_steps.get(position) is step and result.status == StepStatus.OK:
                 result.status = StepStatus.ROLLED_BACK
                 self.recorder.save_step(position, result)
 
     def _finish(self, status: str, exit_code: int, message: str) -> DeployResult:
         ctx = self.ctx
         message = proc.redact(message)
-        record_steps = {s.name for s in self.steps if s.opens_record}
-        reached_fetch = any(r.name in record_steps for r in self.results)
-        if not self.opened and (self.recorder.deployment is not None or reached_fetch):
+        if not self.opened and (self.recorder.deployment is not None or self.target_reached):
             # a queued record (admin, webhook) that failed before it could start, or a deploy
             # that ended at the fetch (nothing to deploy, a refused release)
             self._open_record()
@@ -330,5 +320,5 @@ class Runner:
     def _cleanup(self) -> None:
         if self.ctx.worktree is not None:
             with contextlib.suppress(Exception):
-                records.remove_worktree(self.ctx.git, self.ctx.worktree)
+                worktrees.remove_worktree(self.ctx.git, self.ctx.worktree)
         self.ctx.lock.release()

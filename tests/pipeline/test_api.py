@@ -8,6 +8,7 @@ import pytest
 from django.core import mail
 from django.test import override_settings
 
+from django_zerodeploy import exit_codes
 from django_zerodeploy.models import Deployment
 from django_zerodeploy.pipeline import DeployOptions, build_plan, run_deploy
 from django_zerodeploy.signals import deploy_finished, deploy_started
@@ -128,3 +129,16 @@ def test_build_plan_is_what_the_admin_shows(live):
     assert plan.as_dict()["changed_files"] == ["notes/release.py", "notes/static/notes/site.css"]
     assert "Dry run: nothing was changed." in plan.as_text()
     assert live.server_head() != v2 and Deployment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_queued_deploy_that_cannot_start_does_not_stay_running(settings, tmp_path):
+    from django_zerodeploy.tasks import run_queued_deployment
+
+    (tmp_path / "a-file").write_text("")  # a runtime directory that cannot exist
+    settings.ZERODEPLOY = {**settings.ZERODEPLOY, "RUNTIME_DIR": str(tmp_path / "a-file" / "run")}
+    record = Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin")
+    result = run_queued_deployment(record.pk)
+    record.refresh_from_db()
+    assert result["exit_code"] == exit_codes.USAGE and result["deployment_id"] == record.pk
+    assert record.status == Deployment.Status.FAILED and record.finished_at is not None

@@ -4,6 +4,7 @@ releases when its holder dies, however it dies."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.test import override_settings
 
 from django_zerodeploy import exit_codes
 from django_zerodeploy.exit_codes import CommandFailure
@@ -156,3 +159,24 @@ def test_a_child_left_by_a_step_never_keeps_the_lock(tmp_path):
             os.kill(child, signal.SIGKILL)
         deploy.kill()
         deploy.wait(10)
+
+
+def test_an_unusable_lock_file_is_usage_not_a_traceback(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(CommandFailure) as failed:
+        DeployLock(blocker / "run" / "deploy.lock").acquire()
+    assert failed.value.exit_code == exit_codes.USAGE
+    assert "Cannot use the deploy lock" in failed.value.message
+
+
+@pytest.mark.django_db
+def test_deploy_exits_2_when_the_lock_file_cannot_be_opened(runtime, capsys):
+    (runtime / "deploy.lock").mkdir()  # os.open(O_RDWR) on a directory: IsADirectoryError
+    out, err = io.StringIO(), io.StringIO()
+    with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
+        with pytest.raises(SystemExit) as exited:
+            call_command("deploy", "--no-input", stdout=out, stderr=err)
+    printed = "".join(capsys.readouterr()) + out.getvalue() + err.getvalue()  # echo: sys.stdout
+    assert exited.value.code == exit_codes.USAGE, printed
+    assert "Cannot use the deploy lock" in printed and "Traceback" not in printed

@@ -17,11 +17,12 @@ from django.test import override_settings
 
 from django_zerodeploy.migration_safety.plan import classify_pending
 from django_zerodeploy.models import Deployment
-from django_zerodeploy.pipeline import DeployOptions, records
+from django_zerodeploy.pipeline import DeployOptions, deploy_history
 from django_zerodeploy.pipeline.context import DeployContext, Outcome, StepFailed
-from django_zerodeploy.pipeline.release_rollback import RollbackTargetStep
 from django_zerodeploy.pipeline.runner import Runner
-from django_zerodeploy.pipeline.steps import Step
+from django_zerodeploy.pipeline.steps.base import Step
+from django_zerodeploy.pipeline.steps.releases_rollback import RollbackTargetStep
+from django_zerodeploy.pipeline.steps.source import OpenRecordStep
 from django_zerodeploy.releases import switch
 from django_zerodeploy.releases.layout import VENV_LINK, ReleasesRoot
 
@@ -39,18 +40,11 @@ def make_release(root: ReleasesRoot, sha: str, minute: int, key: str):
     return release
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Path:
-    path = tmp_path / "run"
-    path.mkdir(mode=0o700)
-    return path
-
-
 # Steps standing in for fetch, build and venv: the real ones clone and build virtualenvs, which
 # tests/releases/test_deploy.py runs end to end; here only what they leave on the context counts.
 class _Fetched(Step):
     name = "fetch"
-    opens_record = True
+    decides_target = True
 
     def run(self, ctx: DeployContext) -> Outcome:
         ctx.target_sha, ctx.previous_sha = SHA_B, SHA_A
@@ -81,7 +75,10 @@ def test_a_failed_release_build_names_its_release_and_the_venv_that_did_not_buil
     with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
         venv = _VenvFails()
         result = Runner(
-            DeployOptions(), None, lambda line: None, steps=[_Fetched(), _Built(), venv]
+            DeployOptions(),
+            None,
+            lambda line: None,
+            steps=[_Fetched(), OpenRecordStep(), _Built(), venv],
         ).run()
     assert result.status == "failed" and result.message == "pip exited 1"
     assert venv.seen == ("20261203072800-bbbbbbbbbbbb", "")  # written as the deploy goes
@@ -92,11 +89,15 @@ def test_a_failed_release_build_names_its_release_and_the_venv_that_did_not_buil
 @pytest.mark.django_db
 def test_an_in_place_deploy_leaves_both_blank(runtime):
     with override_settings(ZERODEPLOY={"RUNTIME_DIR": str(runtime)}):
-        result = Runner(DeployOptions(), None, lambda line: None, steps=[_Fetched()]).run()
+        result = Runner(
+            DeployOptions(), None, lambda line: None, steps=[_Fetched(), OpenRecordStep()]
+        ).run()
     assert result.status == "succeeded"
     row = Deployment.objects.get(pk=result.deployment_id)
     assert (row.release_dir, row.venv_key) == ("", "")
-    assert {"release_dir": "", "venv_key": ""}.items() <= records.deployment_dict(row).items()
+    assert {"release_dir": "", "venv_key": ""}.items() <= deploy_history.deployment_dict(
+        row
+    ).items()
 
 
 @pytest.mark.django_db
@@ -109,7 +110,9 @@ def test_a_rollback_records_the_release_it_switches_to_and_its_kept_venv(runtime
     config = {"RUNTIME_DIR": str(runtime), "REPO_DIR": str(newer.path)}
     with override_settings(ZERODEPLOY=config):
         options = DeployOptions(rollback=True)
-        result = Runner(options, None, lambda line: None, steps=[RollbackTargetStep()]).run()
+        result = Runner(
+            options, None, lambda line: None, steps=[RollbackTargetStep(), OpenRecordStep()]
+        ).run()
     assert result.status == "succeeded", result.message
     row = Deployment.objects.get(pk=result.deployment_id)
     assert (row.release_dir, row.venv_key, row.target_sha) == (older.name, KEY_A, SHA_A)
@@ -134,9 +137,9 @@ def history_row(pk: int, release_dir: str = "", venv_key: str = "") -> dict:
 
 
 def test_history_table_has_release_columns_once_a_deploy_ran_in_the_releases_layout():
-    in_place = records.history_table([history_row(1)])
+    in_place = deploy_history.history_table([history_row(1)])
     assert "release" not in in_place and "venv" not in in_place.splitlines()[0]
-    lines = records.history_table(
+    lines = deploy_history.history_table(
         [history_row(2, "20261203072800-bbbbbbbbbbbb", KEY_B), history_row(1)]
     ).splitlines()
     assert lines[0].split()[7:10] == ["release", "venv", "trigger"]
@@ -193,4 +196,7 @@ def test_the_migration_is_safe_while_the_old_release_writes_and_reversible():
         )
     old = Deployment.objects.get(target_sha=SHA_A)
     assert (old.release_dir, old.venv_key) == (None, None)
-    assert records.history(5)[0] | {"release_dir": "", "venv_key": ""} == records.history(5)[0]
+    assert (
+        deploy_history.history(5)[0] | {"release_dir": "", "venv_key": ""}
+        == deploy_history.history(5)[0]
+    )

@@ -160,3 +160,33 @@ def test_a_crashing_pipeline_never_leaves_the_record_running(settings, monkeypat
     assert record.status == Deployment.Status.FAILED and record.finished_at is not None
     assert record.message.startswith("The deploy task stopped with OSError")
     assert len(mail.outbox) == 1 and f"Deploy #{record.pk} failed" in mail.outbox[0].subject
+
+
+SECRET_URL = "https://deployer:s3cr3t-token@git.example.com/site.git"
+
+
+@pytest.mark.django_db
+def test_a_broker_error_is_redacted_in_the_record(monkeypatch):
+    from django_zerodeploy.tasks import queue
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Error connecting to redis://:hunter2-pass@broker:6379/0")
+
+    # replaced: django-q2 reads its broker settings once at import (no unreachable broker
+    # can be configured per test), and the error text is what this test is about
+    monkeypatch.setattr("django_q.tasks.async_task", refuse)
+    record = Deployment.objects.create(status=Deployment.Status.QUEUED, trigger="admin")
+    assert queue.enqueue_deployment(record) is None
+    record.refresh_from_db()
+    assert record.status == Deployment.Status.FAILED
+    assert "hunter2" not in record.message and "redis://***@broker" in record.message
+
+
+@pytest.mark.django_db
+def test_a_task_crash_is_redacted_in_the_record():
+    from django_zerodeploy import tasks
+
+    record = Deployment.objects.create(status=Deployment.Status.RUNNING, trigger="admin")
+    tasks._record_crash(record, RuntimeError(f"lost {SECRET_URL}"))
+    record.refresh_from_db()
+    assert "s3cr3t" not in record.message and "***@git.example.com" in record.message

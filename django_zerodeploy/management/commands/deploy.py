@@ -196,7 +196,7 @@ class Command(ZeroDeployCommand):
     def _other_action(self, options: dict[str, Any]) -> int | None:
         """The options that do something other than a deploy; None when none was given."""
         from ...pipeline import history
-        from ...pipeline.records import history_table
+        from ...pipeline.deploy_history import history_table
 
         as_json = options["json"]
         if options["history"]:
@@ -269,7 +269,7 @@ class Command(ZeroDeployCommand):
         return result.exit_code
 
     def _init_releases(self, root: Path) -> int:
-        from ...pipeline.steps import requirement_files
+        from ...pipeline.steps.release import requirement_files
         from ...releases.init import init_releases
 
         def echo(line: str) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from django.apps import apps
 
-from .. import exit_codes
-from ..exit_codes import CommandFailure
-from ..git import GitError, is_sha, read_head_without_git
-from ..releases.layout import Release, ReleasesRoot
-from .context import DeployContext, NothingToDeploy, Outcome, PlannedStep, StepFailed
-from .steps import Step
+from ... import exit_codes
+from ...exit_codes import CommandFailure
+from ...git import GitError, is_sha, read_head_without_git
+from ...releases.layout import Release, ReleasesRoot
+from ..context import DeployContext, NothingToDeploy, Outcome, PlannedStep, StepFailed
+from .base import Step
 
 
 def rollback_target(root: ReleasesRoot, wanted: str | bool | None) -> Release:
@@ -75,7 +75,7 @@ class RollbackTargetStep(Step):
     """Which kept release to go back to, and whether its code knows the schema."""
 
     name = "target"
-    opens_record = True
+    decides_target = True
 
     def plan(self, ctx: DeployContext) -> PlannedStep:
         """After ``run`` (which only reads) chose ``ctx.release``: where to, its venv, and the

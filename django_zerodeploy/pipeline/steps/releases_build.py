@@ -1,4 +1,4 @@
-"""The deploy in the releases layout, as steps (``release_steps()``).
+"""The releases layout: the new release built beside the live one (``release_steps()``).
 
 The new release is built beside the live one (a checkout, the shared paths linked, its venv
 reused or built, bytecode compiled, static files collected into the one STATIC_ROOT without
@@ -20,41 +20,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-import psutil
-
-from .. import proc, readiness
-from ..conf import app_settings
-from ..git import GitError
-from ..releases import prune, shared, switch, venvs
-from ..releases.layout import NAME_RE, VENV_LINK, Release, ReleasesRoot
-from . import serving
-from .context import DeployContext, Outcome, PlannedStep, StepFailed
-from .project import current_layout
-from .release_rollback import RollbackTargetStep
-from .steps import (
-    CollectStaticStep,
-    EnvironmentStep,
-    FetchStep,
-    LockStep,
-    MigrateStep,
-    PostDeployMigrateStep,
-    PreflightStep,
-    ReloadStep,
-    SmokeStep,
-    Step,
-    VerifyStep,
-    _fail_from,
-    _timeout,
-    default_steps,
-    requirement_files,
-    with_extra_steps,
-)
+from ... import proc
+from ...conf import app_settings
+from ...git import GitError
+from ...releases import prune, shared, switch, venvs
+from ...releases.layout import NAME_RE, VENV_LINK, Release, ReleasesRoot
+from ..context import DeployContext, Outcome, PlannedStep, StepFailed
+from .base import Step, failure_from, step_timeout
+from .release import CollectStaticStep, PreflightStep, SmokeStep, requirement_files
 
 if TYPE_CHECKING:
-    from .options import DeployOptions
-    from .project import Project
+    from ..project import Project
 
 
 def live_release(ctx: DeployContext) -> Release | None:
@@ -83,7 +61,7 @@ def _live_project(ctx: DeployContext) -> Project:
     return dataclasses.replace(ctx.project, repo_dir=live.path, python=python)
 
 
-def _release(ctx: DeployContext) -> Any:
+def built_release(ctx: DeployContext) -> Release:
     if ctx.release is None:
         raise StepFailed("no release was built")
     return ctx.release
@@ -179,7 +157,7 @@ class VenvStep(Step):
         return PlannedStep(self.name, True, why, venv.as_dict())
 
     def run(self, ctx: DeployContext) -> Outcome:
-        root, release = ctx.releases_root(), _release(ctx)
+        root, release = ctx.releases_root(), built_release(ctx)
         files = requirement_files(release.path)
         key = venvs.venv_key(release.path, files, venvs.python_version())
         ctx.venv_key = key  # recorded even when the build fails: which venv did not build
@@ -189,7 +167,7 @@ class VenvStep(Step):
                 args += ["-r", str(release.path / rel)]
         try:
             built = venvs.ensure(
-                root.venvs_dir, key, args, timeout=_timeout(), seed=_serving_venv(root)
+                root.venvs_dir, key, args, timeout=step_timeout(), seed=_serving_venv(root)
             )
         except venvs.VenvError as exc:
             raise StepFailed(f"venv {key}: {exc.message}", output=exc.output) from None
@@ -222,14 +200,14 @@ class CompileStep(Step):
         return PlannedStep(self.name, True, f"compileall of releases/{planned_release(ctx).name}")
 
     def run(self, ctx: DeployContext) -> Outcome:
-        release = _release(ctx)
+        release = built_release(ctx)
         result = proc.run(
             [ctx.project.python, "-m", "compileall", "-q", str(release.path)],
             env=ctx.project.env(release.path),
-            timeout=_timeout(),
+            timeout=step_timeout(),
         )
         if not result.ok:
-            raise _fail_from(result, "compileall")
+            raise failure_from(result, "compileall")
         return Outcome(f"compileall {release.name}", result.output, 0)
 
 
@@ -257,10 +235,10 @@ class ReleaseCollectStaticStep(CollectStaticStep):
             old.manage(old.repo_dir, "collectstatic", "--noinput"),
             cwd=old.live_dir,
             env=old.env(old.repo_dir),
-            timeout=_timeout(),
+            timeout=step_timeout(),
         )
         if not result.ok:
-            raise _fail_from(result, "collectstatic of the previous release")
+            raise failure_from(result, "collectstatic of the previous release")
         return Outcome("the previous release's manifest collected again", result.output, 0)
 
 
@@ -307,162 +285,3 @@ class ReleaseSmokeStep(SmokeStep):
         if run and ReleasePreflightStep().plan(ctx).run:
             return super().plan(ctx)  # the preflight requests them when nothing migrates first
         return PlannedStep(self.name, run, why)
-
-
-class SwitchStep(Step):
-    """``ROOT/current`` renamed to the new release in one step; undone the same way."""
-
-    name = "switch"
-    previous: Release | None = None
-
-    def __init__(self, record: bool = True) -> None:
-        self.record = record  # False for a rollback: the release's metadata stays as it was
-
-    def plan(self, ctx: DeployContext) -> PlannedStep:
-        current, to = ctx.releases_root().current(), planned_release(ctx)
-        old = current.name if current else "nothing"
-        return PlannedStep(
-            self.name, True, f"current: {old} -> {to.name}", {"from": old, "to": to.name}
-        )
-
-    def run(self, ctx: DeployContext) -> Outcome:
-        root, release = ctx.releases_root(), _release(ctx)
-        if self.record:
-            root.write_metadata(
-                release.name,
-                complete=True,
-                applied_migrations=list(ctx.applied_migrations),
-                deployment_id=getattr(ctx.deployment, "pk", None),
-            )
-        self.previous = root.previous()  # what a switch back restores as ROOT/previous
-        live = live_release(ctx)  # ROOT/previous: what served, not a release that never did
-        done = switch.switch(root, release, previous=live if live != release else None)
-        ctx.switched = ctx.checked_out = True
-        old = done.old.name if done.old else "nothing"
-        return Outcome(f"current: {old} -> {release.name}")
-
-    def undo(self, ctx: DeployContext) -> Outcome | None:
-        if not ctx.switched or ctx.live_project is None:
-            return None
-        root = ctx.releases_root()
-        back = root.release(ctx.live_project.repo_dir.name)
-        switch.switch(root, back, previous=self.previous)
-        ctx.switched = False
-        return Outcome(f"current: back to {back.name}")
-
-
-class ServedFromStep(Step):
-    """The new master runs in the new release's directory (Gunicorn #394, #1898)."""
-
-    name = "served_from"
-
-    def should_run(self, ctx: DeployContext) -> tuple[bool, str]:
-        if ctx.options.no_reload:
-            return False, "--no-reload"
-        return True, "the new master's working directory"
-
-    def run(self, ctx: DeployContext) -> Outcome:
-        release = _release(ctx)
-        master = serving.find_master()
-        try:
-            cwd = Path(psutil.Process(master.pid).cwd()).resolve()
-        except psutil.Error as exc:
-            raise StepFailed(f"Cannot read the new master's directory: {exc}") from None
-        if cwd != release.path.resolve():
-            raise StepFailed(
-                f"The new Gunicorn master {master.pid} runs from {cwd}, not {release.path}: "
-                "configure pre_exec from django_zerodeploy.gunicorn_conf (see docs/releases.md)."
-            )
-        venv, wanted = _master_venv(master.pid), (release.path / VENV_LINK).resolve()
-        if venv is not None and venv != wanted:
-            raise StepFailed(
-                f"The new Gunicorn master {master.pid} runs the Python of {venv}, not of the "
-                f"release's venv {wanted}: start Gunicorn with ROOT/current/.venv/bin/gunicorn "
-                "and the pre_exec hook of django_zerodeploy.gunicorn_conf (see docs/releases.md)."
-            )
-        return Outcome(f"master {master.pid} in {cwd}" + (f", Python of {venv}" if venv else ""))
-
-
-def _master_venv(pid: int) -> Path | None:
-    """The venv whose interpreter a master runs (as its workers report it), None when unknown."""
-    facts = readiness.read_master_facts(pid)
-    if not facts or not facts.executable:
-        return None
-    return Path(os.path.realpath(Path(facts.executable).parent)).parent  # bin/python: a link
-
-
-class PruneStep(Step):
-    """KEEP_RELEASES; a failure here is a warning, never a rollback."""
-
-    name = "prune"
-    rollback_on_failure: ClassVar[bool] = False
-
-    def plan(self, ctx: DeployContext) -> PlannedStep:
-        keep = int(app_settings.KEEP_RELEASES)
-        doomed = prune.select(  # previous becomes what serves, as SwitchStep makes it
-            ctx.releases_root(),
-            keep,
-            adding=planned_release(ctx),
-            adding_venv=venv_plan(ctx).key,
-            serving=live_release(ctx),
-        )
-        parts = [f"{len(names)} {what}(s): {', '.join(names)}" for what, names in
-                 (("release", doomed.releases), ("venv", doomed.venvs)) if names]  # fmt: skip
-        why = "would remove " + "; ".join(parts) if parts else "nothing to remove"
-        return PlannedStep(
-            self.name,
-            True,
-            f"KEEP_RELEASES {keep}: {why}",
-            {"keep": keep, "releases": doomed.releases, "venvs": doomed.venvs},
-        )
-
-    def run(self, ctx: DeployContext) -> Outcome:
-        try:
-            return Outcome(
-                prune.prune(ctx.releases_root(), int(app_settings.KEEP_RELEASES)).describe()
-            )
-        except OSError as exc:
-            return Outcome(f"warning: pruning failed: {exc}")
-
-
-def release_steps(extra: list[dict[str, Any]] | None = None) -> list[Step]:
-    """The releases layout's pipeline, top to bottom."""
-    steps: list[Step] = [
-        LockStep(),
-        EnvironmentStep(),
-        FetchStep(),
-        BuildStep(),
-        VenvStep(),
-        CompileStep(),
-        ReleaseCollectStaticStep(),
-        ReleasePreflightStep(),
-        MigrateStep(),
-        ReleaseSmokeStep(),
-        SwitchStep(),
-        ReloadStep(),
-        VerifyStep(),
-        ServedFromStep(),
-        PostDeployMigrateStep(),
-        PruneStep(),
-    ]
-    return with_extra_steps(steps, extra)
-
-
-def rollback_steps() -> list[Step]:
-    """``deploy --rollback`` in the releases layout: no fetch, pip, collectstatic, migration."""
-    return [
-        LockStep(),
-        EnvironmentStep(),
-        RollbackTargetStep(),
-        SwitchStep(record=False),
-        ReloadStep(),
-        VerifyStep(),
-        ServedFromStep(),
-    ]
-
-
-def layout_steps(options: DeployOptions) -> list[Step]:
-    """The steps for the layout this project runs in (and for a rollback in it)."""
-    if not current_layout().is_releases:
-        return default_steps()
-    return rollback_steps() if options.rollback else release_steps()
