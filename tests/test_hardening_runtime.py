@@ -28,10 +28,11 @@ from django_zerodeploy import exit_codes, gunicorn_conf, readiness
 from django_zerodeploy import runtime as runtime_mod
 from django_zerodeploy.conf import app_settings
 from django_zerodeploy.exit_codes import CommandFailure
-from django_zerodeploy.gunicorn import strategies
 from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.gunicorn.probe import GunicornConfig
-from django_zerodeploy.gunicorn.result import Recorder
+from django_zerodeploy.gunicorn.result import PhaseRecorder
+from django_zerodeploy.gunicorn.strategies import generation, in_place, usr2
+from django_zerodeploy.gunicorn.strategies.context import ReloadContext
 from django_zerodeploy.health import drain
 from django_zerodeploy.health.builtin import DrainingCheck
 from django_zerodeploy.health.runner import execute
@@ -352,7 +353,7 @@ def engine(runtime, monkeypatch, sleeper) -> Callable[..., Any]:
         reload_mod, "_probe", lambda *args: GunicornConfig(ok=True, hooked=True, workers=1)
     )
 
-    def run(runner: Callable[[strategies.Context], Any] | None = None) -> Any:
+    def run(runner: Callable[[ReloadContext], Any] | None = None) -> Any:
         if runner is not None:
             monkeypatch.setitem(reload_mod.RUNNERS, "usr2", runner)
         result = reload_mod.reload(strategy="usr2", run_preflight=False)
@@ -382,7 +383,7 @@ def test_a_refused_usr2_signal_says_nothing_was_signalled(engine, settings):
 
 
 def test_a_usage_error_after_the_signal_is_not_nothing_changed(engine):
-    def runner(ctx: strategies.Context) -> Any:
+    def runner(ctx: ReloadContext) -> Any:
         ctx.master.signal(signal.SIGUSR2)  # ignored by the stand-in, but really sent
         raise CommandFailure("systemctl show failed.", exit_codes.USAGE)
 
@@ -392,7 +393,7 @@ def test_a_usage_error_after_the_signal_is_not_nothing_changed(engine):
 
 
 def test_a_failure_that_keeps_the_old_release_keeps_exit_1(engine):
-    def runner(ctx: strategies.Context) -> Any:
+    def runner(ctx: ReloadContext) -> Any:
         ctx.master.signal(signal.SIGUSR2)
         raise CommandFailure("aborted, the old release still serves.", exit_codes.FAILED)
 
@@ -400,7 +401,7 @@ def test_a_failure_that_keeps_the_old_release_keeps_exit_1(engine):
 
 
 def test_a_usage_error_before_any_signal_stays_a_usage_error(engine):
-    def runner(ctx: strategies.Context) -> Any:
+    def runner(ctx: ReloadContext) -> Any:
         raise CommandFailure("bad unit.", exit_codes.USAGE)
 
     result = engine(runner)
@@ -439,11 +440,17 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
     (The in-place reload and `systemctl show` are replaced: a systemd that reloads and then
     fails to answer cannot be produced on demand; the real systemd path is tested with one.)"""
     master = master_for(sleeper())
-    ctx = strategies.Context(
-        master, GunicornConfig(ok=True, workers=1), 5, "", "site.service", Recorder(), "systemd"
+    ctx = ReloadContext(
+        master,
+        GunicornConfig(ok=True, workers=1),
+        5,
+        "",
+        "site.service",
+        PhaseRecorder(),
+        "systemd",
     )
     monkeypatch.setattr(
-        strategies,
+        in_place,
         "_in_place",
         lambda ctx, send: ctx.result(True, exit_codes.OK, "Reloaded.", release="v2"),
     )
@@ -451,8 +458,8 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
     def failing(unit: str) -> int:
         raise CommandFailure("`systemctl show` failed.", exit_codes.USAGE)
 
-    monkeypatch.setattr(strategies.systemd, "main_pid", failing)
-    result = strategies.run_systemd(ctx)
+    monkeypatch.setattr(in_place.systemd, "main_pid", failing)
+    result = in_place.run_systemd(ctx)
     assert (result.ok, result.exit_code) == (True, exit_codes.OK)
     assert "MainPID of site.service could not be confirmed" in result.message
 
@@ -460,35 +467,35 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
 # -- C5: one generation, several releases -------------------------------------------------------
 # Observed generations are built here: workers of one master that loaded two different
 # releases need a checkout moving while the workers boot, a race no test can hit on demand.
-def mixed_generation(master_pid: int) -> strategies.Generation:
+def mixed_generation(master_pid: int) -> generation.Generation:
     ready = [
         WorkerReport(101, master_pid, "a" * 40, 0.0, True),
         WorkerReport(102, master_pid, "b" * 40, 0.0, True),
     ]
-    return strategies.Generation(True, 2, ready, {101, 102}, [])
+    return generation.Generation(True, 2, ready, {101, 102}, [])
 
 
 def test_in_place_reload_with_several_releases_is_not_verified(runtime, sleeper, monkeypatch):
     master = master_for(sleeper())
-    ctx = strategies.Context(master, GunicornConfig(ok=True, workers=2), 5, "", None, Recorder())
-    monkeypatch.setattr(strategies, "observe", lambda *args, **kwargs: mixed_generation(master.pid))
-    result = strategies._in_place(ctx, lambda: "HUP sent")
+    ctx = ReloadContext(master, GunicornConfig(ok=True, workers=2), 5, "", None, PhaseRecorder())
+    monkeypatch.setattr(generation, "observe", lambda *args, **kwargs: mixed_generation(master.pid))
+    result = in_place._in_place(ctx, lambda: "HUP sent")
     assert not result.ok and result.exit_code == exit_codes.DOWN
     assert "2 different releases (aaaaaaaaaaaa, bbbbbbbbbbbb)" in result.message
 
 
 def test_usr2_with_several_releases_is_aborted(runtime, sleeper, monkeypatch):
     old, new = master_for(sleeper(signal.SIGUSR2)), master_for(sleeper())
-    ctx = strategies.Context(old, GunicornConfig(ok=True, workers=2), 5, "", None, Recorder())
-    monkeypatch.setattr(strategies, "_new_master", lambda *args: new)
-    monkeypatch.setattr(strategies, "observe", lambda *args, **kwargs: mixed_generation(new.pid))
+    ctx = ReloadContext(old, GunicornConfig(ok=True, workers=2), 5, "", None, PhaseRecorder())
+    monkeypatch.setattr(usr2, "_new_master", lambda *args: new)
+    monkeypatch.setattr(generation, "observe", lambda *args, **kwargs: mixed_generation(new.pid))
     aborted: list[str] = []
 
-    def abort(ctx: strategies.Context, new: Master, pidfile2: Any, why: str) -> Any:
+    def abort(ctx: ReloadContext, new: Master, pidfile2: Any, why: str) -> Any:
         aborted.append(why)
         return ctx.result(False, exit_codes.FAILED, why)
 
-    monkeypatch.setattr(strategies, "_abort", abort)
-    result = strategies.run_usr2(ctx)
+    monkeypatch.setattr(usr2, "_abort", abort)
+    result = usr2.run_usr2(ctx)
     assert result.exit_code == exit_codes.FAILED and old.alive()  # the old one was not retired
     assert aborted and "(aaaaaaaaaaaa, bbbbbbbbbbbb)" in aborted[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django_zerodeploy import osutil
 from django_zerodeploy.gunicorn.probe import GunicornConfig
-from django_zerodeploy.gunicorn.strategies import log_tail
+from django_zerodeploy.gunicorn.strategies.context import log_tail
 
 
 def _rchar() -> int:

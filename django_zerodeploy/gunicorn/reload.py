@@ -31,15 +31,17 @@ from . import result as phases
 from . import systemd
 from .master import Master, find_master
 from .probe import GunicornConfig, probe_config
-from .result import Recorder, ReloadResult
-from .strategies import HOOKLESS_NOTE, RUNNERS, Context, decide
+from .result import PhaseRecorder, ReloadResult
+from .strategies import RUNNERS
+from .strategies.choice import decide
+from .strategies.context import HOOKLESS_NOTE, ReloadContext
 
 logger = logging.getLogger("django_zerodeploy.reload")
 LOCK_EXTRA_WAIT = 60.0  # beyond --timeout: a reload in progress may still retire its old master
 
 
 @contextlib.contextmanager
-def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
+def reload_lock(wait: float, recorder: PhaseRecorder) -> Iterator[None]:
     """Hold ``<runtime_dir>/reload.lock``; wait up to ``wait`` seconds for another reload."""
     path = app_settings.runtime_dir / "reload.lock"
     try:
@@ -123,13 +125,13 @@ def plan(
     the strategy after any fallback, why, the refusal), signalling nothing. The deploy's
     environment step and ``deploy --check`` ask this, so they name the strategy that runs."""
     strategy = strategy or app_settings.RELOAD_STRATEGY
-    ctx = Context(
+    ctx = ReloadContext(
         master,
         config,
         float(app_settings.RELOAD_TIMEOUT),
         "",
         _resolve_unit(unit, master),
-        Recorder(),
+        PhaseRecorder(),
         strategy=strategy,
         hooked=config.hooked,
     )
@@ -157,7 +159,7 @@ def gunicorn_app_spec(spec: str | None) -> str | None:
 
 
 def _preflight_phase(
-    master: Master, config: GunicornConfig, timeout: float, run_app: bool, recorder: Recorder
+    master: Master, config: GunicornConfig, timeout: float, run_app: bool, recorder: PhaseRecorder
 ) -> ReloadResult | None:
     """Gunicorn's config and (unless skipped) the app, in fresh interpreters like the master's."""
     if not config.ok:
@@ -207,7 +209,7 @@ def reload(
     run_preflight: bool = True,
 ) -> ReloadResult:
     """Reload the Gunicorn master of this project with new code, without dropping a request."""
-    recorder = Recorder(echo)
+    recorder = PhaseRecorder(echo)
     strategy = strategy or app_settings.RELOAD_STRATEGY
     result = _reload(recorder, strategy, pidfile, unit, timeout, run_preflight)
     result.strategy = result.strategy or strategy  # the one that ran, after a fallback
@@ -219,7 +221,7 @@ def reload(
 
 
 def _reload(
-    recorder: Recorder,
+    recorder: PhaseRecorder,
     strategy: str,
     pidfile: str | Path | None,
     unit: str | None,
@@ -266,7 +268,7 @@ def _checked_args(strategy: str, timeout: float | None) -> tuple[float, ReloadRe
 def _reload_master(
     master: Master,
     found: _Found,
-    recorder: Recorder,
+    recorder: PhaseRecorder,
     unit: str | None,
     seconds: float,
     run_preflight: bool,
@@ -281,7 +283,7 @@ def _reload_master(
     if stop is not None:
         stop.old_master_pid = master.pid
         return stop
-    ctx = Context(
+    ctx = ReloadContext(
         master,
         config,
         seconds,

@@ -25,7 +25,7 @@ from ..conf import app_settings, extra_steps_problem
 from ..exit_codes import CommandFailure
 from ..git import GitError, is_sha, validate_ref
 from ..gunicorn.result import OLD_RETIRED
-from ..gunicorn.strategies import HOOKLESS_NOTE
+from ..gunicorn.strategies.context import HOOKLESS_NOTE
 from ..preflight import preflight
 from . import migrations, packages, records, serving
 from .context import DeployContext, NothingToDeploy, Outcome, PlannedStep, StepFailed

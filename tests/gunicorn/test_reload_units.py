@@ -19,7 +19,7 @@ from django_zerodeploy.exit_codes import CommandFailure
 from django_zerodeploy.gunicorn import find_master, reload
 from django_zerodeploy.gunicorn.master import classify, is_gunicorn_cmdline
 from django_zerodeploy.gunicorn.probe import gunicorn_args, probe_config, started_as_module
-from django_zerodeploy.gunicorn.result import Recorder, ReloadResult
+from django_zerodeploy.gunicorn.result import FOUND_MASTER, PhaseRecorder, ReloadResult
 from django_zerodeploy.management.commands.reload_gunicorn import Command
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
@@ -105,7 +105,7 @@ def test_a_second_reload_waits_for_the_lock_then_gives_up(settings, tmp_path, mo
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with reload_mod.reload_lock(5, Recorder()):
+        with reload_mod.reload_lock(5, PhaseRecorder()):
             holding.set()
             release.wait(10)
 
@@ -166,8 +166,8 @@ def test_help_documents_the_exit_codes():
 
 def test_result_lines_are_timed():
     lines: list[str] = []
-    recorder = Recorder(lines.append)
+    recorder = PhaseRecorder(lines.append)
     recorder.phase("found master", "pid 1")
     assert lines[0].startswith("found master: pid 1 [") and lines[0].endswith(" s]")
     result = ReloadResult(True, 0, "usr2", "ok", phases=recorder.phases)
-    assert result.as_dict()["phases"][0]["name"] == "found master"
+    assert result.as_dict()["phases"][0]["name"] == FOUND_MASTER
