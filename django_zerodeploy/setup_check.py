@@ -187,7 +187,8 @@ def check_healthz_url(master: Any) -> Finding:
 
 # -- Gunicorn side: the running master ---------------------------------------------------------
 def check_master() -> tuple[Finding, Any]:
-    from .gunicorn.master import find_master, process_owner
+    from .gunicorn.finding import find_master
+    from .gunicorn.processes import process_owner
 
     try:
         master = find_master()
@@ -479,7 +480,7 @@ def check_reload(master: Any, config: Any, decision: tuple | None) -> Finding:
 
 def check_setup() -> SetupReport:
     """Every check, in the order an operator sets things up."""
-    from .gunicorn.reload import _probe, plan
+    from .gunicorn.reloader import _probe, plan
 
     report = SetupReport([check_checkout(), check_middleware(), check_urls()])
     master_finding, master = check_master()

@@ -8,7 +8,6 @@ attributes the real code reads is passed to the real code (the hook, the reload 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from django_zerodeploy import exit_codes, gunicorn_conf, readiness
 from django_zerodeploy import runtime as runtime_mod
 from django_zerodeploy.conf import app_settings
 from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.gunicorn import reloader as reload_mod
 from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.gunicorn.probe import GunicornConfig
 from django_zerodeploy.gunicorn.result import PhaseRecorder
@@ -37,9 +37,6 @@ from django_zerodeploy.health import drain
 from django_zerodeploy.health.builtin import DrainingCheck
 from django_zerodeploy.health.runner import execute
 from django_zerodeploy.readiness import WorkerReport
-
-# the package re-exports the function reload(), which hides the module of the same name
-reload_mod = importlib.import_module("django_zerodeploy.gunicorn.reload")
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.getuid() != 0, reason="changes file owners / drops privileges")

@@ -53,6 +53,23 @@ def gunicorn_args(cmdline: list[str]) -> list[str] | None:
     return None
 
 
+def option(cmdline: list[str], *names: str) -> str | None:
+    """The value of the first of ``names`` in ``cmdline`` (``-p FILE``, ``--pid=FILE``), or None."""
+    for index, part in enumerate(cmdline):
+        for name in names:
+            if part == name and index + 1 < len(cmdline):
+                return cmdline[index + 1]
+            if name.startswith("--") and part.startswith(name + "="):
+                return part.split("=", 1)[1]
+    return None
+
+
+def gunicorn_chdirs(cmdline: list[str]) -> list[str]:
+    """The ``--chdir`` of a master's command line, as a list of none or one."""
+    value = option(gunicorn_args(cmdline) or [], "--chdir")
+    return [value] if value else []
+
+
 def started_as_module(cmdline: list[str]) -> bool:
     """``python -m gunicorn ...`` (what a USR2 re-exec breaks without our pre_exec hook)."""
     return any(

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from django_zerodeploy import exit_codes
-from django_zerodeploy.gunicorn.master import child_masters, worker_processes
+from django_zerodeploy.gunicorn.processes import child_masters, worker_processes
 from django_zerodeploy.gunicorn.result import CLEANUP, LOCK
 from tests.support.gunicorn import Gunicorn, wait_for
 from tests.support.load import LoadReport

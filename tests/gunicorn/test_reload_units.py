@@ -3,7 +3,6 @@ refusing early, the lock, the hooks that run inside Gunicorn."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -16,9 +15,9 @@ import pytest
 
 from django_zerodeploy import exit_codes, gunicorn_conf
 from django_zerodeploy.exit_codes import CommandFailure
-from django_zerodeploy.gunicorn import find_master, reload
-from django_zerodeploy.gunicorn.master import classify, is_gunicorn_cmdline
+from django_zerodeploy.gunicorn import find_master, reload, reloader
 from django_zerodeploy.gunicorn.probe import gunicorn_args, probe_config, started_as_module
+from django_zerodeploy.gunicorn.processes import classify, is_gunicorn_cmdline
 from django_zerodeploy.gunicorn.result import FOUND_MASTER, PhaseRecorder, ReloadResult
 from django_zerodeploy.management.commands.reload_gunicorn import Command
 
@@ -98,8 +97,7 @@ def test_reload_refuses_bad_arguments_without_raising(settings, tmp_path):
 
 
 def test_a_second_reload_waits_for_the_lock_then_gives_up(settings, tmp_path, monkeypatch):
-    # the package re-exports the function reload(), which hides the module of the same name
-    reload_mod = importlib.import_module("django_zerodeploy.gunicorn.reload")
+    reload_mod = reloader
     settings.ZERODEPLOY = {"RUNTIME_DIR": str(tmp_path / "run"), "REPO_DIR": str(tmp_path)}
     monkeypatch.setattr(reload_mod, "LOCK_EXTRA_WAIT", 0.0)
     holding, release = threading.Event(), threading.Event()

@@ -56,6 +56,10 @@ class ReloadContext:
             setattr(result, key, value)
         return result
 
+    def failure(self, code: int, message: str, log_of: Master, **extra: object) -> ReloadResult:
+        """A failed reload, explained by the end of ``log_of``'s Gunicorn log."""
+        return self.result(False, code, message, output=log_tail(log_of, self.config), **extra)
+
 
 def log_tail(master: Master, config: GunicornConfig, lines: int = 12) -> str:
     """The end of Gunicorn's error log, to show why a generation failed."""

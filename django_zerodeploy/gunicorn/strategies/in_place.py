@@ -12,7 +12,7 @@ from ...exit_codes import DOWN, FAILED, CommandFailure
 from .. import result as phases
 from .. import systemd
 from ..result import ReloadResult
-from .context import RETIRE_MARGIN, ReloadContext, log_tail, wait_until
+from .context import RETIRE_MARGIN, ReloadContext, wait_until
 from .generation import (
     MASTER_EXITED,
     Generation,
@@ -49,11 +49,10 @@ def _in_place(ctx: ReloadContext, send: Callable[[], str]) -> ReloadResult:
         f"{len(old_workers)} old workers " + ("exited" if gone else "still draining"),
     )
     if not master.alive():
-        return ctx.result(
-            False,
+        return ctx.failure(
             DOWN,
             f"The Gunicorn master {master.pid} exited after the reload: the site is down.",
-            output=log_tail(master, ctx.config),
+            log_of=master,
         )
     return reloaded(ctx, master, gen)
 
@@ -63,21 +62,19 @@ def _not_ready(ctx: ReloadContext, gen: Generation, stopped: str) -> ReloadResul
     master = ctx.master
     if stopped == MASTER_EXITED:
         reason = refusal_text(gen.refusals) or "see Gunicorn's log"
-        return ctx.result(
-            False,
+        return ctx.failure(
             DOWN,
             f"The Gunicorn master {master.pid} exited during the reload: the site is down ({reason}).",
-            output=log_tail(master, ctx.config),
+            log_of=master,
         )
     reason = refusal_text(gen.refusals)
     code = FAILED if serving(master) and not gen.ready else DOWN
-    return ctx.result(
-        False,
+    return ctx.failure(
         code,
         f"Only {gen.count()} new workers were ready {ctx.timeout:g} s after the reload"
         + (f" ({reason})" if reason else "")
         + ".",
-        output=log_tail(master, ctx.config),
+        log_of=master,
     )
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import psutil
 
-from ..master import Master, build_master, child_masters, read_pidfile
+from ..finding import read_pidfile
+from ..master import Master, build_master
+from ..processes import child_masters
 from .context import REAP_WAIT, RETIRE_MARGIN, wait_until
 
 

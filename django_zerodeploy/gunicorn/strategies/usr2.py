@@ -19,7 +19,9 @@ from ... import readiness
 from ...exit_codes import DOWN, FAILED, CommandFailure
 from .. import privilege
 from .. import result as phases
-from ..master import Master, build_master, child_masters, read_pidfile
+from ..finding import read_pidfile
+from ..master import Master, build_master
+from ..processes import child_masters
 from ..result import ReloadResult
 from .context import ANNOUNCE_WAIT, POLL, PROMOTION_WAIT, ReloadContext, log_tail, wait_until
 from .generation import (
@@ -97,17 +99,15 @@ def _await_new_master(run: _Usr2) -> ReloadResult | None:
 def _no_new_master(ctx: ReloadContext) -> ReloadResult:
     old = ctx.master
     if not old.alive():
-        return ctx.result(
-            False,
+        return ctx.failure(
             DOWN,
             f"The old master {old.pid} exited after USR2 and no new one started: the site is down.",
-            output=log_tail(old, ctx.config),
+            log_of=old,
         )
-    return ctx.result(
-        False,
+    return ctx.failure(
         FAILED,
         f"No new master started within {ctx.timeout:g} s of USR2 (see Gunicorn's log); the old release still serves.",
-        output=log_tail(old, ctx.config),
+        log_of=old,
     )
 
 
@@ -150,12 +150,11 @@ def _retire_old(run: _Usr2) -> ReloadResult | None:
     ctx.recorder.phase(phases.OLD_RETIRED, retire(ctx.master))
     if new.alive():
         return None
-    return ctx.result(
-        False,
+    return ctx.failure(
         DOWN,
         f"The new master {new.pid} exited after the old one was retired: the site is down.",
         new_master_pid=new.pid,
-        output=log_tail(new, ctx.config),
+        log_of=new,
     )
 
 

@@ -29,7 +29,8 @@ from ..git import read_head_without_git
 from ..preflight import preflight
 from . import result as phases
 from . import systemd
-from .master import Master, find_master
+from .finding import find_master
+from .master import Master
 from .probe import GunicornConfig, probe_config
 from .result import PhaseRecorder, ReloadResult
 from .strategies import RUNNERS
