@@ -60,26 +60,20 @@ WORKER_RETRY = 1  # any other non-zero code: the master spawns a new worker
 
 
 def _facts(worker: Any) -> Any:
-    from .readiness import MasterFacts
+    from .gunicorn.probe import settings_of
+    from .gunicorn.readiness import MasterFacts
 
-    cfg = worker.cfg
-    errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
+    settings = settings_of(worker.cfg, getattr(worker.app, "app_uri", None))
+    errorlog = settings["errorlog"]
     return MasterFacts(
         pid=worker.ppid,
         executable=sys.executable,
         argv=list(sys.argv),
         cwd=os.getcwd(),
-        wsgi_app=getattr(worker.app, "app_uri", None),
-        daemon=bool(cfg.daemon),
-        preload=bool(cfg.preload_app),
-        workers=int(cfg.workers),
-        pidfile=cfg.pidfile,
-        graceful_timeout=float(cfg.graceful_timeout),
-        errorlog=os.path.abspath(errorlog) if errorlog else None,
-        bind=list(cfg.bind or []),
+        **{**settings, "errorlog": os.path.abspath(errorlog) if errorlog else None},
         notify_socket=bool(os.environ.get("NOTIFY_SOCKET")),
         hooked=True,
-        reexec_ok=reexec_ok(cfg),
+        reexec_ok=reexec_ok(worker.cfg),
     )
 
 
@@ -90,9 +84,9 @@ def post_worker_init(worker: Any) -> None:
 
         if not settings.configured:
             raise RuntimeError("Django settings are not configured")
-        from . import readiness
         from .conf import app_settings
         from .exit_codes import CommandFailure
+        from .gunicorn import readiness
         from .gunicorn.sdnotify import announce_if_generation_ready
         from .release import boot_release
     except Exception as exc:  # noqa: BLE001 - not a Django app: report nothing, change nothing
@@ -233,7 +227,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     if not getattr(worker, "zerodeploy_ready", False):
         return
     try:
-        from .readiness import remove_report
+        from .gunicorn.readiness import remove_report
 
         remove_report(os.getpid())
     except Exception:  # noqa: BLE001,S110 - exiting anyway; readers prune dead pids

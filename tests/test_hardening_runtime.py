@@ -23,20 +23,21 @@ from typing import Any
 import psutil
 import pytest
 
-from django_zerodeploy import exit_codes, gunicorn_conf, readiness
+from django_zerodeploy import exit_codes, gunicorn_conf
 from django_zerodeploy import runtime as runtime_mod
 from django_zerodeploy.conf import app_settings
 from django_zerodeploy.exit_codes import CommandFailure
+from django_zerodeploy.gunicorn import readiness
 from django_zerodeploy.gunicorn import reloader as reload_mod
 from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.gunicorn.probe import GunicornConfig
+from django_zerodeploy.gunicorn.readiness import WorkerReport
 from django_zerodeploy.gunicorn.result import PhaseRecorder
 from django_zerodeploy.gunicorn.strategies import generation, in_place, usr2
 from django_zerodeploy.gunicorn.strategies.context import ReloadContext
 from django_zerodeploy.health import drain
 from django_zerodeploy.health.builtin import DrainingCheck
 from django_zerodeploy.health.runner import execute
-from django_zerodeploy.readiness import WorkerReport
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.getuid() != 0, reason="changes file owners / drops privileges")

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import psutil
 
-from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
 from ..osutil import live_process, started_at, wait_exit
 from ..preflight import PROCESS_ONLY_ENV
-from . import privilege, systemd
+from . import privilege, readiness, systemd
 from .probe import gunicorn_args, gunicorn_chdirs, option
 from .processes import cwd_of, environ_of, process_owner, worker_processes
 

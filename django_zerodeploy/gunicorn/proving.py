@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE
+from . import readiness
 from .probe import gunicorn_chdirs
 from .processes import classify, cwd_of, process_owner
 

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
-from .. import proc, readiness
+from .. import proc
 from ..conf import app_settings
 from ..git import GitError
+from ..gunicorn import readiness
 from ..releases import prune, shared, switch, venvs
 from ..releases.layout import NAME_RE, VENV_LINK, Release, ReleasesRoot
 from . import serving

@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ... import healthz_url, readiness
+from ... import healthz_url
 from ...conf import app_settings
 from ...exit_codes import FAILED, OK
-from .. import heartbeat
+from .. import heartbeat, readiness
 from .. import result as phases
 from ..master import Master
 from ..result import ReloadResult

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from ... import readiness
 from ...exit_codes import DOWN, FAILED, CommandFailure
-from .. import privilege
+from .. import privilege, readiness
 from .. import result as phases
 from ..finding import read_pidfile
 from ..master import Master, build_master
