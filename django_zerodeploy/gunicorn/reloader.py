@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from .. import release as release_mod
 from ..conf import RELOAD_STRATEGIES, app_settings
 from ..exit_codes import DOWN, FAILED, USAGE, CommandFailure
 from ..git import read_head_without_git
+from ..osutil import flock_within
 from ..preflight import preflight
 from . import result as phases
 from . import systemd
@@ -50,24 +50,17 @@ def reload_lock(wait: float, recorder: PhaseRecorder) -> Iterator[None]:
     except OSError as exc:
         raise _lock_failure(path, exc) from exc
     try:
-        deadline = time.monotonic() + wait
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    holder = _holder(path)
-                    raise CommandFailure(
-                        f"Another reload ({holder}) is still running after {wait:g} s; this one "
-                        "was refused and nothing was signalled.",
-                        FAILED,
-                    ) from None
-                waited = True
-                time.sleep(0.1)
-            except OSError as exc:
-                raise _lock_failure(path, exc) from exc
+        waited: list[bool] = []
+        try:
+            taken = flock_within(fd, wait, on_wait=lambda: waited.append(True))
+        except OSError as exc:
+            raise _lock_failure(path, exc) from exc
+        if not taken:
+            raise CommandFailure(
+                f"Another reload ({_holder(path)}) is still running after {wait:g} s; this one "
+                "was refused and nothing was signalled.",
+                FAILED,
+            )
         if waited:
             recorder.phase(phases.LOCK, "waited for another reload to finish")
         try:
