@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -169,3 +170,19 @@ def test_result_lines_are_timed():
     assert lines[0].startswith("found master: pid 1 [") and lines[0].endswith(" s]")
     result = ReloadResult(True, 0, "usr2", "ok", phases=recorder.phases)
     assert result.as_dict()["phases"][0]["name"] == FOUND_MASTER
+
+
+def test_the_worker_hooks_import_readiness_without_the_reload_machinery():
+    """gunicorn_conf imports gunicorn.readiness inside every worker: the package's __init__
+    runs first and must stay light (its names load when asked for)."""
+    code = (
+        "import sys, django_zerodeploy.gunicorn.readiness\n"
+        "print(sorted(m for m in sys.modules if m.startswith('django_zerodeploy.gunicorn')))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(ran.stdout.replace("'", '"'))
+    assert "django_zerodeploy.gunicorn.reloader" not in loaded
+    assert "django_zerodeploy.gunicorn.master" not in loaded
+    from django_zerodeploy import gunicorn
+
+    assert gunicorn.reload is reloader.reload and callable(gunicorn.find_master)
