@@ -49,123 +49,160 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
+from .exit_codes import CommandFailure
 from .releases.reexec import follow_current
 
 __all__ = ["post_worker_init", "pre_exec", "worker_exit"]
 
 WORKER_BOOT_ERROR = 3  # gunicorn.arbiter.Arbiter.WORKER_BOOT_ERROR: halts the master
 WORKER_RETRY = 1  # any other non-zero code: the master spawns a new worker
+_STORAGE_ERRORS = (OSError, CommandFailure)  # what the runtime directory can raise
 
 
 def _facts(worker: Any) -> Any:
-    from .readiness import MasterFacts
+    from .gunicorn.probe import settings_of
+    from .gunicorn.readiness import MasterFacts
 
-    cfg = worker.cfg
-    errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
+    settings = settings_of(worker.cfg, getattr(worker.app, "app_uri", None))
+    errorlog = settings["errorlog"]
     return MasterFacts(
         pid=worker.ppid,
         executable=sys.executable,
         argv=list(sys.argv),
         cwd=os.getcwd(),
-        wsgi_app=getattr(worker.app, "app_uri", None),
-        daemon=bool(cfg.daemon),
-        preload=bool(cfg.preload_app),
-        workers=int(cfg.workers),
-        pidfile=cfg.pidfile,
-        graceful_timeout=float(cfg.graceful_timeout),
-        errorlog=os.path.abspath(errorlog) if errorlog else None,
-        bind=list(cfg.bind or []),
+        **{**settings, "errorlog": os.path.abspath(errorlog) if errorlog else None},
         notify_socket=bool(os.environ.get("NOTIFY_SOCKET")),
         hooked=True,
-        reexec_ok=reexec_ok(cfg),
+        reexec_ok=reexec_ok(worker.cfg),
     )
 
 
 def post_worker_init(worker: Any) -> None:
     """Prove this worker can serve, then report it ready (or refuse to boot)."""
-    try:
-        from django.conf import settings
-
-        if not settings.configured:
-            raise RuntimeError("Django settings are not configured")
-        from . import readiness
-        from .conf import app_settings
-        from .exit_codes import CommandFailure
-        from .gunicorn.sdnotify import announce_if_generation_ready
-        from .release import boot_release
-    except Exception as exc:  # noqa: BLE001 - not a Django app: report nothing, change nothing
-        worker.log.warning("django-zerodeploy: readiness hook inactive (%s)", exc)
+    boot = _Boot.start(worker)
+    if boot is None:
         return
+    problem = readiness_problem(worker, boot.smoke_urls, boot.proven() is False)
+    boot.attempt("record the master's facts", boot.record_facts)
+    if problem:
+        boot.refuse(problem)
+    if not boot.report_ready():
+        return
+    worker.zerodeploy_ready = True
+    boot.attempt("record that the master is proven", boot.mark_proven)
+    boot.attempt("announce the master to systemd", boot.announce)
 
-    pid, master_pid = os.getpid(), worker.ppid
-    release = boot_release()
 
-    # The runtime directory can fail like any disk (full, unwritable, unsafe: CommandFailure).
-    # An exception escaping this hook exits the worker with WORKER_BOOT_ERROR, which halts the
-    # master: that must only happen to a master known never to have served.
-    storage_errors = (OSError, CommandFailure)
+@dataclass
+class _Boot:
+    """One worker's boot as the readiness hook sees it, one method per step.
 
-    def attempt(what: str, action: Callable[[], object]) -> bool:
+    The runtime directory can fail like any disk (full, unwritable, unsafe: CommandFailure).
+    An exception escaping the hook exits the worker with WORKER_BOOT_ERROR, which halts the
+    master: that must only happen to a master known never to have served."""
+
+    worker: Any
+    release: str
+    smoke_urls: list[str]
+    pid: int = field(default_factory=os.getpid)
+
+    @classmethod
+    def start(cls, worker: Any) -> _Boot | None:
+        """None when this is not a Django app: the hook then reports nothing, changes nothing."""
+        try:
+            from django.conf import settings
+
+            if not settings.configured:
+                raise RuntimeError("Django settings are not configured")
+            from .conf import app_settings
+            from .gunicorn import readiness  # noqa: F401 - fails here, not in a step, if broken
+            from .gunicorn.sdnotify import announce_if_generation_ready  # noqa: F401
+            from .release import boot_release
+        except Exception as exc:  # noqa: BLE001 - not a Django app: report nothing, change nothing
+            worker.log.warning("django-zerodeploy: readiness hook inactive (%s)", exc)
+            return None
+        return cls(worker, boot_release(), list(app_settings.SMOKE_URLS))
+
+    @property
+    def master_pid(self) -> int:
+        return self.worker.ppid
+
+    def attempt(self, what: str, action: Callable[[], object]) -> bool:
         try:
             action()
-        except storage_errors as exc:
+        except _STORAGE_ERRORS as exc:
             detail = exc.message if isinstance(exc, CommandFailure) else exc
-            worker.log.error("django-zerodeploy: cannot %s: %s", what, detail)
+            self.worker.log.error("django-zerodeploy: cannot %s: %s", what, detail)
             return False
         return True
 
-    def proven() -> bool | None:
+    def proven(self) -> bool | None:
         """Has this master had a ready worker? None when the runtime directory cannot tell."""
+        from .gunicorn import readiness
+
         try:
-            return readiness.is_proven(master_pid)
-        except storage_errors:
+            return readiness.is_proven(self.master_pid)
+        except _STORAGE_ERRORS:
             return None
 
-    problem = readiness_problem(worker, list(app_settings.SMOKE_URLS), proven() is False)
-    attempt("record the master's facts", lambda: readiness.write_master_facts(_facts(worker)))
-    if problem:
-        # exit 3 (halt the master) only when it is known never to have had a ready worker
-        code = WORKER_BOOT_ERROR if proven() is False else WORKER_RETRY
-        attempt(
-            "record the refusal",
-            lambda: readiness.write_report(
-                readiness.WorkerReport(pid, master_pid, release, time.time(), False, problem)
-            ),
+    def report(self, ready: bool, detail: str = "") -> None:
+        from .gunicorn import readiness
+
+        readiness.write_report(
+            readiness.WorkerReport(
+                self.pid, self.master_pid, self.release, time.time(), ready, detail
+            )
         )
-        worker.log.error(
-            "django-zerodeploy: worker %s refuses to boot (exit %s): %s", pid, code, problem
+
+    def record_facts(self) -> None:
+        from .gunicorn import readiness
+
+        readiness.write_master_facts(_facts(self.worker))
+
+    def refuse(self, problem: str) -> NoReturn:
+        # exit 3 (halt the master) only when it is known never to have had a ready worker
+        code = WORKER_BOOT_ERROR if self.proven() is False else WORKER_RETRY
+        self.attempt("record the refusal", lambda: self.report(False, problem))
+        self.worker.log.error(
+            "django-zerodeploy: worker %s refuses to boot (exit %s): %s", self.pid, code, problem
         )
         sys.exit(code)
 
-    report = readiness.WorkerReport(pid, master_pid, release, time.time(), True)
-    if not attempt("report this worker ready", lambda: readiness.write_report(report)):
-        if proven() is False:
+    def report_ready(self) -> bool:
+        """Report this worker ready; False (it serves unseen) or an exit when it cannot."""
+        if self.attempt("report this worker ready", lambda: self.report(True)):
+            return True
+        if self.proven() is False:
             # a new generation that cannot report ready cannot be told from a broken one
-            worker.log.error(
+            self.worker.log.error(
                 "django-zerodeploy: worker %s refuses to boot (exit %s): its master never had "
                 "a ready worker and this one cannot report ready",
-                pid,
+                self.pid,
                 WORKER_BOOT_ERROR,
             )
             sys.exit(WORKER_BOOT_ERROR)
-        worker.log.error(
+        self.worker.log.error(
             "django-zerodeploy: worker %s serves without a ready report (its master has served "
             "already, or the runtime directory cannot tell): a reload cannot see it until the "
             "runtime directory works again",
-            pid,
+            self.pid,
         )
-        return
-    worker.zerodeploy_ready = True
-    attempt("record that the master is proven", lambda: readiness.mark_proven(master_pid))
+        return False
 
-    def announce() -> None:
-        message = announce_if_generation_ready(master_pid, int(worker.cfg.workers))
+    def mark_proven(self) -> None:
+        from .gunicorn import readiness
+
+        readiness.mark_proven(self.master_pid)
+
+    def announce(self) -> None:
+        from .gunicorn.sdnotify import announce_if_generation_ready
+
+        message = announce_if_generation_ready(self.master_pid, int(self.worker.cfg.workers))
         if message:
-            worker.log.info("django-zerodeploy: told systemd %s", message.replace("\n", " "))
-
-    attempt("announce the master to systemd", announce)
+            self.worker.log.info("django-zerodeploy: told systemd %s", message.replace("\n", " "))
 
 
 post_worker_init.zerodeploy_hook = True  # type: ignore[attr-defined]
@@ -233,7 +270,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     if not getattr(worker, "zerodeploy_ready", False):
         return
     try:
-        from .readiness import remove_report
+        from .gunicorn.readiness import remove_report
 
         remove_report(os.getpid())
     except Exception:  # noqa: BLE001,S110 - exiting anyway; readers prune dead pids

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import json
 import math
 import os
 import select
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,23 @@ def runtime_subdir(parent: Path, name: str) -> Path:
     with contextlib.suppress(OSError):  # created by the other user in the meantime
         os.chmod(path, 0o700 | shared)
     return path
+
+
+def flock_within(
+    fd: int, seconds: float, poll: float = 0.1, on_wait: Callable[[], object] | None = None
+) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, waiting up to ``seconds`` (0: one try) for the
+    process that holds it; ``on_wait`` runs once, when the lock turns out to be held. False
+    when it is still held after ``seconds``; other OSErrors raise."""
+    deadline = time.monotonic() + max(seconds, 0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
+            time.sleep(poll)

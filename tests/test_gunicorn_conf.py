@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from django_zerodeploy import gunicorn_conf, readiness
+from django_zerodeploy import gunicorn_conf
+from django_zerodeploy.gunicorn import readiness
 from tests.support.users import NOBODY, needs_root
 
 

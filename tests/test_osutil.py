@@ -1,12 +1,15 @@
-"""Small OS helpers: reading the end of a log without reading the log."""
+"""Small OS helpers: reading the end of a log without reading the log, waiting for a flock."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 from django_zerodeploy import osutil
 from django_zerodeploy.gunicorn.probe import GunicornConfig
-from django_zerodeploy.gunicorn.strategies import log_tail
+from django_zerodeploy.gunicorn.strategies.context import log_tail
+from django_zerodeploy.osutil import flock_within
 
 
 def _rchar() -> int:
@@ -59,3 +62,24 @@ def test_the_reload_failure_shows_the_logs_end_without_reading_it_all(tmp_path):
     text = log_tail(NoFacts(), GunicornConfig(ok=True, errorlog=str(log)))  # type: ignore[arg-type]
     assert _rchar() - before < 256 * 1024
     assert text.endswith("ImportError: no module named x") and len(text.splitlines()) == 12
+
+
+def test_flock_within_waits_once_told_then_gives_up(tmp_path):
+    """Both lock waits (the deploy's and the reload's) use this: a held lock is waited for up to
+    the given seconds, the caller told once; a free one is taken at once, untold."""
+    path = tmp_path / "lock"
+    holder = os.open(path, os.O_RDWR | os.O_CREAT)
+    other = os.open(path, os.O_RDWR)
+    told: list[bool] = []
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        assert not flock_within(other, 0.3, poll=0.05, on_wait=lambda: told.append(True))
+        assert told == [True]
+        assert not flock_within(other, 0)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        told.clear()
+        assert flock_within(other, 5, on_wait=lambda: told.append(True))
+        assert told == []
+    finally:
+        os.close(holder)
+        os.close(other)

@@ -1,12 +1,6 @@
-"""Find the Gunicorn master of *this* project and prove it before anything signals it.
-
-A pidfile can be stale and a pid can be reused by another program: a signal sent on trust could
-stop a database or a shell. So every pid is proved with psutil first: it is alive, its command
-line is Gunicorn's, it is an arbiter (its workers are its children, it is not itself a worker),
-and it belongs to this project (its working directory is inside the repository, or its workers
-report into this project's runtime directory). ``Master.signal`` re-checks the process's start
-time before each signal, so a pid that died and was reused in between is not signalled either.
-"""
+"""A proven Gunicorn master (``Master``): its state, signals sent only to the process that was
+proved, and its configuration as its workers reported it (``readiness.MasterFacts``) or, before
+they did, as its command line says. ``finding`` finds one and ``proving`` proves it first."""
 
 from __future__ import annotations
 
@@ -20,13 +14,13 @@ from pathlib import Path
 
 import psutil
 
-from .. import readiness
 from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
 from ..osutil import live_process, started_at, wait_exit
 from ..preflight import PROCESS_ONLY_ENV
-from . import privilege, systemd
-from .probe import gunicorn_args
+from . import privilege, readiness, systemd
+from .probe import gunicorn_args, gunicorn_chdirs, option
+from .processes import cwd_of, environ_of, process_owner, worker_processes
 
 
 @dataclass
@@ -208,140 +202,6 @@ class Master:
         return f"pid {self.pid} ({mode}{extra}, {len(self.workers())} workers, {where})"
 
 
-def process_owner(proc: psutil.Process) -> str:
-    """The user name a process runs as (its uid if the name is unknown)."""
-    with contextlib.suppress(psutil.Error):
-        return proc.username()
-    with contextlib.suppress(psutil.Error):
-        return str(proc.uids().real)
-    return "unknown"
-
-
-# -- recognising processes ---------------------------------------------------------------------
-def is_gunicorn_cmdline(cmdline: list[str]) -> bool:
-    for part in cmdline[:4]:
-        path = Path(part)
-        if part == "gunicorn" or part.startswith("gunicorn:") or path.name == "gunicorn":
-            return True
-        if path.name == "__main__.py" and path.parent.name == "gunicorn":
-            return True
-    return False
-
-
-def _environ(proc: psutil.Process) -> dict[str, str]:
-    with contextlib.suppress(psutil.Error):
-        return dict(proc.environ())
-    return {}
-
-
-def _is_gunicorn(proc: psutil.Process) -> bool:
-    with contextlib.suppress(psutil.Error):
-        return is_gunicorn_cmdline(proc.cmdline())
-    return False
-
-
-def is_child_master(child: psutil.Process, parent_pid: int) -> bool:
-    """A master re-executed by ``parent_pid`` after a USR2 (Gunicorn puts GUNICORN_PID in the
-    new master's environment)."""
-    environ = _environ(child)
-    if not environ:  # another user's process: a re-executed master has workers of its own
-        with contextlib.suppress(psutil.Error):
-            return _is_gunicorn(child) and any(_is_gunicorn(c) for c in child.children())
-        return False
-    return environ.get("GUNICORN_PID") == str(parent_pid) and _is_gunicorn(child)
-
-
-def worker_processes(master: psutil.Process) -> list[psutil.Process]:
-    """The workers of a master: its Gunicorn children that are not a re-executed master."""
-    with contextlib.suppress(psutil.Error):
-        return [
-            c
-            for c in master.children()
-            if _is_gunicorn(c)
-            and not is_child_master(c, master.pid)
-            and c.status() != psutil.STATUS_ZOMBIE
-        ]
-    return []
-
-
-def child_masters(master: psutil.Process) -> list[psutil.Process]:
-    with contextlib.suppress(psutil.Error):
-        return [c for c in master.children() if is_child_master(c, master.pid)]
-    return []
-
-
-def classify(proc: psutil.Process, wait: float = 2.0) -> tuple[str, str]:
-    """("arbiter" | "worker" | "other" | "gone", a few words on why)."""
-    try:
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return "gone", f"pid {proc.pid} has exited"
-        cmdline = proc.cmdline()
-        name = proc.name()
-    except psutil.NoSuchProcess:
-        return "gone", f"pid {proc.pid} is not running"
-    except psutil.AccessDenied:
-        return "other", f"pid {proc.pid} belongs to another user"
-    if not is_gunicorn_cmdline(cmdline):
-        shown = " ".join(cmdline)[:80] or name
-        return "other", f"pid {proc.pid} is {name!r} ({shown}), not Gunicorn"
-    if any("worker [" in part for part in cmdline[:1]):  # setproctitle's "gunicorn: worker [...]"
-        return "worker", f"pid {proc.pid} is a Gunicorn worker, not the master"
-    with contextlib.suppress(psutil.Error):
-        parent = proc.parent()
-        if parent is not None and _is_gunicorn(parent) and not is_child_master(proc, parent.pid):
-            return "worker", f"pid {proc.pid} is a worker of Gunicorn master {parent.pid}"
-    deadline = time.monotonic() + wait
-    while not worker_processes(proc):
-        if time.monotonic() >= deadline:
-            return "other", f"pid {proc.pid} is a Gunicorn process without workers"
-        time.sleep(0.1)
-    return "arbiter", ""
-
-
-def _cwd(proc: psutil.Process) -> Path | None:
-    with contextlib.suppress(psutil.Error, OSError):
-        return Path(proc.cwd()).resolve()
-    return None
-
-
-def _inside_repo(path: Path) -> bool:
-    repo = app_settings.repo_dir
-    return path == repo or repo in path.parents
-
-
-def belongs_to_project(proc: psutil.Process) -> bool:
-    """Its working directory is in this repository, or its workers report into this project's
-    runtime directory (the directory is per project). For another user's master, whose working
-    directory cannot be read, ``_belongs_across_users``."""
-    cwd = _cwd(proc)
-    if cwd is None:
-        return _belongs_across_users(proc)
-    if _inside_repo(cwd):
-        return True
-    facts = readiness.read_master_facts(proc.pid)
-    return bool(facts and Path(facts.cwd).resolve() == cwd)
-
-
-def _belongs_across_users(proc: psutil.Process) -> bool:
-    """A master of another user (``/proc/PID/cwd`` unreadable) is this project's when its
-    command line runs from this checkout (the checkout's virtualenv, ``--chdir``), or when a
-    live worker of this very master (its child, booted after it started) reported into this
-    project's runtime directory that the master runs in this checkout."""
-    with contextlib.suppress(psutil.Error):
-        for part in proc.cmdline()[:2] + gunicorn_chdirs(proc.cmdline()):
-            if os.path.isabs(part) and _inside_repo(Path(os.path.abspath(part))):
-                return True
-    facts = readiness.read_master_facts(proc.pid)
-    if not facts or not facts.cwd or not _inside_repo(Path(facts.cwd).resolve()):
-        return False
-    return any(r.ready for r in readiness.reports_for_master(proc.pid))
-
-
-def gunicorn_chdirs(cmdline: list[str]) -> list[str]:
-    value = _option(gunicorn_args(cmdline) or [], "--chdir")
-    return [value] if value else []
-
-
 def master_binds(master: Master) -> list[str]:
     """The addresses the master listens on: as its workers reported them, else ``-b/--bind``
     from its command line, else Gunicorn's default."""
@@ -388,29 +248,19 @@ def reload_blocked(
 
 
 # -- building a Master -------------------------------------------------------------------------
-def _option(cmdline: list[str], *names: str) -> str | None:
-    for index, part in enumerate(cmdline):
-        for name in names:
-            if part == name and index + 1 < len(cmdline):
-                return cmdline[index + 1]
-            if name.startswith("--") and part.startswith(name + "="):
-                return part.split("=", 1)[1]
-    return None
-
-
 def build_master(proc: psutil.Process, pidfile: Path | None = None) -> Master:
     """A Master from a proved process: facts its workers reported, else its command line."""
     cmdline = proc.cmdline()
-    environ = _environ(proc)
+    environ = environ_of(proc)
     facts = readiness.read_master_facts(proc.pid)
     args = (facts.argv[1:] if facts and facts.argv else gunicorn_args(cmdline)) or []
     if pidfile is None:
-        configured = facts.pidfile if facts else _option(args, "-p", "--pid")
+        configured = facts.pidfile if facts else option(args, "-p", "--pid")
         if configured:
             pidfile = (
                 Path(configured)
                 if os.path.isabs(configured)
-                else (_cwd(proc) or Path()) / configured
+                else (cwd_of(proc) or Path()) / configured
             )
     positional = [a for a in args if not a.startswith("-") and ":" in a]
     uid = _uid(proc)
@@ -438,7 +288,7 @@ def build_master(proc: psutil.Process, pidfile: Path | None = None) -> Master:
 def _master_cwd(proc: psutil.Process, facts: readiness.MasterFacts | None) -> Path:
     """Its working directory; for another user's master (unreadable), what its workers
     reported, else its --chdir, else the checkout."""
-    cwd = _cwd(proc)
+    cwd = cwd_of(proc)
     if cwd is not None:
         return cwd
     if facts and facts.cwd:
@@ -453,153 +303,6 @@ def _uid(proc: psutil.Process) -> int | None:
     with contextlib.suppress(psutil.Error):
         return proc.uids().real
     return None
-
-
-# -- finding ---------------------------------------------------------------------------------
-def read_pidfile(path: Path) -> tuple[int | None, str]:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None, f"pidfile {path} does not exist"
-    except OSError as exc:
-        return None, f"pidfile {path} cannot be read ({exc.strerror})"
-    try:
-        return int(text), ""
-    except ValueError:
-        return None, f"pidfile {path} does not hold a pid ({text[:20]!r})"
-
-
-def scan() -> list[psutil.Process]:
-    """Gunicorn arbiters of this project among the running processes."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if not is_gunicorn_cmdline(cmdline):
-            continue
-        if classify(proc, wait=0.5)[0] == "arbiter" and belongs_to_project(proc):
-            found.append(proc)
-    return found
-
-
-def _listing(procs: list[psutil.Process]) -> str:
-    parts = []
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            parts.append(f"pid {proc.pid} in {proc.cwd()}")
-    return "; ".join(parts)
-
-
-def _prove(pid: int, source: str) -> tuple[psutil.Process | None, str, int]:
-    """(the proved process, or None with why and the exit code to use)."""
-    try:
-        proc = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None, f"{source} names pid {pid}, which is not running (stale)", DOWN
-    kind, why = classify(proc)
-    if kind == "arbiter":
-        if belongs_to_project(proc):
-            return proc, "", 0
-        cwd = _cwd(proc)
-        if cwd is None:
-            return None, f"{source} names pid {pid}, {_unproved(proc)}", USAGE
-        return (
-            None,
-            (
-                f"{source} names pid {pid}, a Gunicorn master of another project "
-                f"(working directory {cwd}, this project is {app_settings.repo_dir})"
-            ),
-            USAGE,
-        )
-    if kind == "gone":
-        return None, f"{source} names pid {pid}, which is not running (stale)", DOWN
-    return None, f"{source} names {why}", DOWN
-
-
-def _unproved(proc: psutil.Process) -> str:
-    """A master of another user that nothing proves to be this project's, in words."""
-    return (
-        f"a Gunicorn master running as user {process_owner(proc)} whose working directory "
-        "this user cannot read; nothing proves it is this project's: its command line does not "
-        f"run from {app_settings.repo_dir} (its virtualenv or --chdir) and no worker of it "
-        f"reported into the runtime directory {app_settings.runtime_dir} (set "
-        "ZERODEPLOY['RUNTIME_DIR'] to a directory both users share, see docs/migrating.md)"
-    )
-
-
-def other_users_masters() -> list[psutil.Process]:
-    """Gunicorn arbiters of other users that could not be proved (for the "not running"
-    message: they are named, never signalled)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "uids"]):
-        uids = proc.info.get("uids")
-        if (
-            not uids
-            or uids.real == os.geteuid()
-            or not is_gunicorn_cmdline(proc.info.get("cmdline") or [])
-        ):
-            continue
-        if _cwd(proc) is None and classify(proc, wait=0.2)[0] == "arbiter":
-            found.append(proc)
-    return found
-
-
-def find_master(*, pidfile: str | Path | None = None, unit: str | None = None) -> Master:
-    """The proved Gunicorn master of this project, from a pidfile, a systemd unit's MainPID or
-    the process table. Raises CommandFailure; no process is ever signalled here."""
-    pidfile = pidfile or app_settings.GUNICORN_PIDFILE
-    unit = unit or app_settings.GUNICORN_SYSTEMD_UNIT
-    problem, code = "", DOWN
-    if pidfile:
-        path = Path(pidfile)
-        pid, problem = read_pidfile(path)
-        if pid is not None:
-            proc, problem, code = _prove(pid, f"pidfile {path}")
-            if proc is not None:
-                return build_master(proc, path)
-    elif unit:
-        pid = systemd.main_pid(unit)
-        if not pid:
-            problem = f"systemd unit {unit} is not running (no MainPID)"
-        else:
-            proc, problem, code = _prove(pid, f"MainPID of {unit}")
-            if proc is not None:
-                return build_master(proc)
-    if problem and code == USAGE:
-        raise CommandFailure(problem + "; nothing was signalled.", USAGE)
-
-    found = scan()
-    if problem:
-        if found:
-            raise CommandFailure(
-                f"{problem}; nothing was signalled. A Gunicorn master of this project runs as "
-                f"{_listing(found)}: point GUNICORN_PIDFILE (or --pidfile) at its pidfile.",
-                USAGE,
-            )
-        raise CommandFailure(
-            f"{problem}; nothing was signalled, and no Gunicorn master of this project "
-            f"({app_settings.repo_dir}) is running.",
-            DOWN,
-        )
-    if not found:
-        others = other_users_masters()
-        if others:
-            raise CommandFailure(
-                f"No Gunicorn master is proved to be this project's: pid {others[0].pid} is "
-                f"{_unproved(others[0])}; nothing was signalled.",
-                USAGE,
-            )
-        raise CommandFailure(
-            f"Gunicorn is not running for this project ({app_settings.repo_dir}): no master "
-            "found (set GUNICORN_PIDFILE or use --pidfile if it runs elsewhere).",
-            DOWN,
-        )
-    if len(found) > 1:
-        raise CommandFailure(
-            f"{len(found)} Gunicorn masters run for this project ({_listing(found)}); refusing to "
-            "guess: set GUNICORN_PIDFILE or use --pidfile.",
-            USAGE,
-        )
-    return build_master(found[0])
 
 
 def serving_releases(master: Master) -> set[str]:

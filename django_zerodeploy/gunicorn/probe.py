@@ -21,10 +21,12 @@ _MARK = "ZERODEPLOY-GUNICORN-CONFIG "
 HOOK_MODULE = "django_zerodeploy.gunicorn_conf"
 
 
-@dataclass
-class GunicornConfig:
-    ok: bool
-    error: str = ""
+@dataclass(kw_only=True)
+class GunicornSettings:
+    """What a reload needs of Gunicorn's configuration, one field set however it is read: by
+    the probe of the checked-out code (``GunicornConfig``) or by the running master's workers
+    (``readiness.MasterFacts``)."""
+
     wsgi_app: str | None = None
     daemon: bool = False
     preload: bool = False
@@ -32,11 +34,34 @@ class GunicornConfig:
     pidfile: str | None = None
     graceful_timeout: float = 30.0
     errorlog: str | None = None
+    bind: list[str] = field(default_factory=list)
+
+
+def settings_of(cfg: Any, wsgi_app: str | None) -> dict[str, Any]:
+    """The ``GunicornSettings`` fields of Gunicorn's ``cfg`` (errorlog None: stderr)."""
+    errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
+    return {
+        "wsgi_app": wsgi_app,
+        "daemon": bool(cfg.daemon),
+        "preload": bool(cfg.preload_app),
+        "workers": int(cfg.workers),
+        "pidfile": cfg.pidfile,
+        "graceful_timeout": float(cfg.graceful_timeout),
+        "errorlog": errorlog,
+        "bind": list(cfg.bind or []),
+    }
+
+
+@dataclass
+class GunicornConfig(GunicornSettings):
+    """The checked-out configuration: what the next generation will use."""
+
+    ok: bool
+    error: str = ""
     chdir: str | None = None
     pythonpath: str | None = None
     hooked: bool = False
     pre_exec_hooked: bool = False
-    bind: list[str] = field(default_factory=list)
 
 
 def gunicorn_args(cmdline: list[str]) -> list[str] | None:
@@ -51,6 +76,23 @@ def gunicorn_args(cmdline: list[str]) -> list[str] | None:
         if module or script:
             return cmdline[index + 1 :]
     return None
+
+
+def option(cmdline: list[str], *names: str) -> str | None:
+    """The value of the first of ``names`` in ``cmdline`` (``-p FILE``, ``--pid=FILE``), or None."""
+    for index, part in enumerate(cmdline):
+        for name in names:
+            if part == name and index + 1 < len(cmdline):
+                return cmdline[index + 1]
+            if name.startswith("--") and part.startswith(name + "="):
+                return part.split("=", 1)[1]
+    return None
+
+
+def gunicorn_chdirs(cmdline: list[str]) -> list[str]:
+    """The ``--chdir`` of a master's command line, as a list of none or one."""
+    value = option(gunicorn_args(cmdline) or [], "--chdir")
+    return [value] if value else []
 
 
 def started_as_module(cmdline: list[str]) -> bool:
@@ -95,22 +137,13 @@ def _child(args: list[str]) -> dict[str, Any]:
     hooked = getattr(hook, "__module__", "") == HOOK_MODULE or bool(
         getattr(hook, "zerodeploy_hook", False)
     )
-    errorlog = cfg.errorlog if cfg.errorlog and cfg.errorlog != "-" else None
-    pre_exec_hooked = bool(getattr(cfg.pre_exec, "zerodeploy_hook", False))
     return {
         "ok": True,
-        "wsgi_app": app.app_uri,
-        "daemon": bool(cfg.daemon),
-        "preload": bool(cfg.preload_app),
-        "workers": int(cfg.workers),
-        "pidfile": cfg.pidfile,
-        "graceful_timeout": float(cfg.graceful_timeout),
-        "errorlog": errorlog,
+        **settings_of(cfg, app.app_uri),
         "chdir": cfg.chdir,
         "pythonpath": cfg.pythonpath,
         "hooked": hooked,
-        "pre_exec_hooked": pre_exec_hooked,
-        "bind": list(cfg.bind or []),
+        "pre_exec_hooked": bool(getattr(cfg.pre_exec, "zerodeploy_hook", False)),
     }
 
 

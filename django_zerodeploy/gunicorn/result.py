@@ -70,7 +70,7 @@ class ReloadResult:
         return self.duration
 
 
-class Recorder:
+class PhaseRecorder:
     """Times phases and echoes one line per phase as it ends."""
 
     def __init__(self, echo: Callable[[str], None] | None = None) -> None:

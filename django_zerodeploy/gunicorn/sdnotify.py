@@ -54,7 +54,7 @@ def announce_if_generation_ready(master_pid: int, expected: int) -> str | None:
     """Called by a worker right after it wrote its ready report. If it runs under systemd in a
     re-executed master and every worker of that master is now ready, announce the master as
     MAINPID and record it in the runtime directory. Returns the message sent, or None."""
-    from .. import readiness
+    from . import readiness
 
     if not os.environ.get("NOTIFY_SOCKET") or not is_reexecuted_master():
         return None

@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from .. import exit_codes
 from ..exit_codes import CommandFailure
-from ..osutil import os_user, started_at
+from ..osutil import flock_within, os_user, started_at
 
 
 @dataclass
@@ -67,26 +66,15 @@ class DeployLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise _unusable(self.path, exc) from None
-        deadline = time.monotonic() + max(wait, 0)
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    holder = self.held_by()
-                    waited = f" after waiting {wait:g} s" if wait else ""
-                    raise CommandFailure(
-                        f"Another deploy is running{waited}: {holder.describe()}. "
-                        "Wait for it to finish, or use --wait-lock SECONDS.",
-                        exit_codes.LOCKED,
-                    ) from None
-                if on_wait and not told:
-                    on_wait(self.held_by())
-                    told = True
-                time.sleep(poll)
+        told = (lambda: on_wait(self.held_by())) if on_wait else None
+        if not flock_within(fd, wait, poll, on_wait=told):
+            os.close(fd)
+            waited = f" after waiting {wait:g} s" if wait else ""
+            raise CommandFailure(
+                f"Another deploy is running{waited}: {self.held_by().describe()}. "
+                "Wait for it to finish, or use --wait-lock SECONDS.",
+                exit_codes.LOCKED,
+            )
         self._fd = fd
         try:
             self.update()

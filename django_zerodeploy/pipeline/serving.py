@@ -11,7 +11,7 @@ from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..gunicorn import privilege
 from ..gunicorn.master import master_binds, reload_blocked
-from ..gunicorn.reload import _probe, plan
+from ..gunicorn.reloader import _probe, plan
 
 
 def find_master() -> Any:

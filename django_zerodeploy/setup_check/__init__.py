@@ -23,7 +23,7 @@ from .systemd_unit import check_unit, unit_name
 
 def check_setup() -> SetupReport:
     """Every check, in the order an operator sets things up."""
-    from ..gunicorn.reload import _probe, plan
+    from ..gunicorn.reloader import _probe, plan
 
     report = SetupReport([check_checkout(), check_middleware(), check_urls()])
     master_finding, master = check_master()

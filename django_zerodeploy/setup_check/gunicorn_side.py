@@ -16,7 +16,8 @@ from .findings import Finding
 
 
 def check_master() -> tuple[Finding, Any]:
-    from ..gunicorn.master import find_master, process_owner
+    from ..gunicorn.finding import find_master
+    from ..gunicorn.processes import process_owner
 
     try:
         master = find_master()

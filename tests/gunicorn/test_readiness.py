@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy import readiness
 from django_zerodeploy.conf import app_settings
-from django_zerodeploy.readiness import MasterFacts, WorkerReport
+from django_zerodeploy.gunicorn import readiness
+from django_zerodeploy.gunicorn.readiness import MasterFacts, WorkerReport
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ import psutil
 import pytest
 
 from django_zerodeploy import exit_codes
-from django_zerodeploy.gunicorn.master import child_masters, worker_processes
+from django_zerodeploy.gunicorn.processes import child_masters, worker_processes
+from django_zerodeploy.gunicorn.result import CLEANUP, LOCK
 from tests.support.gunicorn import Gunicorn, wait_for
 from tests.support.load import LoadReport
 from tests.support.site import Site, git
@@ -344,7 +345,7 @@ def test_two_reloads_at_once_run_one_after_the_other(site, gunicorn_factory, loa
     early, late = results
     assert early["old_master_pid"] == first_master
     assert late["old_master_pid"] == early["new_master_pid"]  # it reloaded what the first left
-    assert late["phases"][0]["name"] == "lock"
+    assert late["phases"][0]["name"] == LOCK
     assert late["new_master_pid"] == server.master_pid()
     assert "USR2 signal ignored" not in gunicorn_log(server)
     assert report.failed == 0, report.summary()
@@ -383,7 +384,7 @@ def test_a_leftover_new_master_is_reaped_before_the_usr2_that_replaces_it(
 
     assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr + server.log_text()[-3000:]
     assert report.failed == 0, report.summary()
-    cleanup = next(p["detail"] for p in result["phases"] if p["name"] == "cleanup")
+    cleanup = next(p["detail"] for p in result["phases"] if p["name"] == CLEANUP)
     assert f"leftover new master {leftover} stopped" in cleanup, cleanup
     assert not psutil.pid_exists(leftover)  # reaped, not only exited
     assert server.master_pid() == result["new_master_pid"] not in (old, leftover)

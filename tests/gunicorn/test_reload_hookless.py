@@ -19,6 +19,7 @@ import pytest
 
 from django_zerodeploy import exit_codes
 from django_zerodeploy.gunicorn import reload
+from django_zerodeploy.gunicorn.result import READINESS, STRATEGY
 from tests.deploy.test_deploy import show
 from tests.gunicorn.test_reload import (
     alive,
@@ -75,7 +76,7 @@ def version_of(server: Gunicorn) -> str:
 
 
 def hook_lines(result: dict) -> list[str]:
-    return [p["detail"] for p in result["phases"] if p["name"] == "readiness"]
+    return [p["detail"] for p in result["phases"] if p["name"] == READINESS]
 
 
 @pytest.mark.parametrize("version", [None, OLDER], ids=["newest", OLDER])
@@ -172,7 +173,7 @@ def test_python_m_gunicorn_without_hook_falls_back_to_hup(site, gunicorn_factory
 
     assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
     assert result["strategy"] == "hup" and result["new_master_pid"] == master
-    (switch,) = [p["detail"] for p in result["phases"] if p["name"] == "strategy"]
+    (switch,) = [p["detail"] for p in result["phases"] if p["name"] == STRATEGY]
     assert switch.startswith("usr2 -> hup") and "#3281" in switch
     assert not set(server.worker_pids()) & old_workers
     assert report.failed == 0, report.summary()

@@ -3,7 +3,6 @@ refusing early, the lock, the hooks that run inside Gunicorn."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -22,21 +21,23 @@ import pytest
 
 from django_zerodeploy import exit_codes, gunicorn_conf
 from django_zerodeploy.exit_codes import CommandFailure
-from django_zerodeploy.gunicorn import find_master, reload, strategies
-from django_zerodeploy.gunicorn.master import Master, classify, is_gunicorn_cmdline
+from django_zerodeploy.gunicorn import find_master, reload, reloader
+from django_zerodeploy.gunicorn.master import Master
 from django_zerodeploy.gunicorn.probe import (
     GunicornConfig,
     gunicorn_args,
     probe_config,
     started_as_module,
 )
-from django_zerodeploy.gunicorn.result import Recorder, ReloadResult
+from django_zerodeploy.gunicorn.processes import classify, is_gunicorn_cmdline
+from django_zerodeploy.gunicorn.readiness import WorkerReport
+from django_zerodeploy.gunicorn.result import FOUND_MASTER, PhaseRecorder, ReloadResult
+from django_zerodeploy.gunicorn.strategies import generation, in_place, usr2
+from django_zerodeploy.gunicorn.strategies.context import ReloadContext
 from django_zerodeploy.management.commands.reload_gunicorn import Command
-from django_zerodeploy.readiness import WorkerReport
 from tests.support.users import NOBODY, as_nobody, needs_root
 
-# the package re-exports the function reload(), which hides the module of the same name
-reload_mod = importlib.import_module("django_zerodeploy.gunicorn.reload")
+reload_mod = reloader
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_project"
 VENV_PY = sys.executable
@@ -119,7 +120,7 @@ def test_a_second_reload_waits_for_the_lock_then_gives_up(settings, tmp_path, mo
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with reload_mod.reload_lock(5, Recorder()):
+        with reload_mod.reload_lock(5, PhaseRecorder()):
             holding.set()
             release.wait(10)
 
@@ -180,11 +181,11 @@ def test_help_documents_the_exit_codes():
 
 def test_result_lines_are_timed():
     lines: list[str] = []
-    recorder = Recorder(lines.append)
+    recorder = PhaseRecorder(lines.append)
     recorder.phase("found master", "pid 1")
     assert lines[0].startswith("found master: pid 1 [") and lines[0].endswith(" s]")
     result = ReloadResult(True, 0, "usr2", "ok", phases=recorder.phases)
-    assert result.as_dict()["phases"][0]["name"] == "found master"
+    assert result.as_dict()["phases"][0]["name"] == FOUND_MASTER
 
 
 # -- signalling and exit codes, on stand-in masters (processes of this test) --------------------
@@ -265,7 +266,7 @@ def engine(runtime, monkeypatch, sleeper) -> Callable[..., Any]:
         reload_mod, "_probe", lambda *args: GunicornConfig(ok=True, hooked=True, workers=1)
     )
 
-    def run(runner: Callable[[strategies.Context], Any] | None = None) -> Any:
+    def run(runner: Callable[[ReloadContext], Any] | None = None) -> Any:
         if runner is not None:
             monkeypatch.setitem(reload_mod.RUNNERS, "usr2", runner)
         result = reload_mod.reload(strategy="usr2", run_preflight=False)
@@ -295,7 +296,7 @@ def test_a_refused_usr2_signal_says_nothing_was_signalled(engine, settings):
 
 
 def test_a_usage_error_after_the_signal_is_not_nothing_changed(engine):
-    def runner(ctx: strategies.Context) -> Any:
+    def runner(ctx: ReloadContext) -> Any:
         ctx.master.signal(signal.SIGUSR2)  # ignored by the stand-in, but really sent
         raise CommandFailure("systemctl show failed.", exit_codes.USAGE)
 
@@ -305,7 +306,7 @@ def test_a_usage_error_after_the_signal_is_not_nothing_changed(engine):
 
 
 def test_a_failure_that_keeps_the_old_release_keeps_exit_1(engine):
-    def runner(ctx: strategies.Context) -> Any:
+    def runner(ctx: ReloadContext) -> Any:
         ctx.master.signal(signal.SIGUSR2)
         raise CommandFailure("aborted, the old release still serves.", exit_codes.FAILED)
 
@@ -313,7 +314,7 @@ def test_a_failure_that_keeps_the_old_release_keeps_exit_1(engine):
 
 
 def test_a_usage_error_before_any_signal_stays_a_usage_error(engine):
-    def runner(ctx: strategies.Context) -> Any:
+    def runner(ctx: ReloadContext) -> Any:
         raise CommandFailure("bad unit.", exit_codes.USAGE)
 
     result = engine(runner)
@@ -334,11 +335,17 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
     (The in-place reload and `systemctl show` are replaced: a systemd that reloads and then
     fails to answer cannot be produced on demand; the real systemd path is tested with one.)"""
     master = master_for(sleeper())
-    ctx = strategies.Context(
-        master, GunicornConfig(ok=True, workers=1), 5, "", "site.service", Recorder(), "systemd"
+    ctx = ReloadContext(
+        master,
+        GunicornConfig(ok=True, workers=1),
+        5,
+        "",
+        "site.service",
+        PhaseRecorder(),
+        "systemd",
     )
     monkeypatch.setattr(
-        strategies,
+        in_place,
         "_in_place",
         lambda ctx, send: ctx.result(True, exit_codes.OK, "Reloaded.", release="v2"),
     )
@@ -346,8 +353,8 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
     def failing(unit: str) -> int:
         raise CommandFailure("`systemctl show` failed.", exit_codes.USAGE)
 
-    monkeypatch.setattr(strategies.systemd, "main_pid", failing)
-    result = strategies.run_systemd(ctx)
+    monkeypatch.setattr(in_place.systemd, "main_pid", failing)
+    result = in_place.run_systemd(ctx)
     assert (result.ok, result.exit_code) == (True, exit_codes.OK)
     assert "MainPID of site.service could not be confirmed" in result.message
 
@@ -355,35 +362,51 @@ def test_systemd_main_pid_failing_after_a_good_reload(runtime, sleeper, monkeypa
 # -- one generation, several releases ----------------------------------------------------------
 # Observed generations are built here: workers of one master that loaded two different
 # releases need a checkout moving while the workers boot, a race no test can hit on demand.
-def mixed_generation(master_pid: int) -> strategies.Generation:
+def mixed_generation(master_pid: int) -> generation.Generation:
     ready = [
         WorkerReport(101, master_pid, "a" * 40, 0.0, True),
         WorkerReport(102, master_pid, "b" * 40, 0.0, True),
     ]
-    return strategies.Generation(True, 2, ready, {101, 102}, [])
+    return generation.Generation(True, 2, ready, {101, 102}, [])
 
 
 def test_in_place_reload_with_several_releases_is_not_verified(runtime, sleeper, monkeypatch):
     master = master_for(sleeper())
-    ctx = strategies.Context(master, GunicornConfig(ok=True, workers=2), 5, "", None, Recorder())
-    monkeypatch.setattr(strategies, "observe", lambda *args, **kwargs: mixed_generation(master.pid))
-    result = strategies._in_place(ctx, lambda: "HUP sent")
+    ctx = ReloadContext(master, GunicornConfig(ok=True, workers=2), 5, "", None, PhaseRecorder())
+    monkeypatch.setattr(generation, "observe", lambda *args, **kwargs: mixed_generation(master.pid))
+    result = in_place._in_place(ctx, lambda: "HUP sent")
     assert not result.ok and result.exit_code == exit_codes.DOWN
     assert "2 different releases (aaaaaaaaaaaa, bbbbbbbbbbbb)" in result.message
 
 
 def test_usr2_with_several_releases_is_aborted(runtime, sleeper, monkeypatch):
     old, new = master_for(sleeper(signal.SIGUSR2)), master_for(sleeper())
-    ctx = strategies.Context(old, GunicornConfig(ok=True, workers=2), 5, "", None, Recorder())
-    monkeypatch.setattr(strategies, "_new_master", lambda *args: new)
-    monkeypatch.setattr(strategies, "observe", lambda *args, **kwargs: mixed_generation(new.pid))
+    ctx = ReloadContext(old, GunicornConfig(ok=True, workers=2), 5, "", None, PhaseRecorder())
+    monkeypatch.setattr(usr2, "_new_master", lambda *args: new)
+    monkeypatch.setattr(generation, "observe", lambda *args, **kwargs: mixed_generation(new.pid))
     aborted: list[str] = []
 
-    def abort(ctx: strategies.Context, new: Master, pidfile2: Any, why: str) -> Any:
+    def abort(ctx: ReloadContext, new: Master, pidfile2: Any, why: str) -> Any:
         aborted.append(why)
         return ctx.result(False, exit_codes.FAILED, why)
 
-    monkeypatch.setattr(strategies, "_abort", abort)
-    result = strategies.run_usr2(ctx)
+    monkeypatch.setattr(usr2, "_abort", abort)
+    result = usr2.run_usr2(ctx)
     assert result.exit_code == exit_codes.FAILED and old.alive()  # the old one was not retired
     assert aborted and "(aaaaaaaaaaaa, bbbbbbbbbbbb)" in aborted[0]
+
+
+def test_the_worker_hooks_import_readiness_without_the_reload_machinery():
+    """gunicorn_conf imports gunicorn.readiness inside every worker: the package's __init__
+    runs first and must stay light (its names load when asked for)."""
+    code = (
+        "import sys, django_zerodeploy.gunicorn.readiness\n"
+        "print(sorted(m for m in sys.modules if m.startswith('django_zerodeploy.gunicorn')))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(ran.stdout.replace("'", '"'))
+    assert "django_zerodeploy.gunicorn.reloader" not in loaded
+    assert "django_zerodeploy.gunicorn.master" not in loaded
+    from django_zerodeploy import gunicorn
+
+    assert gunicorn.reload is reloader.reload and callable(gunicorn.find_master)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from django_zerodeploy import readiness
-from django_zerodeploy.gunicorn import sdnotify
+from django_zerodeploy.gunicorn import readiness, sdnotify
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from django_zerodeploy import exit_codes
+from django_zerodeploy.gunicorn.result import STRATEGY
 from tests.gunicorn.test_reload import (
     alive,
     assert_served,
@@ -137,7 +138,7 @@ def test_usr2_under_systemd_without_notify_access_reloads_through_systemctl(
 
     assert ran.returncode == exit_codes.OK, ran.stdout + ran.stderr
     assert result["strategy"] == "systemd"
-    (switch,) = [p["detail"] for p in result["phases"] if p["name"] == "strategy"]
+    (switch,) = [p["detail"] for p in result["phases"] if p["name"] == STRATEGY]
     assert switch.startswith("usr2 -> systemd") and "#2856" in switch
     assert f"reload {UNIT}" in log.read_text().splitlines()
     assert server.master_pid() == master and not set(server.worker_pids()) & workers

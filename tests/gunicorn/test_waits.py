@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from django_zerodeploy.gunicorn.master import Master
-from django_zerodeploy.gunicorn.strategies import _await_promotion
+from django_zerodeploy.gunicorn.strategies.usr2 import _await_promotion
 from django_zerodeploy.osutil import wait_exit
 
 SLEEPER = "import time; time.sleep(60)"

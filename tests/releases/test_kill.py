@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from django_zerodeploy.gunicorn.master import child_masters
+from django_zerodeploy.gunicorn.processes import child_masters
 from django_zerodeploy.releases.layout import Release, ReleasesRoot
 from tests.support.releases import (
     deploy_from_current,

@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import psutil
 
-from ... import readiness
 from ...conf import app_settings
+from ...gunicorn import readiness
 from ...releases import prune, switch
 from ...releases.layout import VENV_LINK, Release
 from .. import serving

@@ -9,7 +9,7 @@ from ... import exit_codes, gunicorn
 from ...conf import app_settings
 from ...exit_codes import CommandFailure
 from ...gunicorn.result import OLD_RETIRED, ReloadResult
-from ...gunicorn.strategies import HOOKLESS_NOTE
+from ...gunicorn.strategies.context import HOOKLESS_NOTE
 from .. import serving
 from ..context import DeployContext, Outcome, StepFailed
 from .base import Step

@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +25,24 @@ from .. import release as release_mod
 from ..conf import RELOAD_STRATEGIES, app_settings
 from ..exit_codes import DOWN, FAILED, USAGE, CommandFailure
 from ..git import read_head_without_git
+from ..osutil import flock_within
 from ..preflight import preflight
 from . import result as phases
 from . import systemd
-from .master import Master, find_master
+from .finding import find_master
+from .master import Master
 from .probe import GunicornConfig, probe_config
-from .result import Recorder, ReloadResult
-from .strategies import HOOKLESS_NOTE, RUNNERS, Context, decide
+from .result import PhaseRecorder, ReloadResult
+from .strategies import RUNNERS
+from .strategies.choice import decide
+from .strategies.context import HOOKLESS_NOTE, ReloadContext
 
 logger = logging.getLogger("django_zerodeploy.reload")
 LOCK_EXTRA_WAIT = 60.0  # beyond --timeout: a reload in progress may still retire its old master
 
 
 @contextlib.contextmanager
-def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
+def reload_lock(wait: float, recorder: PhaseRecorder) -> Iterator[None]:
     """Hold ``<runtime_dir>/reload.lock``; wait up to ``wait`` seconds for another reload."""
     path = app_settings.runtime_dir / "reload.lock"
     try:
@@ -47,24 +50,17 @@ def reload_lock(wait: float, recorder: Recorder) -> Iterator[None]:
     except OSError as exc:
         raise _lock_failure(path, exc) from exc
     try:
-        deadline = time.monotonic() + wait
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    holder = _holder(path)
-                    raise CommandFailure(
-                        f"Another reload ({holder}) is still running after {wait:g} s; this one "
-                        "was refused and nothing was signalled.",
-                        FAILED,
-                    ) from None
-                waited = True
-                time.sleep(0.1)
-            except OSError as exc:
-                raise _lock_failure(path, exc) from exc
+        waited: list[bool] = []
+        try:
+            taken = flock_within(fd, wait, on_wait=lambda: waited.append(True))
+        except OSError as exc:
+            raise _lock_failure(path, exc) from exc
+        if not taken:
+            raise CommandFailure(
+                f"Another reload ({_holder(path)}) is still running after {wait:g} s; this one "
+                "was refused and nothing was signalled.",
+                FAILED,
+            )
         if waited:
             recorder.phase(phases.LOCK, "waited for another reload to finish")
         try:
@@ -123,13 +119,13 @@ def plan(
     the strategy after any fallback, why, the refusal), signalling nothing. The deploy's
     environment step and ``deploy --check`` ask this, so they name the strategy that runs."""
     strategy = strategy or app_settings.RELOAD_STRATEGY
-    ctx = Context(
+    ctx = ReloadContext(
         master,
         config,
         float(app_settings.RELOAD_TIMEOUT),
         "",
         _resolve_unit(unit, master),
-        Recorder(),
+        PhaseRecorder(),
         strategy=strategy,
         hooked=config.hooked,
     )
@@ -157,7 +153,7 @@ def gunicorn_app_spec(spec: str | None) -> str | None:
 
 
 def _preflight_phase(
-    master: Master, config: GunicornConfig, timeout: float, run_app: bool, recorder: Recorder
+    master: Master, config: GunicornConfig, timeout: float, run_app: bool, recorder: PhaseRecorder
 ) -> ReloadResult | None:
     """Gunicorn's config and (unless skipped) the app, in fresh interpreters like the master's."""
     if not config.ok:
@@ -207,7 +203,7 @@ def reload(
     run_preflight: bool = True,
 ) -> ReloadResult:
     """Reload the Gunicorn master of this project with new code, without dropping a request."""
-    recorder = Recorder(echo)
+    recorder = PhaseRecorder(echo)
     strategy = strategy or app_settings.RELOAD_STRATEGY
     result = _reload(recorder, strategy, pidfile, unit, timeout, run_preflight)
     result.strategy = result.strategy or strategy  # the one that ran, after a fallback
@@ -219,7 +215,7 @@ def reload(
 
 
 def _reload(
-    recorder: Recorder,
+    recorder: PhaseRecorder,
     strategy: str,
     pidfile: str | Path | None,
     unit: str | None,
@@ -266,7 +262,7 @@ def _checked_args(strategy: str, timeout: float | None) -> tuple[float, ReloadRe
 def _reload_master(
     master: Master,
     found: _Found,
-    recorder: Recorder,
+    recorder: PhaseRecorder,
     unit: str | None,
     seconds: float,
     run_preflight: bool,
@@ -281,7 +277,7 @@ def _reload_master(
     if stop is not None:
         stop.old_master_pid = master.pid
         return stop
-    ctx = Context(
+    ctx = ReloadContext(
         master,
         config,
         seconds,

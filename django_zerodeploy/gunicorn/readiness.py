@@ -22,8 +22,9 @@ from typing import Any
 
 import psutil
 
-from .conf import app_settings
-from .osutil import live_process, runtime_subdir, started_at, write_json_atomic
+from ..conf import app_settings
+from ..osutil import live_process, runtime_subdir, started_at, write_json_atomic
+from .probe import GunicornSettings
 
 # a report written this long before its process was created belongs to an older process
 _CLOCK_SLACK = 1.0
@@ -42,21 +43,13 @@ class WorkerReport:
 
 
 @dataclass
-class MasterFacts:
+class MasterFacts(GunicornSettings):
     """A master's configuration as its workers saw it (``worker.cfg``), plus how to re-run it."""
 
     pid: int
     executable: str = ""
     argv: list[str] = field(default_factory=list)
     cwd: str = ""
-    wsgi_app: str | None = None
-    daemon: bool = False
-    preload: bool = False
-    workers: int = 1
-    pidfile: str | None = None
-    graceful_timeout: float = 30.0
-    errorlog: str | None = None
-    bind: list[str] = field(default_factory=list)
     notify_socket: bool = False
     hooked: bool = True
     reexec_ok: bool = True  # a USR2 re-exec can start (see gunicorn_conf.pre_exec)
