@@ -32,6 +32,11 @@ def muted(text: str) -> str:
     return format_html('<span class="zd-muted">{}</span>', text)
 
 
+def sha_code(sha: str, shown: str) -> str:
+    """A commit as the console shows it: the short form, the whole sha on hover."""
+    return format_html('<code class="zd-sha" title="{}">{}</code>', sha, shown)
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -95,25 +100,8 @@ class DeploymentAdmin(ReadOnlyAdmin):
             {"fields": ("options", "unsafe_migrations_acknowledged"), "classes": ("collapse",)},
         ),
     )
-    readonly_fields = (
-        "ref_display",
-        "previous_display",
-        "release_dir_display",
-        "venv_key_display",
-        "applied_migrations",
-        "mixed_window_display",
-        "trigger",
-        "who",
-        "host",
-        "pid",
-        "task_id",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "duration_display",
-        "options",
-        "unsafe_migrations_acknowledged",
-    )
+    # every field shown is read-only: the history is evidence
+    readonly_fields = tuple(name for _, section in fieldsets for name in section["fields"])
 
     class Media:
         css = {"all": ("django_zerodeploy/deployments.css",)}
@@ -140,13 +128,10 @@ class DeploymentAdmin(ReadOnlyAdmin):
     def commit_display(self, obj: Deployment) -> str:
         if not obj.target_sha:
             return muted("not resolved yet")
-        return format_html(
-            '<code class="zd-sha" title="{}">{}</code> <span title="{}">{}</span>',
-            obj.target_sha,
-            obj.short_sha,
-            obj.subject,
-            Truncator(obj.subject).chars(60),
+        subject = format_html(
+            '<span title="{}">{}</span>', obj.subject, Truncator(obj.subject).chars(60)
         )
+        return format_html("{} {}", sha_code(obj.target_sha, obj.short_sha), subject)
 
     @admin.display(description="started", ordering="started_at")
     def started_display(self, obj: Deployment) -> str:
@@ -171,9 +156,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
     def previous_display(self, obj: Deployment) -> str:
         if not obj.previous_sha:
             return "—"
-        return format_html(
-            '<code class="zd-sha" title="{}">{}</code>', obj.previous_sha, obj.previous_sha[:10]
-        )
+        return sha_code(obj.previous_sha, obj.previous_sha[:10])
 
     @admin.display(description="release", ordering="release_dir")
     def release_display(self, obj: Deployment) -> str:

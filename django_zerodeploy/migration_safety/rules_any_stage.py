@@ -8,7 +8,7 @@ from typing import Any
 from django.db.migrations import operations as ops
 
 from .rule_context import RuleContext
-from .verdict import EXPAND_CONTRACT, SAFE, UNKNOWN, Verdict, verdict
+from .verdict import EXPAND_CONTRACT, SAFE, UNKNOWN, Verdict, always, verdict
 
 
 def index(op: Any, ctx: RuleContext) -> Verdict:
@@ -20,14 +20,12 @@ def index(op: Any, ctx: RuleContext) -> Verdict:
     )
 
 
-def state_only(op: Any, ctx: RuleContext) -> Verdict:
-    return verdict(
-        op, SAFE, "changes Python-side options only; no SQL the serving release can notice."
-    )
+state_only = always(
+    SAFE, "changes Python-side options only; no SQL the serving release can notice."
+)
 
 
-def remove_constraint(op: Any, ctx: RuleContext) -> Verdict:
-    return verdict(op, SAFE, "removing a constraint only relaxes what the database accepts.")
+remove_constraint = always(SAFE, "removing a constraint only relaxes what the database accepts.")
 
 
 def run_sql(op: Any, ctx: RuleContext) -> Verdict:
@@ -55,13 +53,9 @@ def run_python(op: Any, ctx: RuleContext) -> Verdict:
     )
 
 
-def new_model_verdict(op: Any, ctx: RuleContext) -> Verdict:
-    return verdict(
-        op,
-        SAFE,
-        "acts on a table created earlier in this same plan; the old release never uses it.",
-    )
+new_model_verdict = always(
+    SAFE, "acts on a table created earlier in this same plan; the old release never uses it."
+)
 
 
-def extension(op: Any, ctx: RuleContext) -> Verdict:
-    return verdict(op, SAFE, "installs a PostgreSQL extension; existing queries are unaffected.")
+extension = always(SAFE, "installs a PostgreSQL extension; existing queries are unaffected.")

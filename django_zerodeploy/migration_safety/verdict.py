@@ -4,6 +4,7 @@ migration that carries them. No Django import: the deploy pipeline reads these b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -42,6 +43,11 @@ def verdict(op: Any, classification: str, reason: str, sequence: str = "") -> Ve
     except Exception:  # noqa: BLE001 - a custom describe() must not break the plan
         description = type(op).__name__
     return Verdict(type(op).__name__, description, classification, reason, sequence)
+
+
+def always(classification: str, reason: str, sequence: str = "") -> Callable[[Any, Any], Verdict]:
+    """A rule whose verdict depends on the kind of operation alone, not on its fields."""
+    return lambda op, ctx: verdict(op, classification, reason, sequence)
 
 
 def worst(classifications: list[str]) -> str:

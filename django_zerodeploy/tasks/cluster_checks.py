@@ -113,6 +113,19 @@ class _MustBe:
         )
 
 
+@dataclass(frozen=True)
+class _Holds:
+    """A rule that a condition on the cluster must hold (W062, W064, W066)."""
+
+    check_id: str
+    holds: Callable[[_Cluster], bool]
+    message: Callable[[_Cluster], str]
+    hint: str
+
+    def __call__(self, c: _Cluster) -> checks.Warning | None:
+        return None if self.holds(c) else _warning(self.check_id, self.message(c), self.hint)
+
+
 _max_attempts = _MustBe(
     "zerodeploy.W060",
     "max_attempts",
@@ -131,17 +144,19 @@ _ack_failures = _MustBe(
 )
 
 
-def _timeout(c: _Cluster) -> checks.Warning | None:
-    timeout, step_timeout = c.conf.get("timeout"), app_settings.STEP_TIMEOUT
-    if isinstance(timeout, (int, float)) and timeout >= step_timeout:
-        return None
-    return _warning(
-        "zerodeploy.W062",
-        f"{c.where}['timeout'] is {timeout!r}: a deploy runs several steps of up to "
-        f"STEP_TIMEOUT ({step_timeout:g} s) each and must not be killed halfway.",
-        "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
-        "greater than it.",
-    )
+_timeout = _Holds(
+    "zerodeploy.W062",
+    lambda c: (
+        isinstance(c.conf.get("timeout"), (int, float))
+        and c.conf["timeout"] >= app_settings.STEP_TIMEOUT
+    ),
+    lambda c: (
+        f"{c.where}['timeout'] is {c.conf.get('timeout')!r}: a deploy runs several steps "
+        f"of up to STEP_TIMEOUT ({app_settings.STEP_TIMEOUT:g} s) each and must not be killed halfway."
+    ),
+    "Set Q_CLUSTER['timeout'] longer than your longest deploy (e.g. 1800) and retry "
+    "greater than it.",
+)
 
 
 def _retry(c: _Cluster) -> checks.Warning | None:
@@ -165,15 +180,15 @@ def _retry(c: _Cluster) -> checks.Warning | None:
     )
 
 
-def _alt_clusters(c: _Cluster) -> checks.Warning | None:
-    if not app_settings.cluster_name or "ALT_CLUSTERS" in c.raw:
-        return None
-    return _warning(
-        "zerodeploy.W064",
-        f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.cluster_name!r} but Q_CLUSTER has no "
-        "'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError.",
-        "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
-    )
+_alt_clusters = _Holds(
+    "zerodeploy.W064",
+    lambda c: not app_settings.cluster_name or "ALT_CLUSTERS" in c.raw,
+    lambda c: (
+        f"ZERODEPLOY['Q_CLUSTER_NAME'] is {app_settings.cluster_name!r} but Q_CLUSTER has "
+        "no 'ALT_CLUSTERS': `Q_CLUSTER_NAME=... manage.py qcluster` fails with KeyError."
+    ),
+    "Add Q_CLUSTER['ALT_CLUSTERS'] = {} (or per-cluster overrides).",
+)
 
 
 def _shared_cache(c: _Cluster) -> checks.Warning | None:
@@ -188,15 +203,15 @@ def _shared_cache(c: _Cluster) -> checks.Warning | None:
     )
 
 
-def _sync(c: _Cluster) -> checks.Warning | None:
-    if not c.conf.get("sync"):
-        return None
-    return _warning(
-        "zerodeploy.W066",
+_sync = _Holds(
+    "zerodeploy.W066",
+    lambda c: not c.conf.get("sync"),
+    lambda c: (
         f"{c.where}['sync'] is True: admin and webhook deploys would run inside the web "
-        "request, and a reload would kill the worker that runs them.",
-        "Remove 'sync' outside tests.",
-    )
+        "request, and a reload would kill the worker that runs them."
+    ),
+    "Remove 'sync' outside tests.",
+)
 
 
 _RULES = (_max_attempts, _ack_failures, _timeout, _retry, _alt_clusters, _shared_cache, _sync)
