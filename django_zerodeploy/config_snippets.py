@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .conf import app_settings
 from .exit_codes import USAGE, CommandFailure
+from .healthz_url import healthz_path
 from .runtime import suggested_runtime_dir
 
 CONFIG_KINDS = ("systemd", "socket", "gunicorn", "nginx", "haproxy", "sudoers")
@@ -47,16 +48,6 @@ class ProjectFacts:
     static_root: str
     systemctl: str
     hostname: str
-
-
-def healthz_path() -> str | None:
-    """Where the URLconf serves /healthz/, or None when django_zerodeploy.urls is not included."""
-    from django.urls import NoReverseMatch, reverse
-
-    try:
-        return reverse("django_zerodeploy:healthz")
-    except NoReverseMatch:
-        return None
 
 
 def wsgi_app_spec() -> str:

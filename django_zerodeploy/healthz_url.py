@@ -24,6 +24,16 @@ EXAMPLE = "'http://127.0.0.1:8000/healthz/' or 'unix:/run/gunicorn.sock:/healthz
 MAX_BODY = 1_000_000
 
 
+def healthz_path() -> str | None:
+    """Where the URLconf serves /healthz/, or None when django_zerodeploy.urls is not included."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("django_zerodeploy:healthz")
+    except NoReverseMatch:
+        return None
+
+
 @dataclass(frozen=True)
 class Target:
     """Where to send the GET: a TCP host and port, or a Unix socket path."""

@@ -13,7 +13,7 @@ from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE, CommandFailure
 from . import systemd
 from .master import Master, build_master
-from .processes import classify, cwd_of, is_gunicorn_cmdline
+from .processes import cwd_of, is_gunicorn_cmdline, process_kind
 from .proving import belongs_to_project, prove, unproved
 
 
@@ -37,7 +37,7 @@ def scan() -> list[psutil.Process]:
         cmdline = proc.info.get("cmdline") or []
         if not is_gunicorn_cmdline(cmdline):
             continue
-        if classify(proc, wait=0.5)[0] == "arbiter" and belongs_to_project(proc):
+        if process_kind(proc, wait=0.5)[0] == "arbiter" and belongs_to_project(proc):
             found.append(proc)
     return found
 
@@ -62,7 +62,7 @@ def other_users_masters() -> list[psutil.Process]:
             or not is_gunicorn_cmdline(proc.info.get("cmdline") or [])
         ):
             continue
-        if cwd_of(proc) is None and classify(proc, wait=0.2)[0] == "arbiter":
+        if cwd_of(proc) is None and process_kind(proc, wait=0.2)[0] == "arbiter":
             found.append(proc)
     return found
 

@@ -71,7 +71,7 @@ def child_masters(master: psutil.Process) -> list[psutil.Process]:
     return []
 
 
-def classify(proc: psutil.Process, wait: float = 2.0) -> tuple[str, str]:
+def process_kind(proc: psutil.Process, wait: float = 2.0) -> tuple[str, str]:
     """("arbiter" | "worker" | "other" | "gone", a few words on why)."""
     try:
         if proc.status() == psutil.STATUS_ZOMBIE:

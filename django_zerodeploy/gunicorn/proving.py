@@ -20,7 +20,7 @@ from ..conf import app_settings
 from ..exit_codes import DOWN, USAGE
 from . import readiness
 from .probe import gunicorn_chdirs
-from .processes import classify, cwd_of, process_owner
+from .processes import cwd_of, process_kind, process_owner
 
 
 def inside_repo(path: Path) -> bool:
@@ -62,7 +62,7 @@ def prove(pid: int, source: str) -> tuple[psutil.Process | None, str, int]:
         proc = psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None, f"{source} names pid {pid}, which is not running (stale)", DOWN
-    kind, why = classify(proc)
+    kind, why = process_kind(proc)
     if kind == "arbiter":
         if belongs_to_project(proc):
             return proc, "", 0

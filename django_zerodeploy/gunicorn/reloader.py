@@ -112,7 +112,7 @@ def _resolve_unit(unit: str | None, master: Master | None = None) -> str | None:
     return unit
 
 
-def plan(
+def reload_plan(
     master: Master, config: GunicornConfig, strategy: str | None = None, unit: str | None = None
 ) -> tuple[str, str, tuple[int, str] | None]:
     """What a reload of ``master`` would do, decided as ``reload()`` decides it (``decide``:
@@ -132,7 +132,7 @@ def plan(
     return decide(strategy, ctx)
 
 
-def _probe(master: Master, timeout: float) -> GunicornConfig:
+def read_config(master: Master, timeout: float) -> GunicornConfig:
     args = master.args
     if args is None:
         return GunicornConfig(
@@ -272,7 +272,7 @@ def _reload_master(
     recorder.phase(phases.FOUND_MASTER, master.describe())
     # Importing the app takes its boot time, whatever --timeout allows the new generation.
     step_timeout = float(app_settings.STEP_TIMEOUT)
-    config = _probe(master, step_timeout)
+    config = read_config(master, step_timeout)
     stop = _preflight_phase(master, config, step_timeout, run_preflight, recorder)
     if stop is not None:
         stop.old_master_pid = master.pid

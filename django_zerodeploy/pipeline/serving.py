@@ -11,10 +11,10 @@ from ..conf import app_settings
 from ..exit_codes import CommandFailure
 from ..gunicorn import privilege
 from ..gunicorn.master import master_binds, reload_blocked
-from ..gunicorn.reloader import _probe, plan
+from ..gunicorn.reloader import read_config, reload_plan
 
 
-def find_master() -> Any:
+def project_master() -> Any:
     """The Gunicorn master of this project (raises CommandFailure when there is none)."""
     return gunicorn.find_master(
         pidfile=app_settings.GUNICORN_PIDFILE, unit=app_settings.GUNICORN_SYSTEMD_UNIT
@@ -32,9 +32,9 @@ def require_reload_permission(master: Any) -> None:
     # strategy is allowed, and reading Gunicorn's configuration (a fresh interpreter, which the
     # reload does anyway) would decide nothing.
     if privilege.needs_sudo(master.uid) or strategy == "systemd" or master.under_systemd:
-        config = _probe(master, float(app_settings.STEP_TIMEOUT))
+        config = read_config(master, float(app_settings.STEP_TIMEOUT))
         if config.ok:  # else the reload step reports why the configuration does not load
-            strategy, _why, _refused = plan(master, config, strategy, unit)
+            strategy, _why, _refused = reload_plan(master, config, strategy, unit)
     failure = reload_blocked(master, strategy, unit)
     if failure:
         raise failure
@@ -54,12 +54,10 @@ def healthz_release(url: str | None = None, timeout: float = 3.0) -> str | None:
     return healthz_url.release_id(url, timeout=timeout) if url else None
 
 
-def healthz_path() -> str:
-    """The path of /healthz/ in this project's URLconf (where the include put it)."""
+def _path() -> str:
+    """/healthz/'s path, the default when the URLconf does not say (or does not load)."""
     with contextlib.suppress(Exception):
-        from django.urls import reverse
-
-        return reverse("django_zerodeploy:healthz")
+        return healthz_url.healthz_path() or "/healthz/"
     return "/healthz/"
 
 
@@ -67,13 +65,13 @@ def bind_url(master: Any) -> str | None:
     """HEALTHZ_URL unset: /healthz/ on the first address the Gunicorn master listens on
     (``--bind``, TCP or a Unix socket), None when it cannot be read or dialled."""
     for bind in master_binds(master) if master is not None else []:
-        url = healthz_url.url_for_bind(bind, healthz_path(), cwd=str(master.cwd))
+        url = healthz_url.url_for_bind(bind, _path(), cwd=str(master.cwd))
         if url:
             return url
     return None
 
 
-def serving_releases(master: Any, head: str | None) -> tuple[set[str], str]:
+def what_serves(master: Any, head: str | None) -> tuple[set[str], str]:
     """(releases serving, where that came from): the workers' reports, else HEALTHZ_URL, else
     ``HEAD`` (when nothing reports, e.g. before Gunicorn runs with the hooks)."""
     if master is not None:
@@ -96,7 +94,7 @@ def wait_for_release(target: str, master: Any, timeout: float = 15.0) -> tuple[b
         url, source = app_settings.HEALTHZ_URL, ""
         if not url and master is not None:
             with contextlib.suppress(CommandFailure):
-                master = find_master()
+                master = project_master()
             url, source = bind_url(master), " (Gunicorn's bind)"
         release = healthz_release(url, timeout=min(3.0, timeout)) if url else None
         if url and (release or app_settings.HEALTHZ_URL):

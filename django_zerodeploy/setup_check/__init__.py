@@ -23,7 +23,7 @@ from .systemd_unit import check_unit, unit_name
 
 def check_setup() -> SetupReport:
     """Every check, in the order an operator sets things up."""
-    from ..gunicorn.reloader import _probe, plan
+    from ..gunicorn.reloader import read_config, reload_plan
 
     report = SetupReport([check_checkout(), check_middleware(), check_urls()])
     master_finding, master = check_master()
@@ -31,9 +31,9 @@ def check_setup() -> SetupReport:
     report.findings.append(check_healthz_url(master))
     if master is None:
         return report
-    config = _probe(master, timeout=60)
+    config = read_config(master, timeout=60)
     unit = unit_name(master)
-    decision = plan(master, config) if config.ok else None  # as the reload decides it
+    decision = reload_plan(master, config) if config.ok else None  # as the reload decides it
     strategy = decision[0] if decision else app_settings.RELOAD_STRATEGY
     report.findings += [
         check_user(master, strategy, unit),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..conf import app_settings
-from ..config_snippets import healthz_path
+from ..healthz_url import healthz_path
 from .findings import Finding
 
 MIDDLEWARE = "django_zerodeploy.middleware.HealthCheckMiddleware"

@@ -29,7 +29,7 @@ from django_zerodeploy.gunicorn.probe import (
     probe_config,
     started_as_module,
 )
-from django_zerodeploy.gunicorn.processes import classify, is_gunicorn_cmdline
+from django_zerodeploy.gunicorn.processes import is_gunicorn_cmdline, process_kind
 from django_zerodeploy.gunicorn.readiness import WorkerReport
 from django_zerodeploy.gunicorn.result import FOUND_MASTER, PhaseRecorder, ReloadResult
 from django_zerodeploy.gunicorn.strategies import generation, in_place, usr2
@@ -77,7 +77,7 @@ def test_probe_reads_gunicorn_config_like_the_master(tmp_path):
 
 
 def test_this_process_is_not_a_gunicorn_master():
-    kind, why = classify(psutil.Process(os.getpid()), wait=0)
+    kind, why = process_kind(psutil.Process(os.getpid()), wait=0)
     assert kind == "other" and "not Gunicorn" in why
 
 
@@ -263,7 +263,7 @@ def engine(runtime, monkeypatch, sleeper) -> Callable[..., Any]:
     master = master_for(sleeper(signal.SIGUSR2))
     monkeypatch.setattr(reload_mod, "find_master", lambda **kwargs: master)
     monkeypatch.setattr(
-        reload_mod, "_probe", lambda *args: GunicornConfig(ok=True, hooked=True, workers=1)
+        reload_mod, "read_config", lambda *args: GunicornConfig(ok=True, hooked=True, workers=1)
     )
 
     def run(runner: Callable[[ReloadContext], Any] | None = None) -> Any:

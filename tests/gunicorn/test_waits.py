@@ -114,13 +114,13 @@ def test_the_permission_check_reads_the_config_only_when_a_strategy_could_need_o
     from django_zerodeploy.pipeline import serving
 
     calls = []
-    real = serving._probe
+    real = serving.read_config
 
     def spy(master, timeout):  # noqa: ANN001, ANN202
         calls.append(master.pid)
         return real(master, timeout)
 
-    monkeypatch.setattr(serving, "_probe", spy)
+    monkeypatch.setattr(serving, "read_config", spy)
     mine = as_master(processes(SLEEPER))
     serving.require_reload_permission(mine)
     assert calls == []

@@ -118,7 +118,7 @@ def _free_mb(ctx: DeployContext) -> int:
 
 
 def _serving_master(ctx: DeployContext) -> list[str]:
-    ctx.master = serving.find_master()
+    ctx.master = serving.project_master()
     serving.require_reload_permission(ctx.master)
     # what is checked is what will serve: preflight, migrate, collectstatic and smoke run with
     # the environment the master (and so its workers) got, e.g. from systemd

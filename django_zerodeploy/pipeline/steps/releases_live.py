@@ -75,7 +75,7 @@ class ServedFromStep(Step):
 
     def run(self, ctx: DeployContext) -> Outcome:
         release = built_release(ctx)
-        master = serving.find_master()
+        master = serving.project_master()
         try:
             cwd = Path(psutil.Process(master.pid).cwd()).resolve()
         except psutil.Error as exc:

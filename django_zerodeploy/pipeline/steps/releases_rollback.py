@@ -19,7 +19,7 @@ from ..context import DeployContext, NothingToDeploy, Outcome, PlannedStep, Step
 from .base import Step
 
 
-def rollback_target(root: ReleasesRoot, wanted: str | bool | None) -> Release:
+def rollback_release(root: ReleasesRoot, wanted: str | bool | None) -> Release:
     """The previous release (``--rollback``), or the newest complete release whose name,
     commit prefix or deployment id is ``wanted``."""
     complete = [r for r in root.releases() if root.is_complete(r.name)]
@@ -101,7 +101,7 @@ class RollbackTargetStep(Step):
     def run(self, ctx: DeployContext) -> Outcome:
         root = ctx.releases_root()
         current = root.current()
-        target = rollback_target(root, ctx.options.rollback)
+        target = rollback_release(root, ctx.options.rollback)
         sha = str(root.metadata(target.name).get("sha") or read_head_without_git(target.path))
         if not is_sha(sha):
             raise StepFailed(f"Cannot tell which commit release {target.name} holds.")

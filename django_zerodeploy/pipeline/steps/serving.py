@@ -109,7 +109,7 @@ class VerifyStep(Step):
         if not app_settings.HEALTHZ_URL and not ctx.reload_hooked:
             return Outcome("not verified: Gunicorn runs without the hook and HEALTHZ_URL is unset")
         try:
-            master = serving.find_master()
+            master = serving.project_master()
         except CommandFailure:
             master = ctx.master
         ok, seen = serving.wait_for_release(ctx.target_sha, master, timeout=self.wait_seconds)

@@ -49,7 +49,7 @@ class FetchStep(Step):
         if ctx.options.no_reload:
             ctx.serving, ctx.serving_source = ({ctx.head_sha} if ctx.head_sha else set()), "HEAD"
         else:
-            ctx.serving, ctx.serving_source = serving.serving_releases(ctx.master, ctx.head_sha)
+            ctx.serving, ctx.serving_source = serving.what_serves(ctx.master, ctx.head_sha)
         ctx.target_sha, ctx.ref = self._target(ctx)
         ctx.target_subject = ctx.git.commit(ctx.target_sha).subject
         ctx.previous_sha = self._previous(ctx)
