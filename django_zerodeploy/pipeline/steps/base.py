@@ -61,13 +61,14 @@ class Step:
 
 
 def innocent_step_names() -> set[str]:
-    """Names of the steps whose failure does not make the release a bad one (every step class
-    defined, whichever pipeline used it: the records are of past deploys too)."""
+    """Names of the recorded steps whose failure does not make the release a bad one (every
+    step class defined, whichever pipeline used it: the records are of past deploys too; an
+    unrecorded step writes no row, so its name may be an extra step's)."""
     names, todo = set(), list(Step.__subclasses__())
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if cls.name and not cls.blames_release:
+        if cls.name and cls.recorded and not cls.blames_release:
             names.add(cls.name)
     return names
 

@@ -32,9 +32,15 @@ class ReloadStep(Step):
         # run_preflight=False: the preflight step checked this very commit in a fresh
         # interpreter already, and the readiness hook refuses a broken worker anyway; a second
         # import here would only lengthen the window in which old workers see new files.
-        # the strategy, pidfile, unit and timeout: the reload's defaults, which are the settings
         try:
-            result = gunicorn.reload(echo=lines.append, run_preflight=False)
+            result = gunicorn.reload(
+                strategy=app_settings.RELOAD_STRATEGY,
+                pidfile=app_settings.GUNICORN_PIDFILE,
+                unit=app_settings.GUNICORN_SYSTEMD_UNIT,
+                timeout=app_settings.RELOAD_TIMEOUT,
+                echo=lines.append,
+                run_preflight=False,
+            )
         except CommandFailure as exc:
             down = undoing or exc.exit_code == exit_codes.DOWN
             raise StepFailed(
